@@ -1,0 +1,1 @@
+"""llm-gateway: an OpenAI-compatible gateway over a fleet of LLM provider accounts."""

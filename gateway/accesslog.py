@@ -1,0 +1,60 @@
+"""One JSON line per request: who, what, where it went, how it went. Never prompt text or secrets."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+LOGGER = "gateway.access"
+
+
+@dataclass
+class RequestRecord:
+    """What one request did; filled in as it goes, logged and measured once at the end."""
+
+    request_id: str
+    endpoint: str
+    started: float
+    key_name: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    attempts: int = 0
+    stream: bool = False
+    status: int = 0
+    ttft_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error_code: str | None = None
+    tried: list[str] = field(default_factory=list)
+
+    def as_log(self, latency_ms: float) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id, "endpoint": self.endpoint, "key": self.key_name,
+            "model": self.model, "deployment": self.deployment, "attempts": self.attempts,
+            "tried": self.tried, "stream": self.stream, "status": self.status,
+            "latency_ms": round(latency_ms, 2), "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "error": self.error_code,
+        }
+
+
+class _JSONLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = record.args if isinstance(record.args, dict) else {}
+        return orjson.dumps({"ts": round(record.created, 3), "level": record.levelname.lower(),
+                             "msg": record.getMessage() if not fields else record.msg, **fields}).decode()
+
+
+def configure(enabled: bool) -> logging.Logger:
+    logger = logging.getLogger(LOGGER)
+    logger.propagate = False
+    logger.setLevel(logging.INFO if enabled else logging.WARNING)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(_JSONLines())
+        logger.addHandler(handler)
+    return logger

@@ -1,0 +1,107 @@
+"""Reading and checking a request before anything is routed: size, JSON, required and forbidden fields."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from gateway.errors import ForbiddenField, InvalidRequest, PayloadTooLarge
+
+# Fields that would choose the upstream URL or credential in some SDK or gateway. The gateway alone
+# decides where a request goes, so a request carrying any of them is refused, not quietly cleaned.
+STEERING_FIELDS = frozenset({
+    "api_base", "base_url", "api_key", "api_version", "api_type", "api_host", "azure_endpoint",
+    "azure_deployment", "azure_ad_token", "deployment_id", "organization", "project", "custom_llm_provider",
+    "extra_headers", "headers", "litellm_params", "aws_access_key_id", "aws_secret_access_key",
+    "aws_session_token", "aws_region_name", "aws_profile_name", "vertex_project", "vertex_location",
+    "vertex_credentials", "endpoint", "proxy", "proxy_url", "upstream", "upstream_url", "provider_url",
+})
+# Extension objects whose contents the gateway or a pass-through adapter reads as parameters.
+EXTENSION_OBJECTS = ("metadata", "extra_body")
+
+_MAX_REQUEST_ID = 128
+
+
+def request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
+        return given
+    return "req_" + os.urandom(12).hex()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("the request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"the request body is not valid JSON: {e}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def reject_steering(body: dict[str, Any]) -> None:
+    """400 if the body tries to choose the upstream URL or credential (top level or extension objects).
+
+    Only keys are inspected, and only where they would be read as parameters: a tool's JSON schema
+    with a property named ``base_url`` is user content and passes.
+    """
+    found = STEERING_FIELDS.intersection(body)
+    for name in EXTENSION_OBJECTS:
+        nested = body.get(name)
+        if isinstance(nested, dict):
+            found |= {f"{name}.{k}" for k in STEERING_FIELDS.intersection(nested)}
+    if found:
+        first = sorted(found)[0]
+        raise ForbiddenField(
+            f"the field {first!r} is not allowed: the gateway chooses the upstream and its credentials",
+            param=first,
+        )
+
+
+def require_model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
+    return model
+
+
+def check_chat(body: dict[str, Any]) -> str:
+    model = require_model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array", param="messages",
+                             code="missing_required_parameter")
+    if not all(isinstance(m, dict) for m in messages):
+        raise InvalidRequest("each message must be an object", param="messages")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean", param="stream")
+    reject_steering(body)
+    return model
+
+
+def check_embeddings(body: dict[str, Any]) -> str:
+    model = require_model(body)
+    if "input" not in body or body["input"] in ("", []):
+        raise InvalidRequest("'input' is required", param="input", code="missing_required_parameter")
+    reject_steering(body)
+    return model

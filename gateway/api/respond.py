@@ -1,0 +1,70 @@
+"""What every answer carries (request id, deployment, attempts), error rendering, and the end-of-request record."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from gateway.accesslog import RequestRecord
+from gateway.errors import GatewayError, to_openai_error
+from gateway.runtime import Runtime
+
+JSON = "application/json"
+
+
+def trace_headers(record: RequestRecord) -> dict[str, str]:
+    headers = {"x-request-id": record.request_id, "x-gateway-attempts": str(record.attempts)}
+    if record.deployment:
+        headers["x-gateway-deployment"] = record.deployment
+    return headers
+
+
+def error_response(error: GatewayError, record: RequestRecord) -> Response:
+    record.status = error.status
+    record.error_code = error.code or error.type
+    headers = trace_headers(record)
+    headers.update(error.headers())
+    return Response(to_openai_error(error), status_code=error.status, headers=headers, media_type=JSON)
+
+
+def json_response(body: bytes, record: RequestRecord) -> Response:
+    record.status = 200
+    return Response(body, headers=trace_headers(record), media_type=JSON)
+
+
+def take_usage(record: RequestRecord, usage: Any) -> None:
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        record.prompt_tokens = prompt if isinstance(prompt, int) else record.prompt_tokens
+        record.completion_tokens = completion if isinstance(completion, int) else record.completion_tokens
+
+
+def usage_of(body: bytes, record: RequestRecord) -> None:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(parsed, dict):
+        take_usage(record, parsed.get("usage"))
+
+
+def finish(rt: Runtime, record: RequestRecord, disconnected: bool = False) -> None:
+    """Count, measure and log one finished request."""
+    latency = time.perf_counter() - record.started
+    m = rt.metrics
+    if disconnected:
+        record.status = 499  # nginx's convention: the client closed the request
+        m.disconnects.labels(record.endpoint).inc()
+    m.requests.labels(record.endpoint, record.model or "none", str(record.status)).inc()
+    m.duration.labels(record.endpoint).observe(latency)
+    if record.deployment:
+        if record.prompt_tokens:
+            m.tokens.labels(record.deployment, "prompt").inc(record.prompt_tokens)
+        if record.completion_tokens:
+            m.tokens.labels(record.deployment, "completion").inc(record.completion_tokens)
+        if record.ttft_ms is not None:
+            m.ttft.labels(record.deployment).observe(record.ttft_ms / 1000)
+    rt.log.info("request", record.as_log(latency * 1000))

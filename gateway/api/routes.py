@@ -1,0 +1,15 @@
+"""The route table and nothing else."""
+
+from starlette.routing import Route
+
+from gateway.api import health, models
+from gateway.api.proxy import ProxyEndpoint
+
+routes = [
+    Route("/v1/chat/completions", ProxyEndpoint("chat"), methods=["POST"]),
+    Route("/v1/embeddings", ProxyEndpoint("embeddings"), methods=["POST"]),
+    Route("/v1/models", models.list_models, methods=["GET"]),
+    Route("/healthz", health.healthz, methods=["GET"]),
+    Route("/readyz", health.readyz, methods=["GET"]),
+    Route("/metrics", health.metrics, methods=["GET"]),
+]

@@ -1,0 +1,78 @@
+"""Relaying a stream: SSE events pass through as bytes, one by one, as they arrive.
+
+The relay counts usage from the provider's usage chunk (asked for on every stream) and drops that
+chunk when the client did not ask for it. A failure after the first byte ends the stream with an
+OpenAI-style error event and no ``[DONE]``: text already sent is never replayed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from gateway.accesslog import RequestRecord
+from gateway.api.disconnect import DisconnectGuard
+from gateway.api.respond import finish, take_usage, trace_headers
+from gateway.errors import GatewayError, UpstreamConnection, to_openai_error
+from gateway.runtime import Runtime
+from gateway.sse import DONE, encode
+
+_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no")]
+
+
+class StreamRelay:
+    """An ASGI response for a stream whose first event has already arrived."""
+
+    def __init__(self, rt: Runtime, record: RequestRecord, first: bytes, rest: AsyncIterator[bytes],
+                 client_wants_usage: bool) -> None:
+        self.rt, self.record, self.first, self.rest = rt, record, first, rest
+        self.client_wants_usage = client_wants_usage
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = self.record
+        record.status = 200
+        headers = _HEADERS + [(k.encode(), v.encode()) for k, v in trace_headers(record).items()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        guard = DisconnectGuard(receive)
+        async with guard:
+            try:
+                await self._relay(send)
+            except GatewayError as e:
+                record.error_code = e.code or e.type
+                await send({"type": "http.response.body", "body": encode(to_openai_error(e)), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await self.rest.aclose()  # type: ignore[attr-defined]
+        finish(self.rt, record, disconnected=guard.disconnected)
+
+    async def _relay(self, send: Send) -> None:
+        record = self.record
+        record.ttft_ms = (time.perf_counter() - record.started) * 1000
+        saw_done = await self._send_event(send, self.first)
+        async for event in self.rest:
+            saw_done = await self._send_event(send, event)
+        if not saw_done:
+            raise UpstreamConnection("the upstream stream ended before it was complete")
+
+    async def _send_event(self, send: Send, event: bytes) -> bool:
+        if event == DONE:
+            await send({"type": "http.response.body", "body": encode(DONE), "more_body": True})
+            return True
+        if b'"usage"' in event and not _null_usage(event):
+            try:
+                chunk = orjson.loads(event)
+            except orjson.JSONDecodeError:
+                chunk = None
+            if isinstance(chunk, dict):
+                take_usage(self.record, chunk.get("usage"))
+                if not self.client_wants_usage and not chunk.get("choices"):
+                    return False
+        await send({"type": "http.response.body", "body": encode(event), "more_body": True})
+        return False
+
+
+def _null_usage(event: bytes) -> bool:
+    return b'"usage":null' in event or b'"usage": null' in event

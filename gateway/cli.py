@@ -1,0 +1,112 @@
+"""``gateway`` command: serve (default), check, explain-free helpers, and the fake upstream."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+
+from gateway.config import ConfigError, config_path, load_settings
+from gateway.config.defaults import DEMO_ADMIN_KEY, DEMO_KEY, DEMO_UPSTREAM_ENV, DEMO_UPSTREAM_KEY
+from gateway.config.model import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gateway.fake import cli as fake_cli
+
+    parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible LLM gateway")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the gateway (the default command)")
+    serve.add_argument("--config", help="config file (default: $GATEWAY_CONFIG, else the built-in default)")
+    check = sub.add_parser("check", help="validate the configuration and exit non-zero on errors")
+    check.add_argument("--config")
+    hash_key = sub.add_parser("hash-key", help="print the sha256 digest to put in keys[].key_sha256")
+    hash_key.add_argument("key")
+    fake = sub.add_parser("fake-upstream", help="run the fake OpenAI-compatible provider")
+    fake_cli.add_arguments(fake)
+    return parser
+
+
+def _load(path: str | None) -> Settings | None:
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        print(f"configuration is invalid ({len(e.errors)} error{'s' * (len(e.errors) != 1)}):", file=sys.stderr)
+        for line in e.errors:
+            print(f"  {line}", file=sys.stderr)
+        return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _demo_upstream() -> Iterator[None]:
+    """Start the built-in fake providers for the demo and stop them when the gateway stops."""
+    port = _free_port()
+    os.environ[DEMO_UPSTREAM_ENV] = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "fake-upstream", "--port", str(port), "--api-key", DEMO_UPSTREAM_KEY,
+         "--latency-ms", "20", "--ttft-ms", "150", "--tokens-per-second", "60"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "fake upstream listening on ..."
+        yield
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+
+
+def _serve(path: str | None) -> int:
+    from gateway import server
+    from gateway.config.defaults import default_document
+    from gateway.providers import REGISTRY
+
+    demo = path is None and default_document(os.environ, frozenset(REGISTRY))["demo"]
+    with _demo_upstream() if demo else contextlib.nullcontext():
+        settings = _load(path)
+        if settings is None:
+            return 2
+        host, port = settings.server.host, settings.server.port
+        if settings.demo:
+            print(f"llm-gateway demo on http://{host}:{port}/v1 with the built-in fake providers\n"
+                  f"  virtual key: {DEMO_KEY}    admin key: {DEMO_ADMIN_KEY}\n"
+                  f"  try: curl -s http://{host}:{port}/v1/models -H 'Authorization: Bearer {DEMO_KEY}'",
+                  flush=True)
+        else:
+            print(f"llm-gateway on http://{host}:{port}/v1 ({settings.source})", flush=True)
+        server.run(settings, path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "fake-upstream":
+        from gateway.fake import cli as fake_cli
+
+        return fake_cli.run(args)
+    if command == "hash-key":
+        from gateway.auth import digest
+
+        print(digest(args.key))
+        return 0
+    path = config_path(getattr(args, "config", None), os.environ)
+    if command == "check":
+        settings = _load(path)
+        if settings is None:
+            return 1
+        print(f"{settings.source}: ok — {len(settings.accounts)} provider accounts, "
+              f"{len(settings.deployments)} deployments, {len(settings.keys)} keys")
+        return 0
+    return _serve(path)

@@ -1,0 +1,44 @@
+"""Configuration: where it comes from (``source``), what it means (``model``), how it is checked (``parse``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from gateway.config.defaults import DEMO_UPSTREAM_KEY, DEMO_UPSTREAM_KEY_ENV, default_document
+from gateway.config.model import Account, Deployment, Limits, Secret, ServerSettings, Settings, Timeouts, VirtualKey
+from gateway.config.parse import build_settings
+from gateway.config.source import ConfigError, interpolate, read_yaml
+
+CONFIG_ENV = "GATEWAY_CONFIG"
+
+__all__ = [
+    "Account", "ConfigError", "Deployment", "Limits", "Secret", "ServerSettings", "Settings", "Timeouts",
+    "VirtualKey", "config_path", "load_settings",
+]
+
+
+def config_path(cli_path: str | None, env: Mapping[str, str]) -> str | None:
+    return cli_path or env.get(CONFIG_ENV) or None
+
+
+def load_settings(path: str | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate; raises ConfigError listing every problem, each prefixed with the file."""
+    from gateway.providers import REGISTRY
+
+    env = dict(os.environ if env is None else env)
+    if path is None:
+        source, base_dir = "<built-in default>", os.getcwd()
+        doc = default_document(env, frozenset(REGISTRY))
+        if doc["demo"]:
+            env.setdefault(DEMO_UPSTREAM_KEY_ENV, DEMO_UPSTREAM_KEY)
+    else:
+        source, base_dir = path, os.path.dirname(os.path.abspath(path))
+        doc = read_yaml(path)
+    errors: list[str] = []
+    doc = interpolate(doc, env, "", errors)
+    settings, more = build_settings(doc, source=source, env=env, base_dir=base_dir, registry=REGISTRY)
+    errors += more
+    if errors or settings is None:
+        raise ConfigError([f"{source}: {e}" for e in errors])
+    return settings

@@ -1,0 +1,133 @@
+"""The validated configuration: frozen dataclasses, built once at start by ``parse``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["chat", "embedding"]
+
+# Capabilities a request may require and a deployment may declare.
+CAPABILITIES = frozenset({"tools", "vision", "json_schema", "streaming", "logprobs"})
+
+
+class Secret:
+    """A credential. Its repr and str never show the value, so it cannot leak into logs by accident."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0
+    first_byte: float = 60.0
+    total: float = 600.0
+    stream_idle: float = 60.0
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 4 * 1024 * 1024
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    shutdown_grace_seconds: float = 30.0
+    # Time between SIGTERM and closing the listener, so load balancers see /readyz turn 503 first.
+    drain_delay_seconds: float = 0.0
+    access_log: bool = True
+    max_connections_per_account: int = 256
+
+
+@dataclass(frozen=True)
+class Limits:
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per token (configured per million tokens)."""
+
+    input: float
+    output: float
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model served through one account; what routing chooses between."""
+
+    account: str
+    model: str
+    upstream_model: str
+    mode: Mode
+    limits: Limits
+    price: Price | None
+    context_window: int | None
+    max_output_tokens: int | None
+    capabilities: frozenset[str]
+
+    @property
+    def id(self) -> str:
+        return f"{self.account}/{self.model}"
+
+
+@dataclass(frozen=True)
+class Account:
+    """One credential at one provider, with its account-wide limits."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key: Secret | None
+    api_version: str | None
+    limits: Limits
+    deployments: tuple[Deployment, ...]
+
+
+@dataclass(frozen=True)
+class VirtualKey:
+    name: str
+    key_sha256: str
+    tier: str
+    models: frozenset[str]  # "*" allows every model
+
+    def allows(self, model: str) -> bool:
+        return "*" in self.models or model in self.models
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    server: ServerSettings
+    redis_url: str
+    accounts: tuple[Account, ...]
+    keys: tuple[VirtualKey, ...]
+    admin_key_sha256: str | None
+    policy_dir: str
+    demo: bool = False
+
+    @property
+    def deployments(self) -> tuple[Deployment, ...]:
+        return tuple(d for a in self.accounts for d in a.deployments)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every provider credential, for redacting upstream text."""
+        return tuple(a.api_key.reveal() for a in self.accounts if a.api_key is not None)

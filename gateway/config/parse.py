@@ -1,0 +1,314 @@
+"""Validate a config document and build ``Settings``, collecting every error rather than the first.
+
+Each error names the key path, e.g. ``providers.openai-main.models.gpt-4o.limits.rpm: expected
+a positive integer, got -5``; unknown keys are errors so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from gateway import catalog
+from gateway.config.model import (
+    CAPABILITIES,
+    Account,
+    Deployment,
+    Limits,
+    Price,
+    Secret,
+    ServerSettings,
+    Settings,
+    Timeouts,
+    VirtualKey,
+)
+
+if TYPE_CHECKING:
+    from gateway.providers.base import Provider
+
+T = TypeVar("T")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str], base_dir: str, registry: Mapping[str, Provider]) -> None:
+        self.errors: list[str] = []
+        self.registry = registry
+        self.env = env
+        self.base_dir = base_dir
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def mapping(self, value: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping, got {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.error(f"{path}.{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        return value
+
+    def get(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str,
+            default: T) -> T:
+        if key not in m or m[key] is None:
+            return default
+        value = check(m[key])
+        if value is None:
+            self.error(f"{path}.{key}", f"expected {want}, got {m[key]!r}")
+            return default
+        return value
+
+    def required(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None],
+                 want: str) -> T | None:
+        if key not in m or m[key] is None:
+            self.error(f"{path}.{key}", f"required ({want})")
+            return None
+        value = check(m[key])
+        if value is None:
+            self.error(f"{path}.{key}", f"expected {want}, got {m[key]!r}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _pos_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def _pos_float(v: Any) -> float | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+    return float(v) if ok else None
+
+
+def _nonneg_float(v: Any) -> float | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+    return float(v) if ok else None
+
+
+def _bool(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _port(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 65536 else None
+
+
+def _str_list(v: Any) -> list[str] | None:
+    return v if isinstance(v, list) and all(isinstance(x, str) for x in v) else None
+
+
+def _server(r: _Reader, raw: Any) -> ServerSettings:
+    d = ServerSettings()
+    m = r.mapping(raw, "server", frozenset({
+        "host", "port", "workers", "max_body_bytes", "timeouts", "shutdown_grace_seconds",
+        "drain_delay_seconds", "access_log", "max_connections_per_account"}))
+    t = r.mapping(m.get("timeouts"), "server.timeouts",
+                  frozenset({"connect", "first_byte", "total", "stream_idle"}))
+    dt = Timeouts()
+    p = "server.timeouts"
+    timeouts = Timeouts(
+        connect=r.get(t, p, "connect", _pos_float, "seconds > 0", dt.connect),
+        first_byte=r.get(t, p, "first_byte", _pos_float, "seconds > 0", dt.first_byte),
+        total=r.get(t, p, "total", _pos_float, "seconds > 0", dt.total),
+        stream_idle=r.get(t, p, "stream_idle", _pos_float, "seconds > 0", dt.stream_idle),
+    )
+    return ServerSettings(
+        host=r.get(m, "server", "host", _str, "a host name or address", d.host),
+        port=r.get(m, "server", "port", _port, "a port 0-65535", d.port),
+        workers=r.get(m, "server", "workers", _pos_int, "a positive integer", d.workers),
+        max_body_bytes=r.get(m, "server", "max_body_bytes", _pos_int, "a positive integer", d.max_body_bytes),
+        timeouts=timeouts,
+        shutdown_grace_seconds=r.get(m, "server", "shutdown_grace_seconds", _nonneg_float, "seconds >= 0",
+                                     d.shutdown_grace_seconds),
+        drain_delay_seconds=r.get(m, "server", "drain_delay_seconds", _nonneg_float, "seconds >= 0",
+                                  d.drain_delay_seconds),
+        access_log=r.get(m, "server", "access_log", _bool, "true or false", d.access_log),
+        max_connections_per_account=r.get(m, "server", "max_connections_per_account", _pos_int,
+                                          "a positive integer", d.max_connections_per_account),
+    )
+
+
+def _limits(r: _Reader, raw: Any, path: str) -> Limits:
+    m = r.mapping(raw, path, frozenset({"rpm", "tpm"}))
+    return Limits(
+        rpm=r.get(m, path, "rpm", _pos_int, "a positive integer", None),
+        tpm=r.get(m, path, "tpm", _pos_int, "a positive integer", None),
+    )
+
+
+def _credential(r: _Reader, m: dict[str, Any], path: str, required: bool) -> Secret | None:
+    env_name = r.get(m, path, "api_key_env", _str, "an environment variable name", "")
+    file_name = r.get(m, path, "api_key_file", _str, "a file path", "")
+    if env_name and file_name:
+        r.error(path, "give api_key_env or api_key_file, not both")
+        return None
+    if env_name:
+        value = r.env.get(env_name, "")
+        if not value:
+            r.error(f"{path}.api_key_env", f"environment variable {env_name} is not set")
+            return None
+        return Secret(value)
+    if file_name:
+        full = os.path.join(r.base_dir, file_name)
+        try:
+            with open(full, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as e:
+            r.error(f"{path}.api_key_file", f"cannot read {full}: {e.strerror}")
+            return None
+        if not value:
+            r.error(f"{path}.api_key_file", f"{full} is empty")
+            return None
+        return Secret(value)
+    if required:
+        r.error(path, "a credential is required: set api_key_env or api_key_file")
+    return None
+
+
+_MODEL_KEYS = frozenset({"upstream_model", "mode", "limits", "price", "context_window", "max_output_tokens",
+                         "capabilities"})
+
+
+def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path: str) -> Deployment:
+    m = r.mapping(raw, path, _MODEL_KEYS)
+    upstream_model = r.get(m, path, "upstream_model", _str, "a string", model)
+    info = catalog.lookup(kind, upstream_model)
+    mode = r.get(m, path, "mode", lambda v: v if v in ("chat", "embedding") else None, "chat or embedding",
+                 info.mode if info else "chat")
+    price = info.price if info else None
+    if "price" in m:
+        pm = r.mapping(m["price"], f"{path}.price", frozenset({"input_per_mtok", "output_per_mtok"}))
+        pin = r.required(pm, f"{path}.price", "input_per_mtok", _nonneg_float, "USD per million tokens")
+        pout = r.get(pm, f"{path}.price", "output_per_mtok", _nonneg_float, "USD per million tokens", 0.0)
+        price = Price(input=(pin or 0.0) / 1e6, output=pout / 1e6)
+    caps = info.capabilities if info else frozenset({"streaming"})
+    if "capabilities" in m:
+        listed = r.get(m, path, "capabilities", _str_list, "a list of capability names", [])
+        unknown = sorted(set(listed) - CAPABILITIES)
+        if unknown:
+            r.error(f"{path}.capabilities", f"unknown capabilities {unknown} (known: {sorted(CAPABILITIES)})")
+        caps = frozenset(listed) & CAPABILITIES
+    return Deployment(
+        account=account,
+        model=model,
+        upstream_model=upstream_model,
+        mode=cast(Any, mode),
+        limits=_limits(r, m.get("limits"), f"{path}.limits"),
+        price=price,
+        context_window=r.get(m, path, "context_window", _pos_int, "a positive integer",
+                             info.context_window if info else None),
+        max_output_tokens=r.get(m, path, "max_output_tokens", _pos_int, "a positive integer",
+                                info.max_output_tokens if info else None),
+        capabilities=caps,
+    )
+
+
+_ACCOUNT_KEYS = frozenset({"kind", "base_url", "api_key_env", "api_key_file", "api_version", "limits", "models"})
+
+
+def _account(r: _Reader, name: str, raw: Any) -> Account | None:
+    path = f"providers.{name}"
+    if not _NAME.match(name) or "/" in name:
+        r.error(path, "provider names use letters, digits, '.', '_' and '-'")
+    m = r.mapping(raw, path, _ACCOUNT_KEYS)
+    kind = r.required(m, path, "kind", _str, f"one of {sorted(r.registry)}")
+    if kind is None:
+        return None
+    provider = r.registry.get(kind)
+    if provider is None:
+        r.error(f"{path}.kind", f"unknown provider kind {kind!r} (known: {', '.join(sorted(r.registry))})")
+        return None
+    base_url = r.get(m, path, "base_url", _str, "a URL", provider.default_base_url or "")
+    if not base_url:
+        r.error(f"{path}.base_url", f"required for kind {kind}")
+    elif not base_url.startswith(("http://", "https://")):
+        r.error(f"{path}.base_url", f"expected an http:// or https:// URL, got {base_url!r}")
+    api_version = r.get(m, path, "api_version", _str, "a string", provider.default_api_version)
+    if provider.needs_api_version and not api_version:
+        r.error(f"{path}.api_version", f"required for kind {kind}")
+    api_key = _credential(r, m, path, provider.needs_credential)
+    models = r.mapping(m.get("models"), f"{path}.models", frozenset(m.get("models") or {}))
+    if not models:
+        r.error(f"{path}.models", "declare at least one model")
+    deployments = tuple(
+        _deployment(r, name, kind, str(model), spec, f"{path}.models.{model}") for model, spec in models.items()
+    )
+    return Account(name=name, kind=kind, base_url=base_url.rstrip("/"), api_key=api_key,
+                   api_version=api_version, limits=_limits(r, m.get("limits"), f"{path}.limits"),
+                   deployments=deployments)
+
+
+def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        r.error("keys", f"expected a list, got {_kind(raw)}")
+        return ()
+    keys: list[VirtualKey] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        path = f"keys[{i}]"
+        m = r.mapping(item, path, frozenset({"name", "key_sha256", "tier", "models"}))
+        name = r.required(m, path, "name", _str, "a string")
+        digest = r.required(m, path, "key_sha256", _str, "the sha256 hex digest of the key (gateway hash-key)")
+        if digest is not None and not _SHA256.match(digest.lower()):
+            r.error(f"{path}.key_sha256", "expected 64 hex characters (use `gateway hash-key KEY`)")
+            digest = None
+        if digest is not None and digest.lower() in seen:
+            r.error(f"{path}.key_sha256", "the same key is declared twice")
+        models = r.get(m, path, "models", _str_list, "a list of model names or '*'", ["*"])
+        tier = r.get(m, path, "tier", _str, "a string", "standard")
+        if name is not None and digest is not None:
+            seen.add(digest.lower())
+            keys.append(VirtualKey(name=name, key_sha256=digest.lower(), tier=tier, models=frozenset(models)))
+    return tuple(keys)
+
+
+TOP_LEVEL = frozenset({"server", "state", "providers", "keys", "admin", "policies", "demo"})
+
+
+def build_settings(
+    doc: Any, *, source: str, env: Mapping[str, str], base_dir: str, registry: Mapping[str, Provider]
+) -> tuple[Settings | None, list[str]]:
+    """Validate an interpolated document; returns the settings or every error found."""
+    r = _Reader(env, base_dir, registry)
+    top = r.mapping(doc, "(top level)", TOP_LEVEL)
+    server = _server(r, top.get("server"))
+    state = r.mapping(top.get("state"), "state", frozenset({"redis_url"}))
+    redis_url = r.get(state, "state", "redis_url", _str, "a redis:// or rediss:// URL", "")
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        r.error("state.redis_url", f"expected a redis://, rediss:// or unix:// URL, got {redis_url!r}")
+    providers = r.mapping(top.get("providers"), "providers", frozenset(top.get("providers") or {}))
+    accounts = tuple(a for name, raw in providers.items() if (a := _account(r, str(name), raw)) is not None)
+    if not accounts:
+        r.error("providers", "declare at least one provider account")
+    admin = r.mapping(top.get("admin"), "admin", frozenset({"key_sha256"}))
+    admin_digest = r.get(admin, "admin", "key_sha256", _str, "a sha256 hex digest", "") or None
+    if admin_digest is not None and not _SHA256.match(admin_digest.lower()):
+        r.error("admin.key_sha256", "expected 64 hex characters (use `gateway hash-key KEY`)")
+    policies = r.mapping(top.get("policies"), "policies", frozenset({"dir"}))
+    policy_dir = r.get(policies, "policies", "dir", _str, "a directory", "policies")
+    demo = r.get(top, "(top level)", "demo", _bool, "true or false", False)
+    settings = Settings(
+        source=source,
+        server=server,
+        redis_url=redis_url,
+        accounts=accounts,
+        keys=_keys(r, top.get("keys")),
+        admin_key_sha256=admin_digest.lower() if admin_digest else None,
+        policy_dir=os.path.join(base_dir, policy_dir),
+        demo=demo,
+    )
+    return (None if r.errors else settings), r.errors

@@ -1,0 +1,11 @@
+"""Provider adapters by kind. The registry is immutable data; adding a kind means adding a module here."""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from gateway.providers import azure, compatible, gemini, groq, openai
+from gateway.providers.base import Provider
+
+REGISTRY: Mapping[str, Provider] = MappingProxyType(
+    {p.kind: p for p in (openai.PROVIDER, azure.PROVIDER, groq.PROVIDER, gemini.PROVIDER, compatible.PROVIDER)}
+)

@@ -1,0 +1,72 @@
+"""Everything a request needs, built once in the app lifespan and kept on ``app.state.runtime``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from gateway import accesslog
+from gateway.auth import KeyRing
+from gateway.config.model import Account, Settings
+from gateway.limits.shared import SharedState
+from gateway.metrics import Metrics
+from gateway.providers import REGISTRY
+from gateway.providers.base import Provider
+from gateway.routing.resolve import ModelIndex
+from gateway.upstream import Upstream
+
+
+@dataclass(frozen=True)
+class Target:
+    """An account with what sending to it needs, resolved once: adapter and fixed headers."""
+
+    account: Account
+    provider: Provider
+    headers: MappingProxyType[str, str]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    keys: KeyRing
+    index: ModelIndex
+    targets: dict[str, Target]
+    upstream: Upstream
+    shared: SharedState
+    metrics: Metrics
+    log: logging.Logger
+    secrets: tuple[str, ...]
+    draining: bool = False
+    ready: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        targets = {}
+        for account in settings.accounts:
+            provider = REGISTRY[account.kind]
+            headers = {"content-type": "application/json", **provider.auth(account.api_key)}
+            targets[account.name] = Target(account, provider, MappingProxyType(headers))
+        return cls(
+            settings=settings,
+            keys=KeyRing(settings.keys, settings.admin_key_sha256),
+            index=ModelIndex.build(settings),
+            targets=targets,
+            upstream=Upstream(settings.accounts, settings.server.timeouts,
+                              settings.server.max_connections_per_account),
+            shared=SharedState(settings.redis_url),
+            metrics=Metrics(),
+            log=accesslog.configure(settings.server.access_log),
+            secrets=settings.secrets(),
+        )
+
+    async def start(self) -> None:
+        await self.upstream.start()
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        await self.upstream.close()
+        await self.shared.close()
