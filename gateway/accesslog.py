@@ -33,11 +33,19 @@ class RequestRecord:
 
     def as_log(self, latency_ms: float) -> dict[str, Any]:
         return {
-            "request_id": self.request_id, "endpoint": self.endpoint, "key": self.key_name,
-            "model": self.model, "deployment": self.deployment, "attempts": self.attempts,
-            "tried": self.tried, "stream": self.stream, "status": self.status,
-            "latency_ms": round(latency_ms, 2), "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "key": self.key_name,
+            "model": self.model,
+            "deployment": self.deployment,
+            "attempts": self.attempts,
+            "tried": self.tried,
+            "stream": self.stream,
+            "status": self.status,
+            "latency_ms": round(latency_ms, 2),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
             "error": self.error_code,
         }
 
@@ -45,8 +53,14 @@ class RequestRecord:
 class _JSONLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = record.args if isinstance(record.args, dict) else {}
-        return orjson.dumps({"ts": round(record.created, 3), "level": record.levelname.lower(),
-                             "msg": record.getMessage() if not fields else record.msg, **fields}).decode()
+        return orjson.dumps(
+            {
+                "ts": round(record.created, 3),
+                "level": record.levelname.lower(),
+                "msg": record.getMessage() if not fields else record.msg,
+                **fields,
+            }
+        ).decode()
 
 
 def configure(enabled: bool) -> logging.Logger:

@@ -16,6 +16,7 @@ from gateway.api.routes import routes
 from gateway.config import config_path, load_settings
 from gateway.config.model import Settings
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, to_openai_error
+from gateway.lifecycle import install_drain
 from gateway.runtime import Runtime
 
 _log = logging.getLogger("gateway")
@@ -30,8 +31,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if status == 404:
         return _error(ModelNotFound(f"no route {request.method} {request.url.path}", code="not_found"))
     if status == 405:
-        return _error(InvalidRequest(f"method {request.method} is not allowed on {request.url.path}",
-                                     code="method_not_allowed"), 405)
+        return _error(
+            InvalidRequest(
+                f"method {request.method} is not allowed on {request.url.path}", code="method_not_allowed"
+            ),
+            405,
+        )
     return _error(InvalidRequest(str(getattr(exc, "detail", "bad request"))), status)
 
 
@@ -47,9 +52,11 @@ def build_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
+        restore = install_drain(runtime, settings.server.drain_delay_seconds)
         try:
             yield
         finally:
+            restore()
             await runtime.close()
 
     app = Starlette(

@@ -18,7 +18,13 @@ from gateway.config.model import Price
 
 _FILE = "model_prices_and_context_window_backup.json"
 # Our provider kind -> litellm's key prefix and provider name in that file.
-_PREFIX = {"azure": "azure", "groq": "groq", "gemini": "gemini", "anthropic": "anthropic", "bedrock": "bedrock"}
+_PREFIX = {
+    "azure": "azure",
+    "groq": "groq",
+    "gemini": "gemini",
+    "anthropic": "anthropic",
+    "bedrock": "bedrock",
+}
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,11 @@ def _entries() -> dict[str, Any]:
 def to_model_info(entry: dict[str, Any]) -> ModelInfo:
     """Pure: one catalog entry -> what the gateway uses of it."""
     caps = {"streaming"}
-    for flag, cap in (("supports_function_calling", "tools"), ("supports_vision", "vision"),
-                      ("supports_response_schema", "json_schema")):
+    for flag, cap in (
+        ("supports_function_calling", "tools"),
+        ("supports_vision", "vision"),
+        ("supports_response_schema", "json_schema"),
+    ):
         if entry.get(flag):
             caps.add(cap)
     mode: Literal["chat", "embedding"] = "embedding" if entry.get("mode") == "embedding" else "chat"

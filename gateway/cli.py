@@ -35,7 +35,9 @@ def _load(path: str | None) -> Settings | None:
     try:
         return load_settings(path)
     except ConfigError as e:
-        print(f"configuration is invalid ({len(e.errors)} error{'s' * (len(e.errors) != 1)}):", file=sys.stderr)
+        print(
+            f"configuration is invalid ({len(e.errors)} error{'s' * (len(e.errors) != 1)}):", file=sys.stderr
+        )
         for line in e.errors:
             print(f"  {line}", file=sys.stderr)
         return None
@@ -53,9 +55,24 @@ def _demo_upstream() -> Iterator[None]:
     port = _free_port()
     os.environ[DEMO_UPSTREAM_ENV] = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "fake-upstream", "--port", str(port), "--api-key", DEMO_UPSTREAM_KEY,
-         "--latency-ms", "20", "--ttft-ms", "150", "--tokens-per-second", "60"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "fake-upstream",
+            "--port",
+            str(port),
+            "--api-key",
+            DEMO_UPSTREAM_KEY,
+            "--latency-ms",
+            "20",
+            "--ttft-ms",
+            "150",
+            "--tokens-per-second",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -79,10 +96,12 @@ def _serve(path: str | None) -> int:
             return 2
         host, port = settings.server.host, settings.server.port
         if settings.demo:
-            print(f"llm-gateway demo on http://{host}:{port}/v1 with the built-in fake providers\n"
-                  f"  virtual key: {DEMO_KEY}    admin key: {DEMO_ADMIN_KEY}\n"
-                  f"  try: curl -s http://{host}:{port}/v1/models -H 'Authorization: Bearer {DEMO_KEY}'",
-                  flush=True)
+            print(
+                f"llm-gateway demo on http://{host}:{port}/v1 with the built-in fake providers\n"
+                f"  virtual key: {DEMO_KEY}    admin key: {DEMO_ADMIN_KEY}\n"
+                f"  try: curl -s http://{host}:{port}/v1/models -H 'Authorization: Bearer {DEMO_KEY}'",
+                flush=True,
+            )
         else:
             print(f"llm-gateway on http://{host}:{port}/v1 ({settings.source})", flush=True)
         server.run(settings, path)
@@ -106,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _load(path)
         if settings is None:
             return 1
-        print(f"{settings.source}: ok — {len(settings.accounts)} provider accounts, "
-              f"{len(settings.deployments)} deployments, {len(settings.keys)} keys")
+        print(
+            f"{settings.source}: ok — {len(settings.accounts)} provider accounts, "
+            f"{len(settings.deployments)} deployments, {len(settings.keys)} keys"
+        )
         return 0
     return _serve(path)

@@ -19,26 +19,48 @@ class Metrics:
     def __init__(self) -> None:
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         r = self.registry = CollectorRegistry()
-        self.requests = Counter("gateway_requests_total", "Requests answered, by endpoint, model and status",
-                                ["endpoint", "model", "status"], registry=r)
-        self.duration = Histogram("gateway_request_duration_seconds", "Time from request to last byte",
-                                  ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("gateway_time_to_first_token_seconds", "Streams: time to the first relayed event",
-                              ["deployment"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.attempts = Counter("gateway_upstream_attempts_total", "Upstream attempts by deployment and outcome",
-                                ["deployment", "outcome"], registry=r)
-        self.tokens = Counter("gateway_tokens_total", "Tokens reported by providers",
-                              ["deployment", "kind"], registry=r)
-        self.inflight = Gauge("gateway_inflight_requests", "Requests being served", registry=r,
-                              multiprocess_mode="livesum")
-        self.draining = Gauge("gateway_draining", "1 while shutting down", registry=r,
-                              multiprocess_mode="max")
-        self.disconnects = Counter("gateway_client_disconnects_total", "Clients that left before the end",
-                                   ["endpoint"], registry=r)
+        self.requests = Counter(
+            "gateway_requests_total",
+            "Requests answered, by endpoint, model and status",
+            ["endpoint", "model", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from request to last byte",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "gateway_time_to_first_token_seconds",
+            "Streams: time to the first relayed event",
+            ["deployment"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "gateway_upstream_attempts_total",
+            "Upstream attempts by deployment and outcome",
+            ["deployment", "outcome"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "gateway_tokens_total", "Tokens reported by providers", ["deployment", "kind"], registry=r
+        )
+        self.inflight = Gauge(
+            "gateway_inflight_requests", "Requests being served", registry=r, multiprocess_mode="livesum"
+        )
+        self.draining = Gauge(
+            "gateway_draining", "1 while shutting down", registry=r, multiprocess_mode="max"
+        )
+        self.disconnects = Counter(
+            "gateway_client_disconnects_total", "Clients that left before the end", ["endpoint"], registry=r
+        )
 
     def render(self) -> bytes:
         if self.multiprocess_dir:
             merged = CollectorRegistry()
-            MultiProcessCollector(merged, path=self.multiprocess_dir)
+            MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
         return generate_latest(self.registry)

@@ -54,8 +54,9 @@ class Runtime:
             keys=KeyRing(settings.keys, settings.admin_key_sha256),
             index=ModelIndex.build(settings),
             targets=targets,
-            upstream=Upstream(settings.accounts, settings.server.timeouts,
-                              settings.server.max_connections_per_account),
+            upstream=Upstream(
+                settings.accounts, settings.server.timeouts, settings.server.max_connections_per_account
+            ),
             shared=SharedState(settings.redis_url),
             metrics=Metrics(),
             log=accesslog.configure(settings.server.access_log),

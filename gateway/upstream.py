@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,11 +46,13 @@ class Exchange:
         except TimeoutError:
             raise UpstreamTimeout("the upstream response did not complete in time") from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-            raise UpstreamConnection(f"the upstream connection failed mid-response ({type(e).__name__})") from None
+            raise UpstreamConnection(
+                f"the upstream connection failed mid-response ({type(e).__name__})"
+            ) from None
         finally:
             self.response.release()
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncGenerator[bytes, None]:
         """SSE data payloads as they arrive; raises UpstreamError if the stream breaks or idles."""
         decoder = SSEDecoder()
         content = self.response.content

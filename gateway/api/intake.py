@@ -12,13 +12,40 @@ from gateway.errors import ForbiddenField, InvalidRequest, PayloadTooLarge
 
 # Fields that would choose the upstream URL or credential in some SDK or gateway. The gateway alone
 # decides where a request goes, so a request carrying any of them is refused, not quietly cleaned.
-STEERING_FIELDS = frozenset({
-    "api_base", "base_url", "api_key", "api_version", "api_type", "api_host", "azure_endpoint",
-    "azure_deployment", "azure_ad_token", "deployment_id", "organization", "project", "custom_llm_provider",
-    "extra_headers", "headers", "litellm_params", "aws_access_key_id", "aws_secret_access_key",
-    "aws_session_token", "aws_region_name", "aws_profile_name", "vertex_project", "vertex_location",
-    "vertex_credentials", "endpoint", "proxy", "proxy_url", "upstream", "upstream_url", "provider_url",
-})
+STEERING_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "api_type",
+        "api_host",
+        "azure_endpoint",
+        "azure_deployment",
+        "azure_ad_token",
+        "deployment_id",
+        "organization",
+        "project",
+        "custom_llm_provider",
+        "extra_headers",
+        "headers",
+        "litellm_params",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_region_name",
+        "aws_profile_name",
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "endpoint",
+        "proxy",
+        "proxy_url",
+        "upstream",
+        "upstream_url",
+        "provider_url",
+    }
+)
 # Extension objects whose contents the gateway or a pass-through adapter reads as parameters.
 EXTENSION_OBJECTS = ("metadata", "extra_body")
 
@@ -80,7 +107,9 @@ def reject_steering(body: dict[str, Any]) -> None:
 def require_model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
+        raise InvalidRequest(
+            "you must provide a model parameter", param="model", code="missing_required_parameter"
+        )
     return model
 
 
@@ -88,8 +117,9 @@ def check_chat(body: dict[str, Any]) -> str:
     model = require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty array", param="messages",
-                             code="missing_required_parameter")
+        raise InvalidRequest(
+            "'messages' must be a non-empty array", param="messages", code="missing_required_parameter"
+        )
     if not all(isinstance(m, dict) for m in messages):
         raise InvalidRequest("each message must be an object", param="messages")
     stream = body.get("stream")

@@ -7,7 +7,7 @@ need their own response (``StreamRelay``) and the hot path skips a layer of exce
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
@@ -31,7 +31,7 @@ async def _read_json(exchange: Exchange) -> bytes:
     return await exchange.read()
 
 
-async def _first_event(exchange: Exchange) -> tuple[bytes, AsyncIterator[bytes]]:
+async def _first_event(exchange: Exchange) -> tuple[bytes, AsyncGenerator[bytes, None]]:
     """A stream counts as answered only once its first event is here; until then fallback is invisible."""
     events = exchange.events()
     try:
@@ -76,7 +76,9 @@ class ProxyEndpoint:
             rt.log.debug("serving during drain", {"request_id": record.request_id})
         async with DisconnectGuard(request.receive) as guard:
             if record.stream:
-                deployment, (first, rest) = await attempt(rt, record, found, body, self.endpoint, _first_event)
+                deployment, (first, rest) = await attempt(
+                    rt, record, found, body, self.endpoint, _first_event
+                )
             else:
                 deployment, payload = await attempt(rt, record, found, body, self.endpoint, _read_json)
         if guard.disconnected:

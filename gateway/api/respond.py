@@ -1,4 +1,4 @@
-"""What every answer carries (request id, deployment, attempts), error rendering, and the end-of-request record."""
+"""What every answer carries (request id, deployment, attempts), errors, and the end-of-request record."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ OpenAI-style error event and no ``[DONE]``: text already sent is never replayed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -20,15 +20,24 @@ from gateway.errors import GatewayError, UpstreamConnection, to_openai_error
 from gateway.runtime import Runtime
 from gateway.sse import DONE, encode
 
-_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no")]
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 class StreamRelay:
     """An ASGI response for a stream whose first event has already arrived."""
 
-    def __init__(self, rt: Runtime, record: RequestRecord, first: bytes, rest: AsyncIterator[bytes],
-                 client_wants_usage: bool) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        record: RequestRecord,
+        first: bytes,
+        rest: AsyncGenerator[bytes, None],
+        client_wants_usage: bool,
+    ) -> None:
         self.rt, self.record, self.first, self.rest = rt, record, first, rest
         self.client_wants_usage = client_wants_usage
 
@@ -43,9 +52,11 @@ class StreamRelay:
                 await self._relay(send)
             except GatewayError as e:
                 record.error_code = e.code or e.type
-                await send({"type": "http.response.body", "body": encode(to_openai_error(e)), "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": encode(to_openai_error(e)), "more_body": True}
+                )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        await self.rest.aclose()  # type: ignore[attr-defined]
+        await self.rest.aclose()
         finish(self.rt, record, disconnected=guard.disconnected)
 
     async def _relay(self, send: Send) -> None:

@@ -1,4 +1,4 @@
-"""Configuration: where it comes from (``source``), what it means (``model``), how it is checked (``parse``)."""
+"""Configuration: where it comes from (``source``), what it means (``model``), how it is checked."""
 
 from __future__ import annotations
 
@@ -6,15 +6,33 @@ import os
 from collections.abc import Mapping
 
 from gateway.config.defaults import DEMO_UPSTREAM_KEY, DEMO_UPSTREAM_KEY_ENV, default_document
-from gateway.config.model import Account, Deployment, Limits, Secret, ServerSettings, Settings, Timeouts, VirtualKey
+from gateway.config.model import (
+    Account,
+    Deployment,
+    Limits,
+    Secret,
+    ServerSettings,
+    Settings,
+    Timeouts,
+    VirtualKey,
+)
 from gateway.config.parse import build_settings
 from gateway.config.source import ConfigError, interpolate, read_yaml
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 
 __all__ = [
-    "Account", "ConfigError", "Deployment", "Limits", "Secret", "ServerSettings", "Settings", "Timeouts",
-    "VirtualKey", "config_path", "load_settings",
+    "Account",
+    "ConfigError",
+    "Deployment",
+    "Limits",
+    "Secret",
+    "ServerSettings",
+    "Settings",
+    "Timeouts",
+    "VirtualKey",
+    "config_path",
+    "load_settings",
 ]
 
 

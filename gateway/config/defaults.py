@@ -57,7 +57,10 @@ def default_document(env: Mapping[str, str], known_kinds: frozenset[str]) -> dic
         keys = [{"name": "default", "key_sha256": sha256_hex(env["GATEWAY_KEY"]), "models": ["*"]}]
     admin_key = env.get("GATEWAY_ADMIN_KEY") or (DEMO_ADMIN_KEY if demo else "")
     return {
-        "server": {"host": env.get("GATEWAY_HOST", "127.0.0.1"), "port": int(env.get("GATEWAY_PORT", "8080"))},
+        "server": {
+            "host": env.get("GATEWAY_HOST", "127.0.0.1"),
+            "port": int(env.get("GATEWAY_PORT", "8080")),
+        },
         "state": {"redis_url": env.get("REDIS_URL", "")},
         "providers": providers,
         "keys": keys,

@@ -54,8 +54,9 @@ class _Reader:
                 self.error(f"{path}.{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
         return value
 
-    def get(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str,
-            default: T) -> T:
+    def get(
+        self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str, default: T
+    ) -> T:
         if key not in m or m[key] is None:
             return default
         value = check(m[key])
@@ -64,8 +65,9 @@ class _Reader:
             return default
         return value
 
-    def required(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None],
-                 want: str) -> T | None:
+    def required(
+        self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str
+    ) -> T | None:
         if key not in m or m[key] is None:
             self.error(f"{path}.{key}", f"required ({want})")
             return None
@@ -76,7 +78,8 @@ class _Reader:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _str(v: Any) -> str | None:
@@ -111,11 +114,26 @@ def _str_list(v: Any) -> list[str] | None:
 
 def _server(r: _Reader, raw: Any) -> ServerSettings:
     d = ServerSettings()
-    m = r.mapping(raw, "server", frozenset({
-        "host", "port", "workers", "max_body_bytes", "timeouts", "shutdown_grace_seconds",
-        "drain_delay_seconds", "access_log", "max_connections_per_account"}))
-    t = r.mapping(m.get("timeouts"), "server.timeouts",
-                  frozenset({"connect", "first_byte", "total", "stream_idle"}))
+    m = r.mapping(
+        raw,
+        "server",
+        frozenset(
+            {
+                "host",
+                "port",
+                "workers",
+                "max_body_bytes",
+                "timeouts",
+                "shutdown_grace_seconds",
+                "drain_delay_seconds",
+                "access_log",
+                "max_connections_per_account",
+            }
+        ),
+    )
+    t = r.mapping(
+        m.get("timeouts"), "server.timeouts", frozenset({"connect", "first_byte", "total", "stream_idle"})
+    )
     dt = Timeouts()
     p = "server.timeouts"
     timeouts = Timeouts(
@@ -130,13 +148,21 @@ def _server(r: _Reader, raw: Any) -> ServerSettings:
         workers=r.get(m, "server", "workers", _pos_int, "a positive integer", d.workers),
         max_body_bytes=r.get(m, "server", "max_body_bytes", _pos_int, "a positive integer", d.max_body_bytes),
         timeouts=timeouts,
-        shutdown_grace_seconds=r.get(m, "server", "shutdown_grace_seconds", _nonneg_float, "seconds >= 0",
-                                     d.shutdown_grace_seconds),
-        drain_delay_seconds=r.get(m, "server", "drain_delay_seconds", _nonneg_float, "seconds >= 0",
-                                  d.drain_delay_seconds),
+        shutdown_grace_seconds=r.get(
+            m, "server", "shutdown_grace_seconds", _nonneg_float, "seconds >= 0", d.shutdown_grace_seconds
+        ),
+        drain_delay_seconds=r.get(
+            m, "server", "drain_delay_seconds", _nonneg_float, "seconds >= 0", d.drain_delay_seconds
+        ),
         access_log=r.get(m, "server", "access_log", _bool, "true or false", d.access_log),
-        max_connections_per_account=r.get(m, "server", "max_connections_per_account", _pos_int,
-                                          "a positive integer", d.max_connections_per_account),
+        max_connections_per_account=r.get(
+            m,
+            "server",
+            "max_connections_per_account",
+            _pos_int,
+            "a positive integer",
+            d.max_connections_per_account,
+        ),
     )
 
 
@@ -177,16 +203,23 @@ def _credential(r: _Reader, m: dict[str, Any], path: str, required: bool) -> Sec
     return None
 
 
-_MODEL_KEYS = frozenset({"upstream_model", "mode", "limits", "price", "context_window", "max_output_tokens",
-                         "capabilities"})
+_MODEL_KEYS = frozenset(
+    {"upstream_model", "mode", "limits", "price", "context_window", "max_output_tokens", "capabilities"}
+)
 
 
 def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path: str) -> Deployment:
     m = r.mapping(raw, path, _MODEL_KEYS)
     upstream_model = r.get(m, path, "upstream_model", _str, "a string", model)
     info = catalog.lookup(kind, upstream_model)
-    mode = r.get(m, path, "mode", lambda v: v if v in ("chat", "embedding") else None, "chat or embedding",
-                 info.mode if info else "chat")
+    mode = r.get(
+        m,
+        path,
+        "mode",
+        lambda v: v if v in ("chat", "embedding") else None,
+        "chat or embedding",
+        info.mode if info else "chat",
+    )
     price = info.price if info else None
     if "price" in m:
         pm = r.mapping(m["price"], f"{path}.price", frozenset({"input_per_mtok", "output_per_mtok"}))
@@ -195,7 +228,7 @@ def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path:
         price = Price(input=(pin or 0.0) / 1e6, output=pout / 1e6)
     caps = info.capabilities if info else frozenset({"streaming"})
     if "capabilities" in m:
-        listed = r.get(m, path, "capabilities", _str_list, "a list of capability names", [])
+        listed: list[str] = r.get(m, path, "capabilities", _str_list, "a list of capability names", [])
         unknown = sorted(set(listed) - CAPABILITIES)
         if unknown:
             r.error(f"{path}.capabilities", f"unknown capabilities {unknown} (known: {sorted(CAPABILITIES)})")
@@ -207,15 +240,24 @@ def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path:
         mode=cast(Any, mode),
         limits=_limits(r, m.get("limits"), f"{path}.limits"),
         price=price,
-        context_window=r.get(m, path, "context_window", _pos_int, "a positive integer",
-                             info.context_window if info else None),
-        max_output_tokens=r.get(m, path, "max_output_tokens", _pos_int, "a positive integer",
-                                info.max_output_tokens if info else None),
+        context_window=r.get(
+            m, path, "context_window", _pos_int, "a positive integer", info.context_window if info else None
+        ),
+        max_output_tokens=r.get(
+            m,
+            path,
+            "max_output_tokens",
+            _pos_int,
+            "a positive integer",
+            info.max_output_tokens if info else None,
+        ),
         capabilities=caps,
     )
 
 
-_ACCOUNT_KEYS = frozenset({"kind", "base_url", "api_key_env", "api_key_file", "api_version", "limits", "models"})
+_ACCOUNT_KEYS = frozenset(
+    {"kind", "base_url", "api_key_env", "api_key_file", "api_version", "limits", "models"}
+)
 
 
 def _account(r: _Reader, name: str, raw: Any) -> Account | None:
@@ -243,11 +285,18 @@ def _account(r: _Reader, name: str, raw: Any) -> Account | None:
     if not models:
         r.error(f"{path}.models", "declare at least one model")
     deployments = tuple(
-        _deployment(r, name, kind, str(model), spec, f"{path}.models.{model}") for model, spec in models.items()
+        _deployment(r, name, kind, str(model), spec, f"{path}.models.{model}")
+        for model, spec in models.items()
     )
-    return Account(name=name, kind=kind, base_url=base_url.rstrip("/"), api_key=api_key,
-                   api_version=api_version, limits=_limits(r, m.get("limits"), f"{path}.limits"),
-                   deployments=deployments)
+    return Account(
+        name=name,
+        kind=kind,
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        api_version=api_version,
+        limits=_limits(r, m.get("limits"), f"{path}.limits"),
+        deployments=deployments,
+    )
 
 
 def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
@@ -262,7 +311,9 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
         path = f"keys[{i}]"
         m = r.mapping(item, path, frozenset({"name", "key_sha256", "tier", "models"}))
         name = r.required(m, path, "name", _str, "a string")
-        digest = r.required(m, path, "key_sha256", _str, "the sha256 hex digest of the key (gateway hash-key)")
+        digest = r.required(
+            m, path, "key_sha256", _str, "the sha256 hex digest of the key (gateway hash-key)"
+        )
         if digest is not None and not _SHA256.match(digest.lower()):
             r.error(f"{path}.key_sha256", "expected 64 hex characters (use `gateway hash-key KEY`)")
             digest = None

@@ -1,4 +1,4 @@
-"""Azure OpenAI: the OpenAI format, addressed by deployment URL with ``api-version`` and an ``api-key`` header.
+"""Azure OpenAI: OpenAI's format, addressed by deployment URL with ``api-version`` and ``api-key`` header.
 
 ``api_version: v1`` selects Azure's newer ``/openai/v1`` surface, where the model travels in the body.
 """
@@ -16,8 +16,10 @@ def _url(account: Account, deployment: Deployment, endpoint: Endpoint) -> str:
     path = "chat/completions" if endpoint == "chat" else "embeddings"
     if account.api_version == "v1":
         return f"{account.base_url}/openai/v1/{path}"
-    return (f"{account.base_url}/openai/deployments/{deployment.upstream_model}/{path}"
-            f"?api-version={account.api_version}")
+    return (
+        f"{account.base_url}/openai/deployments/{deployment.upstream_model}/{path}"
+        f"?api-version={account.api_version}"
+    )
 
 
 PROVIDER = Provider(

@@ -4,10 +4,28 @@ from gateway.providers import openai_compat as oc
 from gateway.providers.base import Provider
 
 # Parameters the compatibility layer documents no mapping for.
-_UNSUPPORTED = ("logit_bias", "logprobs", "top_logprobs", "audio", "modalities", "prediction",
-                "web_search_options", "store", "metadata", "service_tier", "prompt_cache_key",
-                "prompt_cache_options", "prompt_cache_retention", "safety_identifier", "verbosity",
-                "moderation", "functions", "function_call", "parallel_tool_calls", "user")
+_UNSUPPORTED = (
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+    "store",
+    "metadata",
+    "service_tier",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "verbosity",
+    "moderation",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+    "user",
+)
 
 PROVIDER = Provider(
     kind="gemini",

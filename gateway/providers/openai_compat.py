@@ -17,12 +17,43 @@ from gateway.providers.base import Endpoint, Param, Provider, UnsupportedParamet
 
 # Every parameter of CreateChatCompletionRequest in the OpenAI API specification.
 CHAT_PARAMS: tuple[str, ...] = (
-    "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
-    "max_completion_tokens", "max_tokens", "messages", "metadata", "modalities", "model", "moderation", "n",
-    "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key", "prompt_cache_options",
-    "prompt_cache_retention", "reasoning_effort", "response_format", "safety_identifier", "seed",
-    "service_tier", "stop", "store", "stream", "stream_options", "temperature", "tool_choice", "tools",
-    "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    "audio",
+    "frequency_penalty",
+    "function_call",
+    "functions",
+    "logit_bias",
+    "logprobs",
+    "max_completion_tokens",
+    "max_tokens",
+    "messages",
+    "metadata",
+    "modalities",
+    "model",
+    "moderation",
+    "n",
+    "parallel_tool_calls",
+    "prediction",
+    "presence_penalty",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "reasoning_effort",
+    "response_format",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "stop",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "user",
+    "verbosity",
+    "web_search_options",
 )
 EMBEDDING_PARAMS: tuple[str, ...] = ("dimensions", "encoding_format", "input", "model", "user")
 
@@ -47,8 +78,9 @@ def path_url(account: Account, deployment: Deployment, endpoint: Endpoint) -> st
     return f"{account.base_url}/{'chat/completions' if endpoint == 'chat' else 'embeddings'}"
 
 
-def to_request(body: dict[str, Any], deployment: Deployment, provider: Provider,
-               endpoint: Endpoint) -> dict[str, Any]:
+def to_request(
+    body: dict[str, Any], deployment: Deployment, provider: Provider, endpoint: Endpoint
+) -> dict[str, Any]:
     """Pure: the client's OpenAI body -> the body this provider receives.
 
     >>> to_request({"model": "fast", "messages": [], "stream": True}, dep, OPENAI, "chat")

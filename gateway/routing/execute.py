@@ -44,7 +44,9 @@ async def attempt(
         record.attempts += 1
         record.tried.append(deployment.id)
         try:
-            exchange = await rt.upstream.send(target.account, target.provider, url, headers, orjson.dumps(payload))
+            exchange = await rt.upstream.send(
+                target.account, target.provider, url, headers, orjson.dumps(payload)
+            )
             result = await finish(exchange)
         except UpstreamError as e:
             rt.metrics.attempts.labels(deployment.id, _outcome(e)).inc()

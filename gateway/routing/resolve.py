@@ -26,8 +26,11 @@ class ModelIndex:
 
     def visible(self, key: VirtualKey, mode: Mode | None = None) -> list[str]:
         """Model names this key may use, in config order (for /v1/models)."""
-        return [m for m, ds in self.by_model.items()
-                if any(_allowed(key, d) and (mode is None or d.mode == mode) for d in ds)]
+        return [
+            m
+            for m, ds in self.by_model.items()
+            if any(_allowed(key, d) and (mode is None or d.mode == mode) for d in ds)
+        ]
 
 
 def _allowed(key: VirtualKey, d: Deployment) -> bool:
@@ -54,6 +57,7 @@ def candidates(index: ModelIndex, key: VirtualKey, model: str, mode: Mode) -> tu
     usable = tuple(d for d in allowed if d.mode == mode)
     if not usable:
         endpoint = "/v1/embeddings" if allowed[0].mode == "embedding" else "/v1/chat/completions"
-        raise InvalidRequest(f"the model {model!r} is served at {endpoint}", param="model",
-                             code="wrong_endpoint")
+        raise InvalidRequest(
+            f"the model {model!r} is served at {endpoint}", param="model", code="wrong_endpoint"
+        )
     return usable

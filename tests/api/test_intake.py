@@ -1,0 +1,52 @@
+import pytest
+
+from gateway.api.intake import check_chat, check_embeddings, parse_object, reject_steering
+from gateway.errors import ForbiddenField, InvalidRequest
+
+
+@pytest.mark.parametrize("field", ["api_base", "base_url", "api_key", "custom_llm_provider", "extra_headers"])
+def test_top_level_steering_fields_are_refused(field: str) -> None:
+    with pytest.raises(ForbiddenField) as info:
+        reject_steering({"model": "m", field: "http://evil.example"})
+    assert info.value.param == field and info.value.status == 400
+
+
+@pytest.mark.parametrize("holder", ["metadata", "extra_body"])
+def test_steering_inside_extension_objects_is_refused(holder: str) -> None:
+    with pytest.raises(ForbiddenField) as info:
+        reject_steering({"model": "m", holder: {"api_base": "http://evil.example"}})
+    assert info.value.param == f"{holder}.api_base"
+
+
+def test_user_content_that_mentions_steering_words_passes() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"base_url": {"type": "string"}, "api_key": {"type": "string"}}}}}
+    reject_steering({"model": "m", "messages": [{"role": "user", "content": "api_key base_url"}],
+                     "tools": [tool], "metadata": {"task": "simple"}})
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[1,2]", b'"text"', b"\xff\xfe"])
+def test_bad_bodies(raw: bytes) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_object(raw)
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ({"model": "", "messages": [{"role": "user", "content": "x"}]}, "model"),
+    ({"model": "m"}, "messages"),
+    ({"model": "m", "messages": []}, "messages"),
+    ({"model": "m", "messages": ["hi"]}, "messages"),
+    ({"model": "m", "messages": [{}], "stream": "yes"}, "stream"),
+])
+def test_chat_required_fields(body: dict[str, object], param: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        check_chat(body)
+    assert info.value.param == param
+
+
+def test_embeddings_need_input() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        check_embeddings({"model": "e"})
+    assert info.value.param == "input"
+    assert check_embeddings({"model": "e", "input": ["a"]}) == "e"
