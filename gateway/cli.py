@@ -16,8 +16,6 @@ from gateway.config.model import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gateway.fake import cli as fake_cli
-
     parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible LLM gateway")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the gateway (the default command)")
@@ -26,9 +24,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config")
     hash_key = sub.add_parser("hash-key", help="print the sha256 digest to put in keys[].key_sha256")
     hash_key.add_argument("key")
-    fake = sub.add_parser("fake-upstream", help="run the fake OpenAI-compatible provider")
-    fake_cli.add_arguments(fake)
+    # Its options belong to gateway.fake.cli, imported only when used so serving never loads the fake.
+    fake = sub.add_parser("fake-upstream", help="run the fake OpenAI-compatible provider", add_help=False)
+    fake.add_argument("fake_args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _fake_upstream(argv: list[str]) -> int:
+    from gateway.fake import cli as fake_cli
+
+    parser = argparse.ArgumentParser(prog="gateway fake-upstream", description="fake OpenAI-compatible provider")
+    fake_cli.add_arguments(parser)
+    return fake_cli.run(parser.parse_args(argv))
 
 
 def _load(path: str | None) -> Settings | None:
@@ -112,9 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "fake-upstream":
-        from gateway.fake import cli as fake_cli
-
-        return fake_cli.run(args)
+        return _fake_upstream(args.fake_args)
     if command == "hash-key":
         from gateway.auth import digest
 

@@ -40,8 +40,10 @@ class Exchange:
         return self.response.headers
 
     async def read(self) -> bytes:
+        """The whole body. Providers send non-streamed answers at once, so a gap longer than the idle
+        timeout means a stalled upstream, not a slow one."""
         try:
-            async with asyncio.timeout_at(self._loop_deadline()):
+            async with asyncio.timeout_at(self._loop_deadline(self.idle)):
                 return await self.response.read()
         except TimeoutError:
             raise UpstreamTimeout("the upstream response did not complete in time") from None
@@ -80,8 +82,9 @@ class Exchange:
     def close(self) -> None:
         self.response.close()
 
-    def _loop_deadline(self) -> float:
-        return asyncio.get_running_loop().time() + (self.deadline - time.monotonic())
+    def _loop_deadline(self, within: float) -> float:
+        remaining = min(self.deadline - time.monotonic(), within)
+        return asyncio.get_running_loop().time() + remaining
 
 
 class Upstream:

@@ -160,3 +160,15 @@ def test_default_with_a_provider_key_routes_to_it() -> None:
     assert not s.demo
     assert {a.kind for a in s.accounts} == {"openai", "groq"}
     assert s.accounts[0].base_url == "https://api.openai.com/v1"
+
+
+def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
+    key_file = tmp_path / "azure.key"
+    key_file.write_text("azure-key")
+    env = {"OPENAI_API_KEY": "sk-a", "GROQ_API_KEY": "gsk-b", "GEMINI_API_KEY": "g-c",
+           "AZURE_OPENAI_KEY_FILE": str(key_file), "AGENT_KEY_SHA256": digest("a"),
+           "BATCH_KEY_SHA256": digest("b"), "ADMIN_KEY_SHA256": digest("c")}
+    s = load_settings(str(example), env)
+    assert {a.kind for a in s.accounts} == {"openai", "azure", "groq", "gemini", "openai-compatible"}
+    assert s.server.port == 8080 and s.admin_key_sha256 == digest("c")

@@ -1,0 +1,140 @@
+"""Disconnects cancel upstream work; SIGTERM drains; health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from harness import TEST_KEY, GatewayProcess, config_text, free_port, start_gateway
+
+from gateway.fake.testing import FakeUpstream
+
+pytestmark = pytest.mark.usefixtures("fresh_fakes")
+HEADERS = {"authorization": f"Bearer {TEST_KEY}"}
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def wait_for(predicate: object, timeout: float) -> float:
+    """Seconds until predicate() held, or raise."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def disconnects(fake: FakeUpstream) -> int:
+    return int(fake.stats()["disconnects"])
+
+
+def test_client_disconnect_while_waiting_closes_the_upstream_request(gateway: GatewayProcess,
+                                                                     fake: FakeUpstream) -> None:
+    fake.configure(model="*", latency_ms=1800)  # under first_byte (2 s): only the client gives up
+    before = disconnects(fake)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway.base_url}/chat/completions", json=BODY, headers=HEADERS, timeout=0.3)
+    gave_up = time.monotonic()
+    wait_for(lambda: disconnects(fake) > before, 1.5)
+    assert time.monotonic() - gave_up < 1.0
+
+
+def test_client_disconnect_mid_stream_closes_the_upstream_stream(gateway: GatewayProcess,
+                                                                 fake: FakeUpstream) -> None:
+    fake.configure(model="*", tokens_per_second=5)
+    before = disconnects(fake)
+    body = {**BODY, "stream": True, "max_tokens": 50}
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, headers=HEADERS,
+                      timeout=5) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break
+    gone = time.monotonic()
+    wait_for(lambda: disconnects(fake) > before, 1.5)
+    assert time.monotonic() - gone < 1.0
+    log = gateway.logs()
+    assert '"status":499' in log
+
+
+def test_health_and_readiness(gateway: GatewayProcess) -> None:
+    assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{gateway.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+def test_metrics_count_requests(gateway: GatewayProcess) -> None:
+    httpx.post(f"{gateway.base_url}/chat/completions", json=BODY, headers=HEADERS, timeout=5)
+    text = httpx.get(f"{gateway.url}/metrics").text
+    assert 'gateway_requests_total{endpoint="/v1/chat/completions",model="gpt-4o",status="200"}' in text
+    assert 'gateway_upstream_attempts_total{deployment="primary/gpt-4o",outcome="ok"}' in text
+
+
+def test_one_json_log_line_per_request_without_prompt_text(gateway: GatewayProcess) -> None:
+    secret_prompt = "my-very-private-prompt-text"
+    httpx.post(f"{gateway.base_url}/chat/completions", headers={**HEADERS, "x-request-id": "log-check-1"},
+               json={"model": "gpt-4o", "messages": [{"role": "user", "content": secret_prompt}]}, timeout=5)
+    lines = [line for line in gateway.logs().splitlines() if "log-check-1" in line]
+    assert len(lines) == 1
+    record = httpx.Response(200, content=lines[0]).json()
+    assert record["key"] == "tester" and record["deployment"] == "primary/gpt-4o" and record["status"] == 200
+    assert record["prompt_tokens"] > 0 and record["latency_ms"] > 0
+    assert secret_prompt not in gateway.logs()
+
+
+def test_readiness_reports_an_unreachable_redis(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+    port = free_port()
+    dead = free_port()
+    gw = start_gateway(tmp_path, config_text(port, fake.url, fake2.url, state=f"redis://127.0.0.1:{dead}/0"), port)
+    try:
+        ready = httpx.get(f"{gw.url}/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unreachable"
+    finally:
+        gw.stop()
+
+
+def test_sigterm_drains_streams_then_exits(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+    port = free_port()
+    gw = start_gateway(tmp_path, config_text(port, fake.url, fake2.url), port)
+    fake.configure(model="*", tokens_per_second=10)
+    received: list[str] = []
+    first = threading.Event()
+
+    def consume() -> None:
+        body = {**BODY, "stream": True, "max_tokens": 20}
+        with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=body, headers=HEADERS,
+                          timeout=10) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    received.append(line[6:])
+                    first.set()
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    assert first.wait(5)
+    gw.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    ready = httpx.get(f"{gw.url}/readyz")  # still listening during the drain delay
+    assert ready.status_code == 503 and ready.json()["checks"]["shutdown"] == "draining"
+    reader.join(15)
+    assert gw.proc.wait(15) == 0
+    assert received[-1] == "[DONE]" and len(received) >= 20
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{gw.url}/healthz")
+
+
+def test_asyncio_sdk_concurrency(gateway: GatewayProcess) -> None:
+    import openai
+
+    async def main() -> list[str]:
+        client = openai.AsyncOpenAI(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0)
+        results = await asyncio.gather(*(client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"n{i}"}]) for i in range(20)))
+        await client.close()
+        return [r.id for r in results]
+
+    assert len(set(asyncio.run(main()))) == 20
