@@ -23,8 +23,9 @@ def fake2() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream,
-            fake2: FakeUpstream) -> Iterator[GatewayProcess]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream, fake2: FakeUpstream
+) -> Iterator[GatewayProcess]:
     port = free_port()
     process = start_gateway(tmp_path_factory.mktemp("gateway"), config_text(port, fake.url, fake2.url), port)
     yield process

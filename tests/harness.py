@@ -8,12 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openai
+
 from gateway.auth import digest
 
 UPSTREAM_KEY = "sk-fake-upstream-secret-0123456789"
@@ -126,8 +126,12 @@ def start_gateway(directory: Path, text: str, port: int, env: dict[str, str] | N
     log_path = directory / "gateway.log"
     environment = {**os.environ, "FAKE_UPSTREAM_KEY": UPSTREAM_KEY, **(env or {})}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-                                stdout=log, stderr=subprocess.STDOUT, env=environment)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
     gateway = GatewayProcess(f"http://127.0.0.1:{port}", proc, log_path)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

@@ -14,8 +14,13 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def post(gateway: GatewayProcess, content: bytes, key: str = TEST_KEY, **headers: str) -> httpx.Response:
-    return httpx.post(f"{gateway.base_url}/chat/completions", content=content, timeout=10,
-                      headers={"authorization": f"Bearer {key}", "content-type": "application/json", **headers})
+    auth = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        content=content,
+        timeout=10,
+        headers={**auth, "content-type": "application/json", **headers},
+    )
 
 
 def error_of(response: httpx.Response) -> dict[str, object]:
@@ -25,12 +30,15 @@ def error_of(response: httpx.Response) -> dict[str, object]:
     return body["error"]  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("content,param", [
-    (b"{not json", None),
-    (b"[1, 2]", None),
-    (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
-    (b'{"model": "gpt-4o-mini"}', "messages"),
-])
+@pytest.mark.parametrize(
+    "content,param",
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": "gpt-4o-mini"}', "messages"),
+    ],
+)
 def test_bad_requests_are_400(gateway: GatewayProcess, content: bytes, param: str | None) -> None:
     response = post(gateway, content)
     assert response.status_code == 400
@@ -52,8 +60,12 @@ def test_body_over_the_limit_is_413(gateway: GatewayProcess) -> None:
     big = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"x" * 70000 + b'"}]}'
     response = post(gateway, big)
     assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
-    chunked = httpx.post(f"{gateway.base_url}/chat/completions", content=iter([big[:40000], big[40000:]]),
-                         headers={"authorization": f"Bearer {TEST_KEY}"}, timeout=10)
+    chunked = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        content=iter([big[:40000], big[40000:]]),
+        headers={"authorization": f"Bearer {TEST_KEY}"},
+        timeout=10,
+    )
     assert chunked.status_code == 413
 
 
@@ -73,15 +85,19 @@ def test_model_outside_the_keys_allowance_is_403(gateway: GatewayProcess) -> Non
         gateway.client("limited-key").chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
 
-@pytest.mark.parametrize("extra", [
-    {"api_base": "http://attacker.example"},
-    {"base_url": "http://attacker.example"},
-    {"api_key": "sk-other"},
-    {"custom_llm_provider": "openai"},
-    {"metadata": {"api_base": "http://attacker.example"}},
-])
-def test_upstream_steering_fields_are_refused(gateway: GatewayProcess, fake: FakeUpstream,
-                                              extra: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"api_base": "http://attacker.example"},
+        {"base_url": "http://attacker.example"},
+        {"api_key": "sk-other"},
+        {"custom_llm_provider": "openai"},
+        {"metadata": {"api_base": "http://attacker.example"}},
+    ],
+)
+def test_upstream_steering_fields_are_refused(
+    gateway: GatewayProcess, fake: FakeUpstream, extra: dict[str, object]
+) -> None:
     before = fake.stats()["requests_total"]
     with pytest.raises(openai.BadRequestError) as info:
         gateway.client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_body=extra)
@@ -90,13 +106,24 @@ def test_upstream_steering_fields_are_refused(gateway: GatewayProcess, fake: Fak
 
 
 def test_tool_schema_mentioning_steering_words_is_fine(gateway: GatewayProcess) -> None:
-    tools = [{"type": "function", "function": {"name": "configure", "parameters": {
-        "type": "object", "properties": {"api_base": {"type": "string"}, "api_key": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "configure",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"api_base": {"type": "string"}, "api_key": {"type": "string"}},
+                },
+            },
+        }
+    ]
     gateway.client().chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=tools)
 
 
-def test_upstream_429_everywhere_is_429_with_retry_after(gateway: GatewayProcess, fake: FakeUpstream,
-                                                         fake2: FakeUpstream) -> None:
+def test_upstream_429_everywhere_is_429_with_retry_after(
+    gateway: GatewayProcess, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
     for f in (fake, fake2):
         f.configure(model="*", failure_kind="429", failure_rate=1.0)
     with pytest.raises(openai.RateLimitError) as info:
@@ -128,29 +155,41 @@ def test_timeouts_and_resets(gateway: GatewayProcess, fake: FakeUpstream, kind: 
     assert info.value.status_code == status
 
 
-def test_stream_cut_after_first_byte_ends_with_an_error_event(gateway: GatewayProcess, fake: FakeUpstream) -> None:
+def test_stream_cut_after_first_byte_ends_with_an_error_event(
+    gateway: GatewayProcess, fake: FakeUpstream
+) -> None:
     fake.configure(model="*", failure_kind="cut", failure_rate=1.0)
-    response = httpx.post(f"{gateway.base_url}/chat/completions", timeout=10,
-                          headers={"authorization": f"Bearer {TEST_KEY}"},
-                          json={"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 10, "stream": True})
+    response = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        timeout=10,
+        headers={"authorization": f"Bearer {TEST_KEY}"},
+        json={"model": "gpt-4o", "messages": MESSAGES, "max_tokens": 10, "stream": True},
+    )
     assert response.status_code == 200
     events = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
     assert '"error"' in events[-1] and "[DONE]" not in events
     with pytest.raises(openai.APIError):
-        list(gateway.client().chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10,
-                                                      stream=True))
+        list(
+            gateway.client().chat.completions.create(
+                model="gpt-4o", messages=MESSAGES, max_tokens=10, stream=True
+            )
+        )
 
 
 def test_stream_failing_before_the_first_byte_falls_back(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     fake.configure(model="*", failure_kind="500", failure_rate=1.0)
-    chunks = list(gateway.client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    chunks = list(
+        gateway.client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    )
     assert chunks and any(c.choices and c.choices[0].delta.content for c in chunks)
 
 
 def test_provider_keys_never_appear_in_responses_or_logs(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     fake.configure(model="*", failure_kind="500", failure_rate=1.0)
-    bodies = [post(gateway, b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}').text,
-              httpx.get(f"{gateway.url}/metrics").text]
+    bodies = [
+        post(gateway, b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}').text,
+        httpx.get(f"{gateway.url}/metrics").text,
+    ]
     fake.reset()
     bodies.append(post(gateway, b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}').text)
     for text in bodies + [gateway.logs()]:

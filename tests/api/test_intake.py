@@ -19,10 +19,24 @@ def test_steering_inside_extension_objects_is_refused(holder: str) -> None:
 
 
 def test_user_content_that_mentions_steering_words_passes() -> None:
-    tool = {"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"base_url": {"type": "string"}, "api_key": {"type": "string"}}}}}
-    reject_steering({"model": "m", "messages": [{"role": "user", "content": "api_key base_url"}],
-                     "tools": [tool], "metadata": {"task": "simple"}})
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {
+                "type": "object",
+                "properties": {"base_url": {"type": "string"}, "api_key": {"type": "string"}},
+            },
+        },
+    }
+    reject_steering(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "api_key base_url"}],
+            "tools": [tool],
+            "metadata": {"task": "simple"},
+        }
+    )
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[1,2]", b'"text"', b"\xff\xfe"])
@@ -31,14 +45,17 @@ def test_bad_bodies(raw: bytes) -> None:
         parse_object(raw)
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": "", "messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": "m"}, "messages"),
-    ({"model": "m", "messages": []}, "messages"),
-    ({"model": "m", "messages": ["hi"]}, "messages"),
-    ({"model": "m", "messages": [{}], "stream": "yes"}, "stream"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "", "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "m"}, "messages"),
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "m", "messages": ["hi"]}, "messages"),
+        ({"model": "m", "messages": [{}], "stream": "yes"}, "stream"),
+    ],
+)
 def test_chat_required_fields(body: dict[str, object], param: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         check_chat(body)

@@ -33,8 +33,9 @@ def disconnects(fake: FakeUpstream) -> int:
     return int(fake.stats()["disconnects"])
 
 
-def test_client_disconnect_while_waiting_closes_the_upstream_request(gateway: GatewayProcess,
-                                                                     fake: FakeUpstream) -> None:
+def test_client_disconnect_while_waiting_closes_the_upstream_request(
+    gateway: GatewayProcess, fake: FakeUpstream
+) -> None:
     fake.configure(model="*", latency_ms=1800)  # under first_byte (2 s): only the client gives up
     before = disconnects(fake)
     with pytest.raises(httpx.ReadTimeout):
@@ -44,13 +45,15 @@ def test_client_disconnect_while_waiting_closes_the_upstream_request(gateway: Ga
     assert time.monotonic() - gave_up < 1.0
 
 
-def test_client_disconnect_mid_stream_closes_the_upstream_stream(gateway: GatewayProcess,
-                                                                 fake: FakeUpstream) -> None:
+def test_client_disconnect_mid_stream_closes_the_upstream_stream(
+    gateway: GatewayProcess, fake: FakeUpstream
+) -> None:
     fake.configure(model="*", tokens_per_second=5)
     before = disconnects(fake)
     body = {**BODY, "stream": True, "max_tokens": 50}
-    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, headers=HEADERS,
-                      timeout=5) as response:
+    with httpx.stream(
+        "POST", f"{gateway.base_url}/chat/completions", json=body, headers=HEADERS, timeout=5
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 break
@@ -76,8 +79,12 @@ def test_metrics_count_requests(gateway: GatewayProcess) -> None:
 
 def test_one_json_log_line_per_request_without_prompt_text(gateway: GatewayProcess) -> None:
     secret_prompt = "my-very-private-prompt-text"
-    httpx.post(f"{gateway.base_url}/chat/completions", headers={**HEADERS, "x-request-id": "log-check-1"},
-               json={"model": "gpt-4o", "messages": [{"role": "user", "content": secret_prompt}]}, timeout=5)
+    httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        headers={**HEADERS, "x-request-id": "log-check-1"},
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": secret_prompt}]},
+        timeout=5,
+    )
     lines = [line for line in gateway.logs().splitlines() if "log-check-1" in line]
     assert len(lines) == 1
     record = httpx.Response(200, content=lines[0]).json()
@@ -86,10 +93,14 @@ def test_one_json_log_line_per_request_without_prompt_text(gateway: GatewayProce
     assert secret_prompt not in gateway.logs()
 
 
-def test_readiness_reports_an_unreachable_redis(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+def test_readiness_reports_an_unreachable_redis(
+    tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream
+) -> None:
     port = free_port()
     dead = free_port()
-    gw = start_gateway(tmp_path, config_text(port, fake.url, fake2.url, state=f"redis://127.0.0.1:{dead}/0"), port)
+    gw = start_gateway(
+        tmp_path, config_text(port, fake.url, fake2.url, state=f"redis://127.0.0.1:{dead}/0"), port
+    )
     try:
         ready = httpx.get(f"{gw.url}/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unreachable"
@@ -106,8 +117,9 @@ def test_sigterm_drains_streams_then_exits(tmp_path: Path, fake: FakeUpstream, f
 
     def consume() -> None:
         body = {**BODY, "stream": True, "max_tokens": 20}
-        with httpx.stream("POST", f"{gw.base_url}/chat/completions", json=body, headers=HEADERS,
-                          timeout=10) as response:
+        with httpx.stream(
+            "POST", f"{gw.base_url}/chat/completions", json=body, headers=HEADERS, timeout=10
+        ) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     received.append(line[6:])
@@ -132,8 +144,14 @@ def test_asyncio_sdk_concurrency(gateway: GatewayProcess) -> None:
 
     async def main() -> list[str]:
         client = openai.AsyncOpenAI(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0)
-        results = await asyncio.gather(*(client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": f"n{i}"}]) for i in range(20)))
+        results = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"n{i}"}]
+                )
+                for i in range(20)
+            )
+        )
         await client.close()
         return [r.id for r in results]
 

@@ -82,7 +82,9 @@ def test_catalog_fills_window_price_and_capabilities(tmp_path: Path) -> None:
 
 
 def test_every_error_is_reported_with_file_and_key_path(tmp_path: Path) -> None:
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 server:
   port: 99999
   workerz: 2
@@ -100,7 +102,8 @@ keys:
   - name: x
     key_sha256: not-a-digest
   - key_sha256: {KEY}
-""")
+""",
+    )
     errors = errors_of(path)
     assert all(e.startswith(f"{path}: ") for e in errors)
     text = "\n".join(errors)
@@ -124,11 +127,14 @@ def test_interpolation_without_default_is_an_error(tmp_path: Path) -> None:
 
 
 def test_interpolated_values_cannot_inject_structure(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 server: {host: "${HOST}"}
 providers:
   local: {kind: openai-compatible, base_url: "http://127.0.0.1:1/v1", models: {m: {}}}
-""")
+""",
+    )
     s = load_settings(path, {"HOST": "{port: 1}"})
     assert s.server.host == "{port: 1}"
 
@@ -166,9 +172,15 @@ def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
     key_file = tmp_path / "azure.key"
     key_file.write_text("azure-key")
-    env = {"OPENAI_API_KEY": "sk-a", "GROQ_API_KEY": "gsk-b", "GEMINI_API_KEY": "g-c",
-           "AZURE_OPENAI_KEY_FILE": str(key_file), "AGENT_KEY_SHA256": digest("a"),
-           "BATCH_KEY_SHA256": digest("b"), "ADMIN_KEY_SHA256": digest("c")}
+    env = {
+        "OPENAI_API_KEY": "sk-a",
+        "GROQ_API_KEY": "gsk-b",
+        "GEMINI_API_KEY": "g-c",
+        "AZURE_OPENAI_KEY_FILE": str(key_file),
+        "AGENT_KEY_SHA256": digest("a"),
+        "BATCH_KEY_SHA256": digest("b"),
+        "ADMIN_KEY_SHA256": digest("c"),
+    }
     s = load_settings(str(example), env)
     assert {a.kind for a in s.accounts} == {"openai", "azure", "groq", "gemini", "openai-compatible"}
     assert s.server.port == 8080 and s.admin_key_sha256 == digest("c")
