@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
 def _fake_upstream(argv: list[str]) -> int:
     from gateway.fake import cli as fake_cli
 
-    parser = argparse.ArgumentParser(prog="gateway fake-upstream", description="fake OpenAI-compatible provider")
+    parser = argparse.ArgumentParser(
+        prog="gateway fake-upstream", description="fake OpenAI-compatible provider"
+    )
     fake_cli.add_arguments(parser)
     return fake_cli.run(parser.parse_args(argv))
 

@@ -5,8 +5,14 @@ from gateway.errors import RateLimited, UpstreamStatus, redact, retry_after_head
 
 def test_openai_error_shape() -> None:
     body = orjson.loads(to_openai_error(RateLimited("slow down", retry_after=2.5)))
-    assert body == {"error": {"message": "slow down", "type": "rate_limit_error", "param": None,
-                              "code": "rate_limit_exceeded"}}
+    assert body == {
+        "error": {
+            "message": "slow down",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
 
 
 def test_retry_after_rounds_up_and_keeps_milliseconds() -> None:

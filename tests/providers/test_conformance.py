@@ -21,13 +21,29 @@ PROVIDERS = sorted(REGISTRY)
 
 
 def deployment(model: str = "gpt-4o-mini", account: str = "acct") -> Deployment:
-    return Deployment(account=account, model="fast", upstream_model=model, mode="chat", limits=Limits(),
-                      price=None, context_window=None, max_output_tokens=None, capabilities=frozenset())
+    return Deployment(
+        account=account,
+        model="fast",
+        upstream_model=model,
+        mode="chat",
+        limits=Limits(),
+        price=None,
+        context_window=None,
+        max_output_tokens=None,
+        capabilities=frozenset(),
+    )
 
 
 def account(kind: str, api_version: str | None = "2024-10-21") -> Account:
-    return Account(name="acct", kind=kind, base_url="https://upstream.example/v1", api_key=Secret("sk-secret"),
-                   api_version=api_version, limits=Limits(), deployments=())
+    return Account(
+        name="acct",
+        kind=kind,
+        base_url="https://upstream.example/v1",
+        api_key=Secret("sk-secret"),
+        api_version=api_version,
+        limits=Limits(),
+        deployments=(),
+    )
 
 
 def spec_properties(schema: str) -> set[str]:
@@ -74,8 +90,9 @@ def test_unsupported_parameters_are_refused_not_dropped(kind: str) -> None:
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_model_is_replaced_and_stream_usage_requested(kind: str) -> None:
     provider = REGISTRY[kind]
-    out = provider.to_request({"model": "fast", "messages": [], "stream": True}, deployment("up-1"), provider,
-                              "chat")
+    out = provider.to_request(
+        {"model": "fast", "messages": [], "stream": True}, deployment("up-1"), provider, "chat"
+    )
     assert out["model"] == "up-1"
     if provider.stream_usage:
         assert out["stream_options"] == {"include_usage": True}
@@ -91,17 +108,32 @@ def test_auth_header_carries_the_account_key_only(kind: str) -> None:
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_error_translation(kind: str) -> None:
     provider = REGISTRY[kind]
-    body = orjson.dumps({"error": {"message": "Incorrect API key provided: sk-proj-abcdefghijklmnopqrstu",
-                                   "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}})
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": "Incorrect API key provided: sk-proj-abcdefghijklmnopqrstu",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+    )
     error = provider.from_error(401, body, {})
     assert isinstance(error, UpstreamStatus) and error.status == 502 and "sk-proj" not in error.message
-    limited = provider.from_error(429, b'{"error":{"message":"slow down","code":"rate_limit_exceeded"}}',
-                                  {"retry-after-ms": "1500", "retry-after": "2"})
+    limited = provider.from_error(
+        429,
+        b'{"error":{"message":"slow down","code":"rate_limit_exceeded"}}',
+        {"retry-after-ms": "1500", "retry-after": "2"},
+    )
     assert limited.status == 429 and limited.retry_after == 1.5 and limited.retryable
     server = provider.from_error(503, b"<html>bad gateway</html>", {})
     assert server.status == 502 and server.retryable
-    ctx = provider.from_error(400, b'{"error":{"message":"This model\'s maximum context length is 8192",'
-                                   b'"code":"context_length_exceeded"}}', {})
+    ctx = provider.from_error(
+        400,
+        b'{"error":{"message":"This model\'s maximum context length is 8192",'
+        b'"code":"context_length_exceeded"}}',
+        {},
+    )
     assert ctx.status == 400 and ctx.code == "context_length_exceeded"
 
 
@@ -125,7 +157,9 @@ def test_groq_refuses_n_above_one() -> None:
 
 def test_openai_compatible_forwards_extensions() -> None:
     provider = REGISTRY["openai-compatible"]
-    out = provider.to_request({"model": "m", "messages": [], "top_k": 5}, deployment("llama"), provider, "chat")
+    out = provider.to_request(
+        {"model": "m", "messages": [], "top_k": 5}, deployment("llama"), provider, "chat"
+    )
     assert out["top_k"] == 5
     openai = REGISTRY["openai"]
     with pytest.raises(UnsupportedParameter):
@@ -134,10 +168,16 @@ def test_openai_compatible_forwards_extensions() -> None:
 
 def test_urls() -> None:
     d = deployment("my-deploy")
-    assert REGISTRY["openai"].url(account("openai"), d, "chat") == "https://upstream.example/v1/chat/completions"
+    assert (
+        REGISTRY["openai"].url(account("openai"), d, "chat") == "https://upstream.example/v1/chat/completions"
+    )
     assert REGISTRY["groq"].url(account("groq"), d, "embeddings") == "https://upstream.example/v1/embeddings"
     azure = REGISTRY["azure"]
     assert azure.url(account("azure"), d, "chat") == (
-        "https://upstream.example/v1/openai/deployments/my-deploy/chat/completions?api-version=2024-10-21")
-    assert azure.url(account("azure", "v1"), d, "embeddings") == "https://upstream.example/v1/openai/v1/embeddings"
+        "https://upstream.example/v1/openai/deployments/my-deploy/chat/completions?api-version=2024-10-21"
+    )
+    assert (
+        azure.url(account("azure", "v1"), d, "embeddings")
+        == "https://upstream.example/v1/openai/v1/embeddings"
+    )
     assert azure.auth(Secret("k")) == {"api-key": "k"}

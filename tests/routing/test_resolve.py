@@ -8,14 +8,29 @@ from gateway.routing.resolve import ModelIndex, candidates
 
 
 def dep(account: str, model: str, mode: str = "chat") -> Deployment:
-    return Deployment(account=account, model=model, upstream_model=model, mode=mode,  # type: ignore[arg-type]
-                      limits=Limits(), price=None, context_window=None, max_output_tokens=None,
-                      capabilities=frozenset())
+    return Deployment(
+        account=account,
+        model=model,
+        upstream_model=model,
+        mode=mode,  # type: ignore[arg-type]
+        limits=Limits(),
+        price=None,
+        context_window=None,
+        max_output_tokens=None,
+        capabilities=frozenset(),
+    )
 
 
-DEPLOYMENTS = (dep("a", "gpt-4o-mini"), dep("b", "gpt-4o-mini"), dep("a", "gpt-4o"), dep("a", "emb", "embedding"))
-INDEX = ModelIndex({m: tuple(d for d in DEPLOYMENTS if d.model == m) for m in ("gpt-4o-mini", "gpt-4o", "emb")},
-                   {d.id: d for d in DEPLOYMENTS})
+DEPLOYMENTS = (
+    dep("a", "gpt-4o-mini"),
+    dep("b", "gpt-4o-mini"),
+    dep("a", "gpt-4o"),
+    dep("a", "emb", "embedding"),
+)
+INDEX = ModelIndex(
+    {m: tuple(d for d in DEPLOYMENTS if d.model == m) for m in ("gpt-4o-mini", "gpt-4o", "emb")},
+    {d.id: d for d in DEPLOYMENTS},
+)
 
 
 def key(*models: str) -> VirtualKey:
@@ -26,22 +41,28 @@ def ids(found: tuple[Deployment, ...]) -> list[str]:
     return [d.id for d in found]
 
 
-@pytest.mark.parametrize("model,allowed,expected", [
-    ("gpt-4o-mini", ["*"], ["a/gpt-4o-mini", "b/gpt-4o-mini"]),
-    ("b/gpt-4o-mini", ["*"], ["b/gpt-4o-mini"]),
-    ("gpt-4o-mini", ["b/gpt-4o-mini"], ["b/gpt-4o-mini"]),
-    ("gpt-4o", ["gpt-4o"], ["a/gpt-4o"]),
-])
+@pytest.mark.parametrize(
+    "model,allowed,expected",
+    [
+        ("gpt-4o-mini", ["*"], ["a/gpt-4o-mini", "b/gpt-4o-mini"]),
+        ("b/gpt-4o-mini", ["*"], ["b/gpt-4o-mini"]),
+        ("gpt-4o-mini", ["b/gpt-4o-mini"], ["b/gpt-4o-mini"]),
+        ("gpt-4o", ["gpt-4o"], ["a/gpt-4o"]),
+    ],
+)
 def test_candidates(model: str, allowed: list[str], expected: list[str]) -> None:
     assert ids(candidates(INDEX, key(*allowed), model, "chat")) == expected
 
 
-@pytest.mark.parametrize("model,allowed,mode,status", [
-    ("nope", ["*"], "chat", 404),
-    ("gpt-4o", ["gpt-4o-mini"], "chat", 403),
-    ("emb", ["*"], "chat", 400),
-    ("gpt-4o", ["*"], "embedding", 400),
-])
+@pytest.mark.parametrize(
+    "model,allowed,mode,status",
+    [
+        ("nope", ["*"], "chat", 404),
+        ("gpt-4o", ["gpt-4o-mini"], "chat", 403),
+        ("emb", ["*"], "chat", 400),
+        ("gpt-4o", ["*"], "embedding", 400),
+    ],
+)
 def test_refusals(model: str, allowed: list[str], mode: str, status: int) -> None:
     with pytest.raises(GatewayError) as info:
         candidates(INDEX, key(*allowed), model, mode)  # type: ignore[arg-type]
@@ -55,7 +76,9 @@ def test_models_listing_respects_the_key() -> None:
 
 def test_final_error() -> None:
     assert isinstance(final_error([]), ServiceUnavailable)
-    limited = final_error([UpstreamStatus(429, "x", retry_after=3), UpstreamStatus(429, "y", retry_after=1.5)])
+    limited = final_error(
+        [UpstreamStatus(429, "x", retry_after=3), UpstreamStatus(429, "y", retry_after=1.5)]
+    )
     assert isinstance(limited, RateLimited) and limited.retry_after == 1.5
     mixed = final_error([UpstreamStatus(429, "x"), UpstreamTimeout("t")])
     assert mixed.status == 504
