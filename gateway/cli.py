@@ -25,8 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     hash_key = sub.add_parser("hash-key", help="print the sha256 digest to put in keys[].key_sha256")
     hash_key.add_argument("key")
     # Its options belong to gateway.fake.cli, imported only when used so serving never loads the fake.
-    fake = sub.add_parser("fake-upstream", help="run the fake OpenAI-compatible provider", add_help=False)
-    fake.add_argument("fake_args", nargs=argparse.REMAINDER)
+    sub.add_parser("fake-upstream", help="run the fake OpenAI-compatible provider (--help for options)")
     return parser
 
 
@@ -85,7 +84,8 @@ def _demo_upstream() -> Iterator[None]:
     )
     try:
         assert proc.stdout is not None
-        proc.stdout.readline()  # "fake upstream listening on ..."
+        if "listening" not in proc.stdout.readline():
+            raise SystemExit(f"the demo's fake providers did not start (exit code {proc.wait()})")
         yield
     finally:
         proc.terminate()
@@ -118,10 +118,11 @@ def _serve(path: str | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fake-upstream"]:
+        return _fake_upstream(argv[1:])
     args = _parser().parse_args(argv)
     command = args.command or "serve"
-    if command == "fake-upstream":
-        return _fake_upstream(args.fake_args)
     if command == "hash-key":
         from gateway.auth import digest
 
