@@ -2,7 +2,7 @@
 
 from starlette.routing import Route
 
-from gateway.api import health, models
+from gateway.api import admin, health, models
 from gateway.api.proxy import ProxyEndpoint
 
 routes = [
@@ -12,4 +12,5 @@ routes = [
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
     Route("/metrics", health.metrics, methods=["GET"]),
+    Route("/admin/config", admin.config, methods=["GET"]),
 ]

@@ -1,0 +1,1 @@
+"""A fake OpenAI-compatible provider with scripted latency, failures and rate limits."""
