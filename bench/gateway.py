@@ -104,9 +104,7 @@ def check(port: int, path: str) -> list[str]:
         except OSError as e:
             problems.append(f"{model}: {e}")
             continue
-        want_type, want_text = (
-            ("text/event-stream", b"data: [DONE]") if stream else ("json", b"chat.completion")
-        )
+        want_type, want_text = ("text/event-stream", b"data: [DONE]") if stream else ("json", b"chat.completion")
         if status != 200 or want_type not in ctype or want_text not in body:
             problems.append(f"{model} stream={stream}: HTTP {status} {ctype}: {body[:300]!r}")
     return problems

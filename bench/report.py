@@ -39,9 +39,7 @@ class Measurements:
     def add(self, target: str, kind: str, connections: int, result: WrkResult) -> None:
         self.runs.setdefault(run_key(target, kind, connections), []).append(result)
 
-    def median(
-        self, target: str, kind: str, connections: int, of: Callable[[WrkResult], float]
-    ) -> float | None:
+    def median(self, target: str, kind: str, connections: int, of: Callable[[WrkResult], float]) -> float | None:
         results = self.runs.get(run_key(target, kind, connections), [])
         return statistics.median(of(r) for r in results) if results else None
 
@@ -210,9 +208,7 @@ def render(table: list[Row], info: dict[str, Any], settings: dict[str, Any]) -> 
     return "\n".join(out)
 
 
-def write_json(
-    path: Path, m: Measurements, table: list[Row], info: dict[str, Any], settings: dict[str, Any]
-) -> None:
+def write_json(path: Path, m: Measurements, table: list[Row], info: dict[str, Any], settings: dict[str, Any]) -> None:
     data = {
         "machine": info,
         "settings": settings,

@@ -89,9 +89,7 @@ def start_upstream(stack: contextlib.ExitStack, workdir: Path, cpu: int, use_ngi
     return port, name
 
 
-def time_startups(
-    argv: list[str], count: int, cpu: int, port: int, log: Path, m: Measurements
-) -> gateway.Gateway:
+def time_startups(argv: list[str], count: int, cpu: int, port: int, log: Path, m: Measurements) -> gateway.Gateway:
     """Start the gateway `count` times, recording each start-up; the last one is left running."""
     for i in range(count):
         gw = gateway.start(argv, cpu, port, log, cwd=ROOT)
@@ -151,9 +149,7 @@ def start_gateway(
     return Target("gateway", port, {"json": JSON_PATH, "stream": JSON_PATH}, gw.pid)
 
 
-def run_rounds(
-    args: argparse.Namespace, binary: str, cpu: int, targets: list[Target], m: Measurements
-) -> None:
+def run_rounds(args: argparse.Namespace, binary: str, cpu: int, targets: list[Target], m: Measurements) -> None:
     """Warm up, then `args.rounds` rounds, each running every target back to back per setting."""
     for target in targets:
         for kind in KINDS:

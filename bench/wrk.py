@@ -69,9 +69,7 @@ def parse(stdout: str) -> WrkResult:
     raise WrkError(f"no {MARKER.strip()} line in wrk output:\n{stdout}")
 
 
-def run(
-    binary: str, cpu: int, port: int, path: str, kind: str, connections: int, duration: float
-) -> WrkResult:
+def run(binary: str, cpu: int, port: int, path: str, kind: str, connections: int, duration: float) -> WrkResult:
     """Run wrk pinned to `cpu` with one thread and `connections` keep-alive connections."""
     argv = [
         binary,

@@ -30,6 +30,7 @@ class RequestRecord:
     completion_tokens: int | None = None
     error_code: str | None = None
     tried: list[str] = field(default_factory=list)
+    extra_headers: dict[str, str] = field(default_factory=dict)  # e.g. the caller's x-ratelimit-*
 
     def as_log(self, latency_ms: float) -> dict[str, Any]:
         return {

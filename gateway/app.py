@@ -32,9 +32,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return _error(ModelNotFound(f"no route {request.method} {request.url.path}", code="not_found"))
     if status == 405:
         return _error(
-            InvalidRequest(
-                f"method {request.method} is not allowed on {request.url.path}", code="method_not_allowed"
-            ),
+            InvalidRequest(f"method {request.method} is not allowed on {request.url.path}", code="method_not_allowed"),
             405,
         )
     return _error(InvalidRequest(str(getattr(exc, "detail", "bad request"))), status)

@@ -32,9 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 def _fake_upstream(argv: list[str]) -> int:
     from gateway.fake import cli as fake_cli
 
-    parser = argparse.ArgumentParser(
-        prog="gateway fake-upstream", description="fake OpenAI-compatible provider"
-    )
+    parser = argparse.ArgumentParser(prog="gateway fake-upstream", description="fake OpenAI-compatible provider")
     fake_cli.add_arguments(parser)
     return fake_cli.run(parser.parse_args(argv))
 
@@ -43,9 +41,7 @@ def _load(path: str | None) -> Settings | None:
     try:
         return load_settings(path)
     except ConfigError as e:
-        print(
-            f"configuration is invalid ({len(e.errors)} error{'s' * (len(e.errors) != 1)}):", file=sys.stderr
-        )
+        print(f"configuration is invalid ({len(e.errors)} error{'s' * (len(e.errors) != 1)}):", file=sys.stderr)
         for line in e.errors:
             print(f"  {line}", file=sys.stderr)
         return None

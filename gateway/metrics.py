@@ -51,9 +51,7 @@ class Metrics:
         self.inflight = Gauge(
             "gateway_inflight_requests", "Requests being served", registry=r, multiprocess_mode="livesum"
         )
-        self.draining = Gauge(
-            "gateway_draining", "1 while shutting down", registry=r, multiprocess_mode="max"
-        )
+        self.draining = Gauge("gateway_draining", "1 while shutting down", registry=r, multiprocess_mode="max")
         self.disconnects = Counter(
             "gateway_client_disconnects_total", "Clients that left before the end", ["endpoint"], registry=r
         )

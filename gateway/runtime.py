@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -10,6 +12,9 @@ from typing import Any
 from gateway import accesslog
 from gateway.auth import KeyRing
 from gateway.config.model import Account, Settings
+from gateway.limits import Limiter, build_limiter
+from gateway.limits.model import BucketSpec
+from gateway.limits.queue import WaitLine
 from gateway.limits.shared import SharedState
 from gateway.metrics import Metrics
 from gateway.providers import REGISTRY
@@ -38,9 +43,11 @@ class Runtime:
     metrics: Metrics
     log: logging.Logger
     secrets: tuple[str, ...]
+    limiter: Limiter
+    wait_line: WaitLine = field(default_factory=WaitLine)
     draining: bool = False
     ready: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -54,20 +61,38 @@ class Runtime:
             keys=KeyRing(settings.keys, settings.admin_key_sha256),
             index=ModelIndex.build(settings),
             targets=targets,
-            upstream=Upstream(
-                settings.accounts, settings.server.timeouts, settings.server.max_connections_per_account
-            ),
+            upstream=Upstream(settings.accounts, settings.server.timeouts, settings.server.max_connections_per_account),
             shared=SharedState(settings.redis_url),
             metrics=Metrics(),
             log=accesslog.configure(settings.server.access_log),
             secrets=settings.secrets(),
+            limiter=build_limiter(
+                settings.redis_url,
+                replica_id=f"{os.uname().nodename}:{os.getpid()}",
+                deadline=settings.limits.redis_deadline_ms / 1000,
+                fail_mode=settings.limits.fail_mode,
+                prefix=settings.limits.key_prefix,
+            ),
         )
+
+    def spawn(self, work: Any) -> None:
+        """Run ``work`` (a coroutine) after the response, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def correct_soon(self, bucket: BucketSpec, remaining: float) -> None:
+        self.spawn(self.limiter.correct(bucket, remaining))
 
     async def start(self) -> None:
         await self.upstream.start()
+        await self.limiter.start()
         self.ready = True
 
     async def close(self) -> None:
         self.ready = False
+        if self.background:
+            await asyncio.wait(self.background, timeout=2)
+        await self.limiter.close()
         await self.upstream.close()
         await self.shared.close()

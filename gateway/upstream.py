@@ -48,9 +48,7 @@ class Exchange:
         except TimeoutError:
             raise UpstreamTimeout("the upstream response did not complete in time") from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-            raise UpstreamConnection(
-                f"the upstream connection failed mid-response ({type(e).__name__})"
-            ) from None
+            raise UpstreamConnection(f"the upstream connection failed mid-response ({type(e).__name__})") from None
         finally:
             self.response.release()
 
@@ -122,7 +120,9 @@ class Upstream:
         except TimeoutError:
             raise UpstreamTimeout("the upstream did not answer in time") from None
         except aiohttp.ClientConnectorError:
-            raise UpstreamConnection(f"could not connect to provider account {account.name!r}") from None
+            raise UpstreamConnection(
+                f"could not connect to provider account {account.name!r}", code="upstream_connect_failed"
+            ) from None
         except aiohttp.ClientConnectionError as e:
             raise UpstreamConnection(f"the upstream connection failed ({type(e).__name__})") from None
         exchange = Exchange(response, deadline, t.stream_idle)

@@ -19,9 +19,7 @@ PROVIDER_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "GEMINI_
 
 
 def gateway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=30, env=env
-    )
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=30, env=env)
 
 
 def test_demo_starts_with_no_configuration(tmp_path: Path) -> None:
@@ -55,9 +53,7 @@ def test_demo_starts_with_no_configuration(tmp_path: Path) -> None:
         )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert "gateway_requests_total" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        children = subprocess.run(
-            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
-        ).stdout.split()
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert children  # the demo's fake providers
     finally:
         proc.send_signal(signal.SIGTERM)

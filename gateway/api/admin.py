@@ -20,9 +20,7 @@ def _deployment(d: Deployment) -> dict[str, Any]:
         "upstream_model": d.upstream_model,
         "mode": d.mode,
         "limits": {"rpm": d.limits.rpm, "tpm": d.limits.tpm},
-        "price_per_mtok": None
-        if d.price is None
-        else {"input": d.price.input * 1e6, "output": d.price.output * 1e6},
+        "price_per_mtok": None if d.price is None else {"input": d.price.input * 1e6, "output": d.price.output * 1e6},
         "context_window": d.context_window,
         "max_output_tokens": d.max_output_tokens,
         "capabilities": sorted(d.capabilities),

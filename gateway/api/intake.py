@@ -107,9 +107,7 @@ def reject_steering(body: dict[str, Any]) -> None:
 def require_model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest(
-            "you must provide a model parameter", param="model", code="missing_required_parameter"
-        )
+        raise InvalidRequest("you must provide a model parameter", param="model", code="missing_required_parameter")
     return model
 
 

@@ -18,8 +18,5 @@ async def list_models(request: Request) -> Response:
         key = rt.keys.authenticate(request.headers.get("authorization"))
     except GatewayError as e:
         return Response(to_openai_error(e), status_code=e.status, media_type="application/json")
-    data = [
-        {"id": m, "object": "model", "created": _CREATED, "owned_by": "llm-gateway"}
-        for m in rt.index.visible(key)
-    ]
+    data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "llm-gateway"} for m in rt.index.visible(key)]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")

@@ -1,4 +1,4 @@
-"""``/v1/chat/completions`` and ``/v1/embeddings``: authenticate, check, route, relay.
+"""``/v1/chat/completions`` and ``/v1/embeddings``: authenticate, check, reserve, route, relay, settle.
 
 The endpoints are plain ASGI callables rather than Starlette request/response functions: streams
 need their own response (``StreamRelay``) and the hot path skips a layer of exception wrapping.
@@ -19,9 +19,12 @@ from gateway.api.disconnect import DisconnectGuard
 from gateway.api.intake import check_chat, check_embeddings, parse_object, read_body, request_id
 from gateway.api.respond import error_response, finish, json_response, usage_of
 from gateway.api.stream import StreamRelay
+from gateway.config.model import VirtualKey
 from gateway.errors import GatewayError, UpstreamConnection
+from gateway.limits import estimate, specs
+from gateway.limits.model import Reservation
 from gateway.providers.base import Endpoint
-from gateway.routing.execute import attempt
+from gateway.routing.execute import Demand, attempt
 from gateway.routing.resolve import candidates
 from gateway.runtime import Runtime
 from gateway.upstream import Exchange
@@ -44,6 +47,14 @@ async def _first_event(exchange: Exchange) -> tuple[bytes, AsyncGenerator[bytes,
     return first, events
 
 
+def demand(body: dict[str, Any], key: VirtualKey, model: str, endpoint: Endpoint, default_output: int) -> Demand:
+    """Pure: the tokens this request will likely use and the quota buckets it draws on."""
+    prompt = estimate.prompt_tokens(body)
+    tokens = prompt + (estimate.output_tokens(body, default_output) if endpoint == "chat" else 0)
+    user = body.get("user")
+    return Demand(tokens, specs.quotas(key, user if isinstance(user, str) else None, tokens), model, prompt)
+
+
 class ProxyEndpoint:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -54,17 +65,24 @@ class ProxyEndpoint:
         rt: Runtime = request.app.state.runtime
         record = RequestRecord(request_id(request), self.path, time.perf_counter())
         rt.metrics.inflight.inc()
+        reservation: Reservation | None = None
         try:
-            response = await self._handle(rt, request, record)
+            response, reservation = await self._handle(rt, request, record)
         except GatewayError as e:
             response = error_response(e, record)
         if isinstance(response, StreamRelay):
-            await response(scope, receive, send)  # finishes the record itself
+            await response(scope, receive, send)  # finishes and settles itself
             return
         finish(rt, record, disconnected=record.status == 499)
         await response(scope, receive, send)
+        # Reconcile after the answer is out, so the caller never waits for it. Without a usage
+        # report (or after a disconnect) the reservation stands as the best estimate.
+        if reservation is not None and record.prompt_tokens is not None:
+            await rt.limiter.settle(reservation, record.prompt_tokens + (record.completion_tokens or 0))
 
-    async def _handle(self, rt: Runtime, request: Request, record: RequestRecord) -> Response | StreamRelay:
+    async def _handle(
+        self, rt: Runtime, request: Request, record: RequestRecord
+    ) -> tuple[Response | StreamRelay, Reservation | None]:
         key = rt.keys.authenticate(request.headers.get("authorization"))
         record.key_name = key.name
         body = parse_object(await read_body(request, rt.settings.server.max_body_bytes))
@@ -72,23 +90,23 @@ class ProxyEndpoint:
         found = candidates(rt.index, key, model, "chat" if self.endpoint == "chat" else "embedding")
         record.model = model
         record.stream = self.endpoint == "chat" and body.get("stream") is True
-        if rt.draining:
-            rt.log.debug("serving during drain", {"request_id": record.request_id})
+        wants = demand(body, key, model, self.endpoint, rt.settings.limits.default_output_tokens)
         async with DisconnectGuard(request.receive) as guard:
             if record.stream:
-                deployment, (first, rest) = await attempt(
-                    rt, record, found, body, self.endpoint, _first_event
-                )
+                streamed = await attempt(rt, record, found, body, self.endpoint, wants, _first_event)
             else:
-                deployment, payload = await attempt(rt, record, found, body, self.endpoint, _read_json)
+                answered = await attempt(rt, record, found, body, self.endpoint, wants, _read_json)
         if guard.disconnected:
             record.status = 499
-            return Response(status_code=499)
-        record.deployment = deployment.id
+            return Response(status_code=499), None
         if record.stream:
-            return StreamRelay(rt, record, first, rest, _wants_usage(body))
-        usage_of(payload, record)
-        return json_response(payload, record)
+            record.deployment = streamed.deployment.id
+            first, rest = streamed.result
+            relay = StreamRelay(rt, record, first, rest, _wants_usage(body), streamed.reservation, wants.prompt)
+            return relay, None
+        record.deployment = answered.deployment.id
+        usage_of(answered.result, record)
+        return json_response(answered.result, record), answered.reservation
 
 
 def _wants_usage(body: dict[str, Any]) -> bool:

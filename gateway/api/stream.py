@@ -17,6 +17,7 @@ from gateway.accesslog import RequestRecord
 from gateway.api.disconnect import DisconnectGuard
 from gateway.api.respond import finish, take_usage, trace_headers
 from gateway.errors import GatewayError, UpstreamConnection, to_openai_error
+from gateway.limits.model import Reservation
 from gateway.runtime import Runtime
 from gateway.sse import DONE, encode
 
@@ -37,9 +38,14 @@ class StreamRelay:
         first: bytes,
         rest: AsyncGenerator[bytes, None],
         client_wants_usage: bool,
+        reservation: Reservation | None,
+        prompt_estimate: int,
     ) -> None:
         self.rt, self.record, self.first, self.rest = rt, record, first, rest
         self.client_wants_usage = client_wants_usage
+        self.reservation = reservation
+        self.prompt_estimate = prompt_estimate
+        self.relayed = 0  # content events sent; about one token each, for streams without usage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = self.record
@@ -52,12 +58,19 @@ class StreamRelay:
                 await self._relay(send)
             except GatewayError as e:
                 record.error_code = e.code or e.type
-                await send(
-                    {"type": "http.response.body", "body": encode(to_openai_error(e)), "more_body": True}
-                )
+                await send({"type": "http.response.body", "body": encode(to_openai_error(e)), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         await self.rest.aclose()
         finish(self.rt, record, disconnected=guard.disconnected)
+        if self.reservation is not None:
+            await self.rt.limiter.settle(self.reservation, self._used())
+
+    def _used(self) -> int:
+        """Tokens to reconcile with: the provider's usage chunk, else an estimate from what was relayed."""
+        record = self.record
+        if record.prompt_tokens is not None and record.completion_tokens is not None:
+            return record.prompt_tokens + record.completion_tokens
+        return self.prompt_estimate + self.relayed
 
     async def _relay(self, send: Send) -> None:
         record = self.record
@@ -81,6 +94,7 @@ class StreamRelay:
                 take_usage(self.record, chunk.get("usage"))
                 if not self.client_wants_usage and not chunk.get("choices"):
                     return False
+        self.relayed += 1
         await send({"type": "http.response.body", "body": encode(event), "more_body": True})
         return False
 

@@ -108,9 +108,20 @@ class VirtualKey:
     key_sha256: str
     tier: str
     models: frozenset[str]  # "*" allows every model
+    limits: Limits = Limits()  # the key's own quota
+    user_limits: Limits = Limits()  # a quota per end user (the request's `user`) of this key
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    queue_timeout_seconds: float = 1.0  # wait this long for provider capacity before answering 429
+    default_output_tokens: int = 1024  # reserved for the answer when a request sets no max_tokens
+    redis_deadline_ms: float = 50.0  # no request waits longer than this on Redis
+    fail_mode: str = "closed"  # quotas while Redis is unreachable: closed (503) or open (ignored)
+    key_prefix: str = "llmgw"
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class Settings:
     keys: tuple[VirtualKey, ...]
     admin_key_sha256: str | None
     policy_dir: str
+    limits: LimitSettings = LimitSettings()
     demo: bool = False
 
     @property

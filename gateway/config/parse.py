@@ -17,6 +17,7 @@ from gateway.config.model import (
     Account,
     Deployment,
     Limits,
+    LimitSettings,
     Price,
     Secret,
     ServerSettings,
@@ -54,9 +55,7 @@ class _Reader:
                 self.error(f"{path}.{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
         return value
 
-    def get(
-        self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str, default: T
-    ) -> T:
+    def get(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str, default: T) -> T:
         if key not in m or m[key] is None:
             return default
         value = check(m[key])
@@ -65,9 +64,7 @@ class _Reader:
             return default
         return value
 
-    def required(
-        self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str
-    ) -> T | None:
+    def required(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str) -> T | None:
         if key not in m or m[key] is None:
             self.error(f"{path}.{key}", f"required ({want})")
             return None
@@ -131,9 +128,7 @@ def _server(r: _Reader, raw: Any) -> ServerSettings:
             }
         ),
     )
-    t = r.mapping(
-        m.get("timeouts"), "server.timeouts", frozenset({"connect", "first_byte", "total", "stream_idle"})
-    )
+    t = r.mapping(m.get("timeouts"), "server.timeouts", frozenset({"connect", "first_byte", "total", "stream_idle"}))
     dt = Timeouts()
     p = "server.timeouts"
     timeouts = Timeouts(
@@ -255,9 +250,7 @@ def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path:
     )
 
 
-_ACCOUNT_KEYS = frozenset(
-    {"kind", "base_url", "api_key_env", "api_key_file", "api_version", "limits", "models"}
-)
+_ACCOUNT_KEYS = frozenset({"kind", "base_url", "api_key_env", "api_key_file", "api_version", "limits", "models"})
 
 
 def _account(r: _Reader, name: str, raw: Any) -> Account | None:
@@ -285,8 +278,7 @@ def _account(r: _Reader, name: str, raw: Any) -> Account | None:
     if not models:
         r.error(f"{path}.models", "declare at least one model")
     deployments = tuple(
-        _deployment(r, name, kind, str(model), spec, f"{path}.models.{model}")
-        for model, spec in models.items()
+        _deployment(r, name, kind, str(model), spec, f"{path}.models.{model}") for model, spec in models.items()
     )
     return Account(
         name=name,
@@ -309,11 +301,9 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
     seen: set[str] = set()
     for i, item in enumerate(raw):
         path = f"keys[{i}]"
-        m = r.mapping(item, path, frozenset({"name", "key_sha256", "tier", "models"}))
+        m = r.mapping(item, path, frozenset({"name", "key_sha256", "tier", "models", "limits", "user_limits"}))
         name = r.required(m, path, "name", _str, "a string")
-        digest = r.required(
-            m, path, "key_sha256", _str, "the sha256 hex digest of the key (gateway hash-key)"
-        )
+        digest = r.required(m, path, "key_sha256", _str, "the sha256 hex digest of the key (gateway hash-key)")
         if digest is not None and not _SHA256.match(digest.lower()):
             r.error(f"{path}.key_sha256", "expected 64 hex characters (use `gateway hash-key KEY`)")
             digest = None
@@ -323,11 +313,49 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
         tier = r.get(m, path, "tier", _str, "a string", "standard")
         if name is not None and digest is not None:
             seen.add(digest.lower())
-            keys.append(VirtualKey(name=name, key_sha256=digest.lower(), tier=tier, models=frozenset(models)))
+            keys.append(
+                VirtualKey(
+                    name=name,
+                    key_sha256=digest.lower(),
+                    tier=tier,
+                    models=frozenset(models),
+                    limits=_limits(r, m.get("limits"), f"{path}.limits"),
+                    user_limits=_limits(r, m.get("user_limits"), f"{path}.user_limits"),
+                )
+            )
     return tuple(keys)
 
 
-TOP_LEVEL = frozenset({"server", "state", "providers", "keys", "admin", "policies", "demo"})
+def _limit_settings(r: _Reader, raw: Any) -> LimitSettings:
+    d, p = LimitSettings(), "limits"
+    m = r.mapping(
+        raw,
+        p,
+        frozenset({"queue_timeout_seconds", "default_output_tokens", "redis_deadline_ms", "fail_mode", "key_prefix"}),
+    )
+    return LimitSettings(
+        queue_timeout_seconds=r.get(
+            m, p, "queue_timeout_seconds", _nonneg_float, "seconds >= 0", d.queue_timeout_seconds
+        ),
+        default_output_tokens=r.get(
+            m, p, "default_output_tokens", _pos_int, "a positive integer", d.default_output_tokens
+        ),
+        redis_deadline_ms=r.get(m, p, "redis_deadline_ms", _pos_float, "milliseconds > 0", d.redis_deadline_ms),
+        fail_mode=r.get(
+            m, p, "fail_mode", lambda v: v if v in ("closed", "open") else None, "closed or open", d.fail_mode
+        ),
+        key_prefix=r.get(
+            m,
+            p,
+            "key_prefix",
+            lambda v: v if isinstance(v, str) and _NAME.match(v) else None,
+            "letters, digits, '.', '_' or '-'",
+            d.key_prefix,
+        ),
+    )
+
+
+TOP_LEVEL = frozenset({"server", "state", "providers", "keys", "admin", "policies", "limits", "demo"})
 
 
 def build_settings(
@@ -360,6 +388,7 @@ def build_settings(
         keys=_keys(r, top.get("keys")),
         admin_key_sha256=admin_digest.lower() if admin_digest else None,
         policy_dir=os.path.join(base_dir, policy_dir),
+        limits=_limit_settings(r, top.get("limits")),
         demo=demo,
     )
     return (None if r.errors else settings), r.errors

@@ -26,9 +26,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _error(message: str) -> web.Response:
-    return _json(
-        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, 400
-    )
+    return _json({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, 400)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

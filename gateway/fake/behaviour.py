@@ -56,9 +56,7 @@ def _check(b: Behaviour) -> None:
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
         raise BehaviourError(f"failure_rate must be a number between 0 and 1, got {rate!r}")
     if b.failure_kind not in FAILURE_KINDS:
-        raise BehaviourError(
-            f"failure_kind must be one of {', '.join(FAILURE_KINDS)}, got {b.failure_kind!r}"
-        )
+        raise BehaviourError(f"failure_kind must be one of {', '.join(FAILURE_KINDS)}, got {b.failure_kind!r}")
     for name in ("retry_after_ms", "default_completion_tokens"):
         value = getattr(b, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

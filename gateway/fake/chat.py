@@ -110,9 +110,7 @@ def chosen_tool(request: ChatRequest) -> Mapping[str, Any] | None:
         for tool in request.tools:
             if tool.get("function", {}).get("name") == name:
                 return tool
-        raise errors.invalid_request(
-            f"Invalid value for 'tool_choice': no function named '{name}'.", "tool_choice"
-        )
+        raise errors.invalid_request(f"Invalid value for 'tool_choice': no function named '{name}'.", "tool_choice")
     return request.tools[0]
 
 
@@ -283,9 +281,7 @@ def stream_events(completion: Completion, include_usage: bool) -> list[StreamEve
             body["usage"] = usage  # null on every chunk but the last
         return body
 
-    def delta(
-        index: int, content: dict[str, Any], logprobs: Any = None, finish: str | None = None
-    ) -> dict[str, Any]:
+    def delta(index: int, content: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> dict[str, Any]:
         return {"index": index, "delta": content, "logprobs": logprobs, "finish_reason": finish}
 
     events: list[StreamEvent] = []
@@ -304,9 +300,7 @@ def stream_events(completion: Completion, include_usage: bool) -> list[StreamEve
                 piece = {"index": 0, "function": {"arguments": c.tool_call.arguments[position]}}
                 events.append((paced, chunk([delta(c.index, {"tool_calls": [piece]})])))
             elif c.tool_call is None and position < len(c.pieces):
-                logprobs = (
-                    None if c.logprobs is None else {"content": [c.logprobs[position]], "refusal": None}
-                )
+                logprobs = None if c.logprobs is None else {"content": [c.logprobs[position]], "refusal": None}
                 events.append((paced, chunk([delta(c.index, {"content": c.pieces[position]}, logprobs)])))
             else:
                 continue

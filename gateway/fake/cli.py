@@ -25,9 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.tokens_per_second,
         help="stream pacing, 0 = unpaced",
     )
-    add(
-        "--failure-rate", type=float, default=defaults.failure_rate, help="share of requests that fail (0..1)"
-    )
+    add("--failure-rate", type=float, default=defaults.failure_rate, help="share of requests that fail (0..1)")
     add("--failure-kind", choices=FAILURE_KINDS, default=defaults.failure_kind, help="how they fail")
     add("--rpm", type=int, help="requests-per-minute limit answered with real 429s")
     add("--tpm", type=int, help="tokens-per-minute limit answered with real 429s")

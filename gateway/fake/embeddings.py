@@ -36,9 +36,7 @@ class EmbeddingRequest:
 
 def _items(value: Any) -> tuple[Item, ...]:
     def is_tokens(v: Any) -> bool:
-        return (
-            isinstance(v, list) and bool(v) and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
-        )
+        return isinstance(v, list) and bool(v) and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
 
     if isinstance(value, str):
         return (value,)

@@ -41,10 +41,7 @@ def invalid_type(name: str, expected: str, value: object) -> RequestError:
 
 
 def below_minimum(name: str, minimum: int, value: int) -> RequestError:
-    message = (
-        f"Invalid '{name}': integer below minimum value. "
-        f"Expected a value >= {minimum}, but got {value} instead."
-    )
+    message = f"Invalid '{name}': integer below minimum value. Expected a value >= {minimum}, but got {value} instead."
     return invalid_request(message, name, "integer_below_min_value")
 
 

@@ -108,8 +108,7 @@ def token_logprob(piece: str, rng: random.Random, top: int) -> dict[str, Any]:
         "logprob": best,
         "bytes": list(piece.encode()),
         "top_logprobs": [
-            {"token": token, "logprob": value, "bytes": list(token.encode())}
-            for token, value in alternatives[:top]
+            {"token": token, "logprob": value, "bytes": list(token.encode())} for token, value in alternatives[:top]
         ],
     }
 

@@ -61,9 +61,7 @@ class Exchange:
     def json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> web.Response:
         self.record["status"] = status
         payload = orjson.dumps(body)
-        return web.Response(
-            status=status, body=payload, content_type="application/json", headers=self.headers(extra)
-        )
+        return web.Response(status=status, body=payload, content_type="application/json", headers=self.headers(extra))
 
     async def start_stream(self, content_type: str, length: int | None = None) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers=self.headers({"cache-control": "no-cache"}))
@@ -261,9 +259,7 @@ async def _chat(exchange: Exchange, body: Any, route: Route) -> web.StreamRespon
         state.limiter.settle(estimate, 0)  # a failed request costs no tokens
         return await _fail(exchange, failure, request.model, behaviour, request.stream, prompt, cap)
     completion_id = "chatcmpl-" + secrets.token_urlsafe(21).replace("-", "a").replace("_", "b")
-    completion = plan_completion(
-        request, prompt, behaviour.default_completion_tokens, completion_id, int(time.time())
-    )
+    completion = plan_completion(request, prompt, behaviour.default_completion_tokens, completion_id, int(time.time()))
     state.limiter.settle(estimate, prompt + completion.completion_tokens)
     state.stats.prompt_tokens += prompt
     state.stats.completion_tokens += completion.completion_tokens

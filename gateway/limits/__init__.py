@@ -1,1 +1,37 @@
-"""Shared state in Redis (rate-limit buckets come here); the only package that imports redis."""
+"""Shared state in Redis (rate-limit buckets come here); the only package that imports redis.
+
+``build_limiter`` picks the implementation: in-process buckets when no Redis is configured, otherwise
+Redis with a local fallback (see ``resilient.py``). Every implementation follows ``base.Limiter``.
+"""
+
+from __future__ import annotations
+
+from gateway.limits.base import Limiter
+from gateway.limits.local import LocalLimiter
+from gateway.limits.model import Admission, BucketSpec, BucketState, Candidate, Reservation
+from gateway.limits.resilient import ResilientLimiter
+
+__all__ = [
+    "Admission",
+    "BucketSpec",
+    "BucketState",
+    "Candidate",
+    "Limiter",
+    "LocalLimiter",
+    "Reservation",
+    "ResilientLimiter",
+    "build_limiter",
+]
+
+
+def build_limiter(
+    redis_url: str,
+    replica_id: str,
+    *,
+    deadline: float = 0.05,
+    fail_mode: str = "closed",
+    prefix: str = "llmgw",
+) -> Limiter:
+    if not redis_url:
+        return LocalLimiter()
+    return ResilientLimiter(redis_url, replica_id, deadline=deadline, fail_mode=fail_mode, prefix=prefix)

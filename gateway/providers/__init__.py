@@ -7,8 +7,5 @@ from gateway.providers import azure, compatible, gemini, groq, openai
 from gateway.providers.base import Provider
 
 REGISTRY: Mapping[str, Provider] = MappingProxyType(
-    {
-        p.kind: p
-        for p in (openai.PROVIDER, azure.PROVIDER, groq.PROVIDER, gemini.PROVIDER, compatible.PROVIDER)
-    }
+    {p.kind: p for p in (openai.PROVIDER, azure.PROVIDER, groq.PROVIDER, gemini.PROVIDER, compatible.PROVIDER)}
 )

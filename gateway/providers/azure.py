@@ -16,10 +16,7 @@ def _url(account: Account, deployment: Deployment, endpoint: Endpoint) -> str:
     path = "chat/completions" if endpoint == "chat" else "embeddings"
     if account.api_version == "v1":
         return f"{account.base_url}/openai/v1/{path}"
-    return (
-        f"{account.base_url}/openai/deployments/{deployment.upstream_model}/{path}"
-        f"?api-version={account.api_version}"
-    )
+    return f"{account.base_url}/openai/deployments/{deployment.upstream_model}/{path}?api-version={account.api_version}"
 
 
 PROVIDER = Provider(

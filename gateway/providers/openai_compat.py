@@ -78,9 +78,7 @@ def path_url(account: Account, deployment: Deployment, endpoint: Endpoint) -> st
     return f"{account.base_url}/{'chat/completions' if endpoint == 'chat' else 'embeddings'}"
 
 
-def to_request(
-    body: dict[str, Any], deployment: Deployment, provider: Provider, endpoint: Endpoint
-) -> dict[str, Any]:
+def to_request(body: dict[str, Any], deployment: Deployment, provider: Provider, endpoint: Endpoint) -> dict[str, Any]:
     """Pure: the client's OpenAI body -> the body this provider receives.
 
     >>> to_request({"model": "fast", "messages": [], "stream": True}, dep, OPENAI, "chat")

@@ -57,7 +57,5 @@ def candidates(index: ModelIndex, key: VirtualKey, model: str, mode: Mode) -> tu
     usable = tuple(d for d in allowed if d.mode == mode)
     if not usable:
         endpoint = "/v1/embeddings" if allowed[0].mode == "embedding" else "/v1/chat/completions"
-        raise InvalidRequest(
-            f"the model {model!r} is served at {endpoint}", param="model", code="wrong_endpoint"
-        )
+        raise InvalidRequest(f"the model {model!r} is served at {endpoint}", param="model", code="wrong_endpoint")
     return usable

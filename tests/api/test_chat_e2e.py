@@ -29,9 +29,7 @@ def test_chat_returns_the_providers_answer_with_trace_headers(gateway: GatewayPr
     assert raw.headers["x-gateway-attempts"] == "1"
 
 
-def test_parameters_pass_through_and_credentials_are_the_gateways(
-    gateway: GatewayProcess, fake: FakeUpstream
-) -> None:
+def test_parameters_pass_through_and_credentials_are_the_gateways(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     client = gateway.client(default_headers={"cookie": "session=abc", "x-custom": "1"})
     completion = client.chat.completions.create(
         model="gpt-4o-mini",
@@ -68,19 +66,13 @@ def test_stream_relays_chunks_and_usage_when_asked(gateway: GatewayProcess) -> N
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
-    assert (
-        chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
-    )
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 6
 
 
-def test_stream_without_include_usage_gets_no_usage_chunk(
-    gateway: GatewayProcess, fake: FakeUpstream
-) -> None:
+def test_stream_without_include_usage_gets_no_usage_chunk(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     chunks = list(
-        gateway.client().chat.completions.create(
-            model="gpt-4o-mini", messages=MESSAGES, max_tokens=3, stream=True
-        )
+        gateway.client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=3, stream=True)
     )
     assert all(c.choices for c in chunks)
     # The gateway still asked the provider for usage, to account for the tokens.
@@ -106,9 +98,7 @@ def test_tools_non_streaming_and_streaming(gateway: GatewayProcess) -> None:
     call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert completion.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
     json.loads(call.function.arguments)
-    chunks = list(
-        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=tools, stream=True)
-    )
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=tools, stream=True))
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert deltas and deltas[0].function is not None and deltas[0].function.name == "get_weather"
     arguments = "".join(d.function.arguments or "" for d in deltas if d.function)
@@ -139,9 +129,7 @@ def test_each_compatible_adapter(
 
 
 def test_account_slash_model_addresses_one_deployment(gateway: GatewayProcess) -> None:
-    raw = gateway.client().chat.completions.with_raw_response.create(
-        model="secondary/gpt-4o-mini", messages=MESSAGES
-    )
+    raw = gateway.client().chat.completions.with_raw_response.create(model="secondary/gpt-4o-mini", messages=MESSAGES)
     assert raw.headers["x-gateway-deployment"] == "secondary/gpt-4o-mini"
 
 
@@ -149,9 +137,7 @@ def test_embeddings_float_and_base64(gateway: GatewayProcess) -> None:
     client = gateway.client()
     result = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"], dimensions=8)
     assert len(result.data) == 2 and len(result.data[0].embedding) == 8
-    again = client.embeddings.create(
-        model="text-embedding-3-small", input="a", dimensions=8, encoding_format="base64"
-    )
+    again = client.embeddings.create(model="text-embedding-3-small", input="a", dimensions=8, encoding_format="base64")
     # Asked for explicitly, base64 reaches the caller as sent: little-endian float32.
     decoded = array.array("f", base64.b64decode(again.data[0].embedding))  # type: ignore[arg-type]
     assert list(decoded) == pytest.approx(result.data[0].embedding, rel=1e-6)
@@ -165,7 +151,5 @@ def test_models_lists_what_the_key_may_use(gateway: GatewayProcess) -> None:
 
 def test_unsupported_parameter_is_refused_by_the_adapter(gateway: GatewayProcess) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        gateway.client().chat.completions.create(
-            model="llama-3.1-8b-instant", messages=MESSAGES, logprobs=True
-        )
+        gateway.client().chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES, logprobs=True)
     assert "logprobs" in str(info.value)

@@ -155,9 +155,7 @@ def test_timeouts_and_resets(gateway: GatewayProcess, fake: FakeUpstream, kind: 
     assert info.value.status_code == status
 
 
-def test_stream_cut_after_first_byte_ends_with_an_error_event(
-    gateway: GatewayProcess, fake: FakeUpstream
-) -> None:
+def test_stream_cut_after_first_byte_ends_with_an_error_event(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     fake.configure(model="*", failure_kind="cut", failure_rate=1.0)
     response = httpx.post(
         f"{gateway.base_url}/chat/completions",
@@ -169,18 +167,12 @@ def test_stream_cut_after_first_byte_ends_with_an_error_event(
     events = [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
     assert '"error"' in events[-1] and "[DONE]" not in events
     with pytest.raises(openai.APIError):
-        list(
-            gateway.client().chat.completions.create(
-                model="gpt-4o", messages=MESSAGES, max_tokens=10, stream=True
-            )
-        )
+        list(gateway.client().chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=10, stream=True))
 
 
 def test_stream_failing_before_the_first_byte_falls_back(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     fake.configure(model="*", failure_kind="500", failure_rate=1.0)
-    chunks = list(
-        gateway.client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
-    )
+    chunks = list(gateway.client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert chunks and any(c.choices and c.choices[0].delta.content for c in chunks)
 
 

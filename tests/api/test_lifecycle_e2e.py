@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import TEST_KEY, GatewayProcess, config_text, free_port, start_gateway
+from harness import ADMIN_KEY, TEST_KEY, UPSTREAM_KEY, GatewayProcess, config_text, free_port, start_gateway
 
 from gateway.fake.testing import FakeUpstream
 
@@ -45,9 +45,7 @@ def test_client_disconnect_while_waiting_closes_the_upstream_request(
     assert time.monotonic() - gave_up < 1.0
 
 
-def test_client_disconnect_mid_stream_closes_the_upstream_stream(
-    gateway: GatewayProcess, fake: FakeUpstream
-) -> None:
+def test_client_disconnect_mid_stream_closes_the_upstream_stream(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     fake.configure(model="*", tokens_per_second=5)
     before = disconnects(fake)
     body = {**BODY, "stream": True, "max_tokens": 50}
@@ -93,14 +91,10 @@ def test_one_json_log_line_per_request_without_prompt_text(gateway: GatewayProce
     assert secret_prompt not in gateway.logs()
 
 
-def test_readiness_reports_an_unreachable_redis(
-    tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream
-) -> None:
+def test_readiness_reports_an_unreachable_redis(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
     port = free_port()
     dead = free_port()
-    gw = start_gateway(
-        tmp_path, config_text(port, fake.url, fake2.url, state=f"redis://127.0.0.1:{dead}/0"), port
-    )
+    gw = start_gateway(tmp_path, config_text(port, fake.url, fake2.url, state=f"redis://127.0.0.1:{dead}/0"), port)
     try:
         ready = httpx.get(f"{gw.url}/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unreachable"
@@ -146,9 +140,7 @@ def test_asyncio_sdk_concurrency(gateway: GatewayProcess) -> None:
         client = openai.AsyncOpenAI(base_url=gateway.base_url, api_key=TEST_KEY, max_retries=0)
         results = await asyncio.gather(
             *(
-                client.chat.completions.create(
-                    model="gpt-4o-mini", messages=[{"role": "user", "content": f"n{i}"}]
-                )
+                client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"n{i}"}])
                 for i in range(20)
             )
         )
@@ -156,3 +148,35 @@ def test_asyncio_sdk_concurrency(gateway: GatewayProcess) -> None:
         return [r.id for r in results]
 
     assert len(set(asyncio.run(main()))) == 20
+
+
+def test_admin_routes_need_the_admin_key(gateway: GatewayProcess) -> None:
+    url = f"{gateway.url}/admin/config"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers=HEADERS).status_code == 403  # a virtual key is not the admin key
+    response = httpx.get(url, headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    assert response.status_code == 200
+    config = response.json()
+    primary = next(p for p in config["providers"] if p["name"] == "primary")
+    assert primary["credential"] == "set" and primary["deployments"][0]["id"] == "primary/gpt-4o-mini"
+    assert UPSTREAM_KEY not in response.text and "key_sha256" not in response.text
+
+
+def test_several_workers_share_one_port(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+    port = free_port()
+    gw = start_gateway(tmp_path, config_text(port, fake.url, fake2.url, extra_server="  workers: 2"), port)
+    try:
+        wait_for(lambda: httpx.get(f"{gw.url}/readyz").status_code == 200, 10)
+        for _ in range(20):
+            ok = httpx.post(f"{gw.base_url}/chat/completions", json=BODY, headers=HEADERS, timeout=5)
+            assert ok.status_code == 200
+        metrics = httpx.get(f"{gw.url}/metrics").text
+        # Both workers' counters are aggregated, whichever worker answers the scrape.
+        line = next(
+            x
+            for x in metrics.splitlines()
+            if x.startswith('gateway_requests_total{endpoint="/v1/chat/completions",model="gpt-4o"')
+        )
+        assert float(line.rsplit(" ", 1)[1]) == 20
+    finally:
+        assert gw.stop() == 0

@@ -109,9 +109,9 @@ def test_tools_produce_a_tool_call() -> None:
 def test_tool_choice() -> None:
     other = {"type": "function", "function": {"name": "other"}}
     assert plan({"tools": [WEATHER], "tool_choice": "none"})["choices"][0]["finish_reason"] == "stop"
-    call = plan(
-        {"tools": [WEATHER, other], "tool_choice": {"type": "function", "function": {"name": "other"}}}
-    )["choices"][0]["message"]["tool_calls"][0]
+    call = plan({"tools": [WEATHER, other], "tool_choice": {"type": "function", "function": {"name": "other"}}})[
+        "choices"
+    ][0]["message"]["tool_calls"][0]
     assert call["function"] == {"name": "other", "arguments": "{}"}
     with pytest.raises(RequestError):
         plan({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "missing"}}})

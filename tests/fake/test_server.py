@@ -78,9 +78,7 @@ def test_stream_with_usage_matches_the_json_answer(client: openai.OpenAI) -> Non
 
 def test_stream_wire_format(fake: FakeUpstream) -> None:
     body = {"model": "m", "messages": MESSAGES, "max_tokens": 2, "stream": True}
-    response = httpx.post(
-        fake.base_url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}
-    )
+    response = httpx.post(fake.base_url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"})
     assert response.headers["content-type"].startswith("text/event-stream")
     frames = response.text.split("\n\n")
     assert frames[-2:] == ["data: [DONE]", ""]
@@ -134,9 +132,7 @@ def test_structured_output(client: openai.OpenAI) -> None:
 
 
 def test_stop(client: openai.OpenAI) -> None:
-    text = (
-        client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=8).choices[0].message.content
-    )
+    text = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=8).choices[0].message.content
     assert text is not None
     stop = " " + text.split()[2]
     choice = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=8, stop=stop).choices[0]
@@ -178,10 +174,7 @@ def test_bad_requests(fake: FakeUpstream) -> None:
     broken = httpx.post(fake.base_url + "/chat/completions", content=b"{nope", headers=headers)
     assert broken.status_code == 400 and broken.json()["error"]["type"] == "invalid_request_error"
     unknown = httpx.post(fake.base_url + "/completions", json={}, headers=headers)
-    assert (
-        unknown.status_code == 404
-        and unknown.json()["error"]["message"] == "Invalid URL (POST /v1/completions)"
-    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["message"] == "Invalid URL (POST /v1/completions)"
     assert fake.stats()["requests_by_status"] == {"400": 1, "404": 1}
 
 
@@ -210,7 +203,5 @@ def test_azure_errors(fake: FakeUpstream) -> None:
     body = {"messages": MESSAGES}
     no_version = httpx.post(url, json=body, headers={"api-key": KEY})
     assert no_version.status_code == 400 and no_version.json()["error"]["code"] == "BadRequest"
-    bearer_only = httpx.post(
-        url, params={"api-version": "2024-10-21"}, json=body, headers={"Authorization": KEY}
-    )
+    bearer_only = httpx.post(url, params={"api-version": "2024-10-21"}, json=body, headers={"Authorization": KEY})
     assert bearer_only.status_code == 401 and bearer_only.json()["error"]["code"] == "401"

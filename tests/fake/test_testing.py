@@ -29,9 +29,7 @@ def test_start_and_stop_cleanly() -> None:
 def test_stops_with_requests_still_stalled() -> None:
     with FakeUpstream(failure_kind="stall", failure_rate=1.0) as fake:
         with openai.OpenAI(base_url=fake.base_url, api_key="sk-fake", max_retries=0, timeout=10) as client:
-            stream = client.chat.completions.create(
-                model="m", messages=[{"role": "user", "content": "x"}], stream=True
-            )
+            stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True)
             fake.stop()  # the fake goes away while the client still waits for its first chunk
             with pytest.raises((openai.APIConnectionError, httpx.RemoteProtocolError)):
                 list(stream)

@@ -90,9 +90,7 @@ def test_unsupported_parameters_are_refused_not_dropped(kind: str) -> None:
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_model_is_replaced_and_stream_usage_requested(kind: str) -> None:
     provider = REGISTRY[kind]
-    out = provider.to_request(
-        {"model": "fast", "messages": [], "stream": True}, deployment("up-1"), provider, "chat"
-    )
+    out = provider.to_request({"model": "fast", "messages": [], "stream": True}, deployment("up-1"), provider, "chat")
     assert out["model"] == "up-1"
     if provider.stream_usage:
         assert out["stream_options"] == {"include_usage": True}
@@ -130,8 +128,7 @@ def test_error_translation(kind: str) -> None:
     assert server.status == 502 and server.retryable
     ctx = provider.from_error(
         400,
-        b'{"error":{"message":"This model\'s maximum context length is 8192",'
-        b'"code":"context_length_exceeded"}}',
+        b'{"error":{"message":"This model\'s maximum context length is 8192","code":"context_length_exceeded"}}',
         {},
     )
     assert ctx.status == 400 and ctx.code == "context_length_exceeded"
@@ -157,9 +154,7 @@ def test_groq_refuses_n_above_one() -> None:
 
 def test_openai_compatible_forwards_extensions() -> None:
     provider = REGISTRY["openai-compatible"]
-    out = provider.to_request(
-        {"model": "m", "messages": [], "top_k": 5}, deployment("llama"), provider, "chat"
-    )
+    out = provider.to_request({"model": "m", "messages": [], "top_k": 5}, deployment("llama"), provider, "chat")
     assert out["top_k"] == 5
     openai = REGISTRY["openai"]
     with pytest.raises(UnsupportedParameter):
@@ -168,16 +163,11 @@ def test_openai_compatible_forwards_extensions() -> None:
 
 def test_urls() -> None:
     d = deployment("my-deploy")
-    assert (
-        REGISTRY["openai"].url(account("openai"), d, "chat") == "https://upstream.example/v1/chat/completions"
-    )
+    assert REGISTRY["openai"].url(account("openai"), d, "chat") == "https://upstream.example/v1/chat/completions"
     assert REGISTRY["groq"].url(account("groq"), d, "embeddings") == "https://upstream.example/v1/embeddings"
     azure = REGISTRY["azure"]
     assert azure.url(account("azure"), d, "chat") == (
         "https://upstream.example/v1/openai/deployments/my-deploy/chat/completions?api-version=2024-10-21"
     )
-    assert (
-        azure.url(account("azure", "v1"), d, "embeddings")
-        == "https://upstream.example/v1/openai/v1/embeddings"
-    )
+    assert azure.url(account("azure", "v1"), d, "embeddings") == "https://upstream.example/v1/openai/v1/embeddings"
     assert azure.auth(Secret("k")) == {"api-key": "k"}

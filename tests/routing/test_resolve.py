@@ -76,9 +76,7 @@ def test_models_listing_respects_the_key() -> None:
 
 def test_final_error() -> None:
     assert isinstance(final_error([]), ServiceUnavailable)
-    limited = final_error(
-        [UpstreamStatus(429, "x", retry_after=3), UpstreamStatus(429, "y", retry_after=1.5)]
-    )
+    limited = final_error([UpstreamStatus(429, "x", retry_after=3), UpstreamStatus(429, "y", retry_after=1.5)])
     assert isinstance(limited, RateLimited) and limited.retry_after == 1.5
     mixed = final_error([UpstreamStatus(429, "x"), UpstreamTimeout("t")])
     assert mixed.status == 504

@@ -1,0 +1,110 @@
+-- admit_v1: choose a candidate with room and charge it and the caller's quotas, all or nothing.
+-- The same algorithm as gateway/limits/decide.py; Redis TIME is the only clock.
+--
+-- KEYS: the distinct bucket keys (nb of them), then the distinct cooldown keys.
+-- ARGV: strategy ("first" | "most_headroom"), nb, nb x (capacity, refill_per_sec),
+--       nq, nq x (bucket index, cost),
+--       nc, nc x (deployment cooldown index, account cooldown index, n, n x (bucket index, cost)).
+--       Indexes are 1-based: bucket indexes into the bucket keys, cooldown indexes into the cooldown keys.
+-- Returns: {chosen (0-based, -1 = none), retry_after, blocked_by_quota (0/1),
+--           {candidate index (0-based), skip code (-1 = cooldown, k = its k-th bucket is full)}...,
+--           {quota levels after the decision}}. Floats are returned as strings (Redis truncates numbers).
+-- Bucket hash: l = level, t = TIME of that level. A missing bucket is full.
+
+local MARGIN = 10 -- seconds past twice the refill time before an idle bucket expires (decide.py agrees)
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+
+local pos = 0
+local function arg()
+  pos = pos + 1
+  return ARGV[pos]
+end
+
+local strategy = arg()
+local nb = tonumber(arg())
+local cap, rate, level = {}, {}, {}
+for i = 1, nb do
+  cap[i] = tonumber(arg())
+  rate[i] = tonumber(arg())
+  local h = redis.call('HMGET', KEYS[i], 'l', 't')
+  if h[1] then
+    level[i] = math.min(cap[i], tonumber(h[1]) + math.max(0, now - tonumber(h[2])) * rate[i])
+  else
+    level[i] = cap[i]
+  end
+end
+
+local function need(i, cost) return math.min(cost, cap[i]) end
+local function wait(i, cost) return math.max(0, (need(i, cost) - level[i]) / rate[i]) end
+
+local cooling = {}
+local function cooldown(j)
+  if cooling[j] == nil then
+    local ms = redis.call('PTTL', KEYS[nb + j])
+    cooling[j] = ms > 0 and ms / 1000 or 0
+  end
+  return cooling[j]
+end
+
+local quota = {}
+local quota_ok, quota_wait = true, 0
+for q = 1, tonumber(arg()) do
+  local i, cost = tonumber(arg()), tonumber(arg())
+  quota[q] = {i, cost}
+  if level[i] < need(i, cost) then quota_ok = false end
+  quota_wait = math.max(quota_wait, wait(i, cost))
+end
+
+local nc = tonumber(arg())
+local chosen, chosen_buckets, best = -1, nil, -math.huge
+local candidate_wait = math.huge
+local skips = {}
+for c = 0, nc - 1 do
+  local dep, acct, n = tonumber(arg()), tonumber(arg()), tonumber(arg())
+  local buckets = {}
+  for k = 1, n do buckets[k] = {tonumber(arg()), tonumber(arg())} end
+  if chosen < 0 or strategy ~= 'first' then
+    local cool = math.max(cooldown(dep), cooldown(acct))
+    local full = 0
+    for k = 1, n do
+      if full == 0 and level[buckets[k][1]] < need(buckets[k][1], buckets[k][2]) then full = k end
+    end
+    if cool > 0 or full > 0 then
+      skips[#skips + 1] = {c, cool > 0 and -1 or full}
+      local w = cool
+      for k = 1, n do w = math.max(w, wait(buckets[k][1], buckets[k][2])) end
+      candidate_wait = math.min(candidate_wait, w)
+    else
+      local headroom = math.huge
+      for k = 1, n do
+        local i = buckets[k][1]
+        headroom = math.min(headroom, (level[i] - buckets[k][2]) / cap[i])
+      end
+      if chosen < 0 or (strategy ~= 'first' and headroom > best) then
+        chosen, chosen_buckets, best = c, buckets, headroom
+      end
+    end
+  end
+end
+if chosen >= 0 or nc == 0 then candidate_wait = 0 end
+
+local function charge(i, cost)
+  level[i] = level[i] - cost
+  redis.call('HSET', KEYS[i], 'l', string.format('%.17g', level[i]), 't', string.format('%.17g', now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil((2 * math.max(0, cap[i] - level[i]) / rate[i] + MARGIN) * 1000))
+end
+
+local retry, blocked = 0, 0
+if not quota_ok then
+  chosen, blocked, retry = -1, 1, math.max(quota_wait, candidate_wait)
+elseif chosen < 0 then
+  retry = candidate_wait
+else
+  for _, b in ipairs(chosen_buckets) do charge(b[1], b[2]) end
+  for _, q in ipairs(quota) do charge(q[1], q[2]) end
+end
+
+local levels = {}
+for q, b in ipairs(quota) do levels[q] = string.format('%.17g', level[b[1]]) end
+return {chosen, string.format('%.17g', retry), blocked, skips, levels}

@@ -1,0 +1,48 @@
+"""The one contract every limiter implements (Redis, in-process, and the resilient wrapper).
+
+Semantics shared by all of them:
+
+- ``admit`` is one atomic step: every quota bucket needs room, then the first candidate (or the one with
+  the most relative headroom) that is not cooling down and has room in all its buckets is chosen, and the
+  cost is taken from its buckets and the quotas together, all or nothing.
+- A bucket has room when ``level >= cost``, or when it is full and the cost exceeds its capacity (the
+  request then leaves it in debt). Levels refill continuously up to the capacity.
+- ``settle`` reconciles token buckets with actual usage; ``settle(r, None)`` gives everything back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
+
+
+class Limiter(Protocol):
+    mode: str  # "redis" | "local" | "degraded"
+
+    async def admit(
+        self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
+    ) -> Admission: ...
+
+    async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
+        """Give back (reserved − actual) tokens, or charge the excess; None gives back everything."""
+        ...
+
+    async def cooldown(
+        self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
+    ) -> None:
+        """Cool a deployment (and its whole account when given) down; extends, never shortens."""
+        ...
+
+    async def cooldowns(self, ids: Sequence[str]) -> dict[str, float]:
+        """Remaining seconds per deployment id, its account's cooldown included (0 = none)."""
+        ...
+
+    async def correct(self, bucket: BucketSpec, remaining: float) -> None:
+        """Lower the bucket's level to at most ``remaining`` (the provider says so); never raise it."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

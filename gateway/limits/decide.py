@@ -1,0 +1,111 @@
+"""The admission decision as a pure function of bucket levels and cooldowns.
+
+``LocalLimiter`` calls it directly; ``admit_v1.lua`` is the same algorithm, line for line, so the
+Redis and in-process limiters answer identically (the semantic tests run one table against both).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gateway.limits.model import BucketSpec, BucketState, Candidate, Reservation, Strategy
+
+COOLDOWN = -1  # skip code: the candidate is cooling down; codes > 0 name its first full bucket (1-based)
+
+
+@dataclass(frozen=True)
+class Decision:
+    chosen: int | None
+    retry_after: float
+    blocked_by_quota: bool
+    skip_codes: tuple[tuple[int, int], ...]  # (candidate index, COOLDOWN | 1-based position of a full bucket)
+
+
+def need(bucket: BucketSpec) -> float:
+    """The level a request needs: its cost, or a full bucket when the cost exceeds the capacity (debt)."""
+    return min(bucket.cost, bucket.capacity)
+
+
+def wait(bucket: BucketSpec, level: float) -> float:
+    return max(0.0, (need(bucket) - level) / bucket.refill_per_sec)
+
+
+def state(bucket: BucketSpec, level: float) -> BucketState:
+    return BucketState(
+        name=bucket.name,
+        kind=bucket.kind,
+        limit=bucket.capacity,
+        remaining=max(0.0, level),
+        reset_seconds=max(0.0, (bucket.capacity - level) / bucket.refill_per_sec),
+    )
+
+
+def decide(
+    candidates: Sequence[Candidate],
+    quotas: Sequence[BucketSpec],
+    strategy: Strategy,
+    level: Callable[[BucketSpec], float],
+    cooldown: Callable[[Candidate], float],
+) -> Decision:
+    """Choose a candidate; deducting is the caller's job.
+
+    >>> b = BucketSpec("dep:a/m:rpm", capacity=10, refill_per_sec=2, cost=10, kind="requests")
+    >>> decide([Candidate("a/m", "a", (b,))], [], "first", lambda _: 4.0, lambda _: 0.0)
+    Decision(chosen=None, retry_after=3.0, blocked_by_quota=False, skip_codes=((0, 1),))
+    """
+    quota_ok = all(level(q) >= need(q) for q in quotas)
+    quota_wait = max((wait(q, level(q)) for q in quotas), default=0.0)
+    chosen: int | None = None
+    best = -math.inf
+    candidate_wait = math.inf
+    skips: list[tuple[int, int]] = []
+    for index, candidate in enumerate(candidates):
+        cooling = cooldown(candidate)
+        pairs = [(b, level(b)) for b in candidate.buckets]
+        full = next((pos for pos, (b, lv) in enumerate(pairs, 1) if lv < need(b)), 0)
+        if cooling > 0 or full:
+            skips.append((index, COOLDOWN if cooling > 0 else full))
+            candidate_wait = min(candidate_wait, max([cooling, *(wait(b, lv) for b, lv in pairs)]))
+            continue
+        if strategy == "first":
+            chosen = index
+            break
+        headroom = min(((lv - b.cost) / b.capacity for b, lv in pairs), default=math.inf)
+        if chosen is None or headroom > best:
+            chosen, best = index, headroom
+    if chosen is not None or not candidates:
+        candidate_wait = 0.0
+    if not quota_ok:
+        # Both the quota and some candidate must have room again before a retry can succeed.
+        return Decision(None, max(quota_wait, candidate_wait), True, tuple(skips))
+    return Decision(chosen, 0.0 if chosen is not None else candidate_wait, False, tuple(skips))
+
+
+def skipped(candidates: Sequence[Candidate], codes: Sequence[tuple[int, int]]) -> tuple[tuple[str, str], ...]:
+    """Skip codes as (candidate id, reason): ("a/m", "cooldown"), ("a/m", "full: acct:a:tpm")."""
+    return tuple(
+        (c.id, "cooldown" if code == COOLDOWN else f"full: {c.buckets[code - 1].name}")
+        for c, code in ((candidates[i], code) for i, code in codes)
+    )
+
+
+TTL_MARGIN_SECONDS = 10.0  # the Lua scripts use the same margin
+
+
+def idle_ttl(bucket: BucketSpec, level: float) -> float:
+    """How long an untouched bucket must be kept: twice its time to refill fully, plus a margin.
+
+    After that it is full again, and a missing bucket reads as full, so expiring it changes nothing.
+    """
+    return 2 * max(0.0, bucket.capacity - level) / bucket.refill_per_sec + TTL_MARGIN_SECONDS
+
+
+def refunds(reservation: Reservation, actual_tokens: int | None) -> list[tuple[BucketSpec, float]]:
+    """What settling gives back per bucket (negative = charge): the reserved-minus-actual tokens, or
+    everything, request counts included, when the request never reached the provider."""
+    if actual_tokens is None:
+        return [(b, b.cost) for b in reservation.buckets if b.cost]
+    tokens = (b for b in reservation.buckets if b.kind == "tokens")
+    return [(b, b.cost - actual_tokens) for b in tokens if b.cost != actual_tokens]

@@ -1,0 +1,104 @@
+"""Redis plumbing for the limiter: the client built from a URL, the key layout and the Lua scripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+RedisClient = Redis | RedisCluster
+
+# What counts as "Redis is unavailable": its own errors, socket errors and our deadline.
+REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+SCRIPTS = ("admit_v1", "settle_v1", "cooldown_v1", "cooldowns_v1", "correct_v1", "levels_v1", "heartbeat_v1")
+
+
+def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:
+    """``redis://`` or ``rediss://`` (TLS); ``?cluster=true`` selects Redis Cluster.
+
+    The socket timeout is only a backstop: callers bound every call with their own deadline.
+    """
+    plain, cluster = split_cluster_flag(url)
+    options: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+    if cluster:
+        return RedisCluster.from_url(plain, **options)
+    # No client-side retries with backoff: a failed call must fail fast so the caller can degrade.
+    return Redis.from_url(plain, retry=Retry(NoBackoff(), 0), **options)
+
+
+def split_cluster_flag(url: str) -> tuple[str, bool]:
+    """Remove our own ``cluster`` query parameter, which redis-py would pass on to connections.
+
+    >>> split_cluster_flag("rediss://h:6380/0?cluster=true&ssl_cert_reqs=none")
+    ('rediss://h:6380/0?ssl_cert_reqs=none', True)
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    cluster = any(k == "cluster" and v.lower() in ("true", "1", "yes") for k, v in query)
+    rest = urlencode([(k, v) for k, v in query if k != "cluster"])
+    return urlunsplit(parts._replace(query=rest)), cluster
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Every key carries the hash tag ``{prefix}``, so one script call stays in one Cluster slot.
+
+    >>> KeyLayout("llmgw").bucket("acct:openai-main:tpm")
+    '{llmgw}:b:acct:openai-main:tpm'
+    """
+
+    prefix: str = "llmgw"
+
+    def __post_init__(self) -> None:
+        if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(f"invalid key prefix {self.prefix!r}")
+
+    @property
+    def tag(self) -> str:
+        return "{" + self.prefix + "}"
+
+    def bucket(self, name: str) -> str:
+        return f"{self.tag}:b:{name}"
+
+    def deployment_cooldown(self, deployment_id: str) -> str:
+        return f"{self.tag}:cd:dep:{deployment_id}"
+
+    def account_cooldown(self, account: str) -> str:
+        return f"{self.tag}:cd:acct:{account}"
+
+    @property
+    def replicas(self) -> str:
+        return f"{self.tag}:replicas"
+
+
+def script_text(name: str) -> str:
+    return resources.files("gateway.limits").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The Lua scripts registered on one client; each call is one EVALSHA."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+        self._scripts = {name: client.register_script(script_text(name)) for name in SCRIPTS}
+
+    def __getitem__(self, name: str) -> AsyncScript:
+        return self._scripts[name]
+
+    async def load(self) -> None:
+        """SCRIPT LOAD every script (on every primary of a cluster), so the first EVALSHA does not miss.
+
+        A later miss (Redis restarted and lost its script cache) is still handled: redis-py's script
+        object loads the script again on NOSCRIPT and retries.
+        """
+        for script in self._scripts.values():
+            await self._client.script_load(script.script)

@@ -1,0 +1,202 @@
+"""The limiter a replica uses with Redis configured: Redis while it answers, local buckets while not.
+
+Every Redis call is bounded by ``deadline`` (tens of milliseconds). The first failure switches to
+``degraded``: provider-protection buckets then run locally with each capacity and refill divided by the
+number of live replicas (so the fleet together stays near the provider's limit), and quota buckets
+follow ``fail_mode``: "closed" refuses requests that carry quotas with a 503, "open" ignores quotas.
+A background task probes Redis while degraded and switches back by itself when it answers.
+
+State is not carried across a switch: buckets and cooldowns taken locally are not copied to Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from gateway.errors import ServiceUnavailable
+from gateway.limits.local import LocalLimiter
+from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
+from gateway.limits.redis_limiter import RedisLimiter
+from gateway.limits.redis_store import REDIS_FAILURES, Scripts, build_client
+from gateway.limits.replicas import ReplicaRegistry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Unavailable(enum.Enum):
+    REDIS = "Redis is unavailable"
+
+
+def scaled(bucket: BucketSpec, divisor: int) -> BucketSpec:
+    """This replica's share of a bucket while each replica limits on its own."""
+    return replace(bucket, capacity=bucket.capacity / divisor, refill_per_sec=bucket.refill_per_sec / divisor)
+
+
+class ResilientLimiter:
+    def __init__(
+        self,
+        redis_url: str,
+        replica_id: str,
+        local_fallback_divisor_source: Callable[[], int] | None = None,
+        deadline: float = 0.05,
+        fail_mode: str = "closed",
+        *,
+        prefix: str = "llmgw",
+        on_mode_change: Callable[[str], None] | None = None,
+        probe_interval: float = 0.5,
+        heartbeat_interval: float = 2.0,
+    ) -> None:
+        if fail_mode not in ("closed", "open"):
+            raise ValueError(f"fail_mode must be 'closed' or 'open', not {fail_mode!r}")
+        self.fail_mode = fail_mode
+        self.deadline = deadline
+        self.on_mode_change = on_mode_change
+        self.probe_interval = probe_interval
+        client = build_client(redis_url)
+        scripts = Scripts(client)
+        self.redis = RedisLimiter(client, prefix, scripts=scripts)
+        self.local = LocalLimiter()
+        self.replicas = ReplicaRegistry(client, scripts, self.redis.keys, replica_id, heartbeat_interval)
+        self._divisor = local_fallback_divisor_source or (lambda: self.replicas.live)
+        self.mode = "redis"  # "redis" | "degraded"; set only by _set_mode
+        self._degraded = asyncio.Event()  # wakes the background task early
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def round_trips(self) -> int:
+        """Redis round trips made so far (the benchmark's counter; degraded calls make none)."""
+        return self.redis.round_trips
+
+    async def admit(
+        self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
+    ) -> Admission:
+        answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy))
+        if not isinstance(answer, Unavailable):
+            return answer
+        if quotas and self.fail_mode == "closed":
+            raise ServiceUnavailable("rate-limit state is unavailable", retry_after=1.0)
+        n = self.divisor()
+        shares = [replace(c, buckets=tuple(scaled(b, n) for b in c.buckets)) for c in candidates]
+        admission = await self.local.admit(shares, (), strategy)
+        if admission.chosen is None:
+            return admission
+        # The reservation names the real buckets, so it settles correctly wherever it is settled.
+        return replace(admission, reservation=Reservation(candidates[admission.chosen].buckets))
+
+    async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
+        if await self._on_redis(lambda: self.redis.settle(reservation, actual_tokens)) is not Unavailable.REDIS:
+            return
+        n = self.divisor()
+        await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
+
+    async def cooldown(
+        self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
+    ) -> None:
+        done = await self._on_redis(lambda: self.redis.cooldown(deployment_id, account, seconds, drain))
+        if done is not Unavailable.REDIS:
+            return
+        n = self.divisor()
+        await self.local.cooldown(deployment_id, account, seconds, [scaled(b, n) for b in drain])
+
+    async def cooldowns(self, ids: Sequence[str]) -> dict[str, float]:
+        left = await self._on_redis(lambda: self.redis.cooldowns(ids))
+        if not isinstance(left, Unavailable):
+            return left
+        return await self.local.cooldowns(ids)
+
+    async def correct(self, bucket: BucketSpec, remaining: float) -> None:
+        if await self._on_redis(lambda: self.redis.correct(bucket, remaining)) is not Unavailable.REDIS:
+            return
+        n = self.divisor()
+        await self.local.correct(scaled(bucket, n), remaining / n)
+
+    async def _on_redis(self, call: Callable[[], Awaitable[T]]) -> T | Unavailable:
+        """Run one Redis call within the deadline; on any failure switch to degraded mode."""
+        if self.mode == "redis":
+            try:
+                async with asyncio.timeout(self.deadline):
+                    return await call()
+            except REDIS_FAILURES as error:
+                self._degrade(error)
+        return Unavailable.REDIS
+
+    def divisor(self) -> int:
+        return max(1, int(self._divisor()))
+
+    async def start(self) -> None:
+        """Connect, load the scripts and register this replica, waiting at most ``deadline``.
+
+        If Redis is slow or down, start degraded; the first probe keeps running in the background and
+        switches to Redis when it succeeds.
+        """
+        first = asyncio.create_task(self._probe(load_scripts=True))
+        done, _ = await asyncio.wait({first}, timeout=self.deadline)
+        if not done:
+            self._degrade(TimeoutError("Redis did not answer within the deadline at start"))
+        self._task = asyncio.create_task(self._run(first))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.mode == "redis":
+            with contextlib.suppress(*REDIS_FAILURES):
+                async with asyncio.timeout(self.deadline):
+                    await self.replicas.leave()
+        await self.redis.close()
+        await self.local.close()
+
+    async def _run(self, first: asyncio.Task[None]) -> None:
+        await first
+        while True:
+            if self.mode == "degraded":
+                await asyncio.sleep(self.probe_interval)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.replicas.interval):
+                        await self._degraded.wait()
+                if self.mode == "degraded":
+                    continue  # a request found Redis failing: wait one probe interval, then probe
+            await self._probe(load_scripts=self.mode == "degraded")
+
+    async def _probe(self, load_scripts: bool) -> None:
+        """The heartbeat, which is also the probe while degraded (then the scripts are loaded again
+        first, since a restarted Redis has lost them)."""
+        try:
+            async with asyncio.timeout(max(self.deadline, self.probe_interval / 2)):
+                if load_scripts:
+                    await self.redis.start()
+                await self.replicas.beat()
+        except REDIS_FAILURES as error:
+            self._degrade(error)
+            return
+        self._set_mode("redis")
+
+    def _degrade(self, error: BaseException) -> None:
+        if self.mode != "degraded":
+            log.warning("rate limiting degraded to local buckets: Redis failed (%r)", error)
+            self._degraded.set()
+        self._set_mode("degraded")
+
+    def _set_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        self.mode = mode
+        if mode == "redis":
+            self._degraded.clear()
+            log.warning("rate limiting is back on Redis")
+        if self.on_mode_change is not None:
+            try:
+                self.on_mode_change(mode)
+            except Exception:  # a metrics hook must never break admission
+                log.exception("on_mode_change hook failed")

@@ -1,0 +1,80 @@
+"""From configuration to buckets (pure): which buckets a request touches and what it costs in each.
+
+Bucket names are stable across replicas and restarts: ``acct:<account>:rpm``,
+``dep:<account>/<model>:tpm``, ``key:<key name>:rpm``, ``user:<key name>:<end user>:tpm``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from gateway.config.model import Account, Deployment, Limits, VirtualKey
+from gateway.limits.model import BucketSpec, BucketState, Candidate
+
+
+def _per_minute(name: str, limits: Limits, tokens: int) -> tuple[BucketSpec, ...]:
+    buckets = []
+    if limits.rpm:
+        buckets.append(BucketSpec(f"{name}:rpm", limits.rpm, limits.rpm / 60, 1, "requests"))
+    if limits.tpm:
+        buckets.append(BucketSpec(f"{name}:tpm", limits.tpm, limits.tpm / 60, tokens, "tokens"))
+    return tuple(buckets)
+
+
+def candidate(account: Account, deployment: Deployment, tokens: int) -> Candidate:
+    """Provider protection: the account's limits and the deployment's own, for ``tokens`` estimated."""
+    buckets = _per_minute(f"acct:{account.name}", account.limits, tokens)
+    buckets += _per_minute(f"dep:{deployment.id}", deployment.limits, tokens)
+    return Candidate(deployment.id, account.name, buckets)
+
+
+def deployment_buckets(account: Account, deployment: Deployment) -> tuple[BucketSpec, ...]:
+    """The buckets an upstream 429 or x-ratelimit-remaining header speaks about: the deployment's own
+    limits when it has them, else its account's."""
+    own = _per_minute(f"dep:{deployment.id}", deployment.limits, 0)
+    return own or _per_minute(f"acct:{account.name}", account.limits, 0)
+
+
+def quotas(key: VirtualKey, end_user: str | None, tokens: int) -> tuple[BucketSpec, ...]:
+    """The caller's own quotas: the key's, and the end user's when the key sets per-user limits."""
+    buckets = _per_minute(f"key:{key.name}", key.limits, tokens)
+    if end_user:
+        buckets += _per_minute(f"user:{key.name}:{end_user}", key.user_limits, tokens)
+    return buckets
+
+
+def ratelimit_headers(states: tuple[BucketState, ...]) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the tightest request and token quota of the caller.
+
+    >>> ratelimit_headers((BucketState("key:a:rpm", "requests", 60, 59.5, 0.5),))
+    {'x-ratelimit-limit-requests': '60', 'x-ratelimit-remaining-requests': '59', 'x-ratelimit-reset-requests': '500ms'}
+    """
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        same = [s for s in states if s.kind == kind]
+        if not same:
+            continue
+        tight = min(same, key=lambda s: s.remaining / s.limit)
+        headers[f"x-ratelimit-limit-{kind}"] = str(int(tight.limit))
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(tight.remaining)))
+        headers[f"x-ratelimit-reset-{kind}"] = duration(tight.reset_seconds)
+    return headers
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's duration format: ``120ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest}s"
+
+
+def remaining_from_headers(headers: Mapping[str, str], kind: str) -> float | None:
+    raw = headers.get(f"x-ratelimit-remaining-{kind}")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None

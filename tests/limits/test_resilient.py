@@ -1,0 +1,156 @@
+"""Redis failures: kill, pause and absence at start, against private redis-server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from gateway.errors import ServiceUnavailable
+from gateway.limits.model import BucketSpec, Candidate
+from gateway.limits.resilient import ResilientLimiter, scaled
+from limits.redis_procs import RedisServer, free_port
+
+DEADLINE = 0.05
+DEP = BucketSpec("dep:a/m:rpm", capacity=10, refill_per_sec=0.001, cost=1, kind="requests")
+ONLY = [Candidate("a/m", "a", (DEP,))]
+QUOTA = BucketSpec("key:k:rpm", capacity=100, refill_per_sec=1, cost=1, kind="requests")
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> float:
+    """Seconds until ``check()`` held; fails after ``timeout``."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, "condition not reached in time"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def timed_admit(limiter: ResilientLimiter, quotas: tuple[BucketSpec, ...] = ()) -> tuple[float, bool]:
+    start = time.monotonic()
+    admission = await limiter.admit(ONLY, quotas)
+    return time.monotonic() - start, admission.chosen == 0
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Callable[..., ResilientLimiter]]:
+    made: list[ResilientLimiter] = []
+
+    def factory(url: str, replica: str = "r1", **options: Any) -> ResilientLimiter:
+        limiter = ResilientLimiter(url, replica, deadline=DEADLINE, prefix="resilient", **options)
+        made.append(limiter)
+        return limiter
+
+    yield factory
+    for limiter in made:
+        await limiter.close()
+
+
+async def test_kill_degrades_to_a_local_share_and_restart_recovers(
+    redis_server: RedisServer, make: Callable[..., ResilientLimiter]
+) -> None:
+    modes: list[str] = []
+    first, second = make(redis_server.url, "r1", on_mode_change=modes.append), make(redis_server.url, "r2")
+    await first.start()
+    await second.start()
+    assert await first.replicas.beat() == 2
+    assert (first.mode, (await first.admit(ONLY, [QUOTA])).chosen, first.redis.round_trips) == ("redis", 0, 1)
+
+    redis_server.kill()
+    elapsed, admitted = await timed_admit(first)
+    assert elapsed < 0.1 and admitted
+    assert first.mode == "degraded" and modes == ["degraded"]
+    # This replica's share is capacity / 2 live replicas = 5, one of which the admit above took.
+    results = [await first.admit(ONLY, []) for _ in range(9)]
+    assert sum(r.chosen == 0 for r in results) == 4
+    assert results[-1].skipped == (("a/m", "full: dep:a/m:rpm"),)
+    with pytest.raises(ServiceUnavailable) as refused:
+        await first.admit(ONLY, [QUOTA])  # fail closed: quotas cannot be enforced without Redis
+    assert refused.value.retry_after == 1.0
+
+    # Settles and cooldowns made while degraded go to the local buckets.
+    other = BucketSpec("dep:b/m:rpm", capacity=10, refill_per_sec=0.001, cost=1, kind="requests")
+    reservation = (await first.admit([Candidate("b/m", "b", (other,))], [])).reservation
+    assert reservation is not None and reservation.buckets == (other,)  # the real bucket, not the share
+    assert await first.local.levels([scaled(other, 2)]) == [pytest.approx(4, abs=0.01)]
+    await first.settle(reservation, None)
+    assert await first.local.levels([scaled(other, 2)]) == [pytest.approx(5, abs=0.01)]
+    await first.cooldown("b/m", None, 5)
+    assert (await first.cooldowns(["b/m"]))["b/m"] == pytest.approx(5, abs=0.1)
+
+    redis_server.start()
+    await eventually(lambda: first.mode == "redis")
+    assert modes == ["degraded", "redis"]
+    before = first.redis.round_trips
+    assert (await first.admit(ONLY, [QUOTA])).chosen == 0
+    assert first.redis.round_trips == before + 1
+
+
+async def test_paused_redis_never_holds_a_request_past_the_deadline(
+    redis_server: RedisServer, make: Callable[..., ResilientLimiter]
+) -> None:
+    limiter = make(redis_server.url)
+    await limiter.start()
+    assert limiter.mode == "redis"
+    redis_server.pause()
+    elapsed, admitted = await timed_admit(limiter)
+    assert elapsed < DEADLINE + 0.04 and admitted
+    assert limiter.mode == "degraded"
+    elapsed, admitted = await timed_admit(limiter)
+    assert elapsed < 0.02 and admitted  # degraded: no Redis call until a probe succeeds
+    redis_server.resume()
+    await eventually(lambda: limiter.mode == "redis")
+
+
+async def test_start_with_redis_down_works_degraded_then_recovers(
+    make: Callable[..., ResilientLimiter],
+) -> None:
+    port = free_port()
+    modes: list[str] = []
+    limiter = make(f"redis://127.0.0.1:{port}/0", on_mode_change=modes.append, fail_mode="open")
+    start = time.monotonic()
+    await limiter.start()
+    assert time.monotonic() - start < DEADLINE + 0.04
+    assert limiter.mode == "degraded"
+    elapsed, admitted = await timed_admit(limiter, (QUOTA,))  # fail open: the quota is ignored
+    assert admitted and elapsed < 0.02
+
+    server = RedisServer(port).start()
+    try:
+        await eventually(lambda: limiter.mode == "redis")
+        assert modes == ["degraded", "redis"]
+        assert (await limiter.admit(ONLY, [QUOTA])).quota[0].name == "key:k:rpm"
+    finally:
+        await limiter.close()
+        server.kill()
+
+
+async def test_start_with_redis_paused_returns_within_the_deadline(
+    redis_server: RedisServer, make: Callable[..., ResilientLimiter]
+) -> None:
+    limiter = make(redis_server.url)
+    redis_server.pause()
+    start = time.monotonic()
+    await limiter.start()
+    assert time.monotonic() - start < DEADLINE + 0.04
+    assert limiter.mode == "degraded"
+    redis_server.resume()
+    await eventually(lambda: limiter.mode == "redis")
+
+
+async def test_divisor_source_and_a_failing_hook(make: Callable[..., ResilientLimiter]) -> None:
+    def broken(mode: str) -> None:
+        raise RuntimeError(mode)
+
+    limiter = make(f"redis://127.0.0.1:{free_port()}/0", on_mode_change=broken)
+    limiter_quarter = make(f"redis://127.0.0.1:{free_port()}/0", local_fallback_divisor_source=lambda: 4)
+    await limiter.start()
+    await limiter_quarter.start()
+    assert limiter.mode == "degraded"  # the hook raised, admission goes on
+    results = [await limiter_quarter.admit(ONLY, []) for _ in range(5)]
+    assert [r.chosen for r in results] == [0, 0, None, None, None]  # 10 / 4 = 2.5 requests
+    with pytest.raises(ServiceUnavailable):
+        await limiter.admit(ONLY, [QUOTA])

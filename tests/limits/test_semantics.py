@@ -1,0 +1,203 @@
+"""One table of admission cases, run against the Redis and the in-process limiter alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from gateway.limits.local import LocalLimiter
+from gateway.limits.model import BucketSpec, Candidate, Strategy
+from gateway.limits.redis_limiter import RedisLimiter
+
+Impl = RedisLimiter | LocalLimiter
+
+
+def rpm(name: str, capacity: float = 10, cost: float = 1, refill: float = 1.0) -> BucketSpec:
+    return BucketSpec(name, capacity, refill, cost, "requests")
+
+
+def tpm(name: str, capacity: float = 100, cost: float = 10, refill: float = 1.0) -> BucketSpec:
+    return BucketSpec(name, capacity, refill, cost, "tokens")
+
+
+A, B, Q = rpm("dep:a/m:rpm"), rpm("dep:b/m:rpm"), rpm("key:k:rpm")
+AA = tpm("acct:a:tpm")
+
+
+def cand(deployment: str, *buckets: BucketSpec) -> Candidate:
+    return Candidate(deployment, deployment.partition("/")[0], buckets)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    candidates: list[Candidate]
+    chosen: int | None
+    quotas: list[BucketSpec] = field(default_factory=list)
+    strategy: Strategy = "first"
+    levels: dict[BucketSpec, float] = field(default_factory=dict)  # set up with correct()
+    cooling: list[tuple[str, str | None, float]] = field(default_factory=list)
+    skipped: tuple[tuple[str, str], ...] = ()
+    retry_after: float = 0.0
+    blocked: bool = False
+    after: dict[BucketSpec, float] = field(default_factory=dict)
+
+
+CASES = [
+    Case("first-fit", [cand("a/m", A), cand("b/m", B)], 0, after={A: 9, B: 10}),
+    Case(
+        "first-skips-full",
+        [cand("a/m", A), cand("b/m", B)],
+        1,
+        levels={A: 0.5},
+        skipped=(("a/m", "full: dep:a/m:rpm"),),
+        after={A: 0.5, B: 9},
+    ),
+    Case(
+        "first-skips-cooldown",
+        [cand("a/m", A), cand("b/m", B)],
+        1,
+        cooling=[("a/m", None, 5)],
+        skipped=(("a/m", "cooldown"),),
+        after={A: 10, B: 9},
+    ),
+    Case(
+        "account-cooldown-skips-its-deployments",
+        [cand("a/m"), cand("a/n"), cand("b/m")],
+        2,
+        cooling=[("a/m", "a", 5)],
+        skipped=(("a/m", "cooldown"), ("a/n", "cooldown")),
+    ),
+    Case(
+        "most-headroom",
+        [cand("a/m", A), cand("b/m", B)],
+        1,
+        strategy="most_headroom",
+        levels={A: 5, B: 8},
+        after={A: 5, B: 7},
+    ),
+    Case(
+        "most-headroom-is-relative-to-capacity",
+        [cand("a/m", tpm("dep:a/m:tpm", 100, 10)), cand("b/m", rpm("dep:b/m:rpm", 10, 1))],
+        1,
+        strategy="most_headroom",
+        levels={tpm("dep:a/m:tpm", 100, 10): 50, rpm("dep:b/m:rpm", 10, 1): 6},
+    ),
+    Case(
+        "most-headroom-uses-the-tightest-bucket",
+        [cand("a/m", A, AA), cand("b/m", B)],
+        1,
+        strategy="most_headroom",
+        levels={AA: 20, B: 5},
+        after={A: 10, AA: 20, B: 4},
+    ),
+    Case(
+        "most-headroom-skips-full",
+        [cand("a/m", A), cand("b/m", B)],
+        1,
+        strategy="most_headroom",
+        levels={A: 0, B: 2},
+        skipped=(("a/m", "full: dep:a/m:rpm"),),
+    ),
+    Case(
+        "shared-account-bucket-full",
+        [cand("a/m", A, AA), cand("a/n", rpm("dep:a/n:rpm"), AA)],
+        None,
+        levels={AA: 5},
+        skipped=(("a/m", "full: acct:a:tpm"), ("a/n", "full: acct:a:tpm")),
+        retry_after=5.0,
+        after={A: 10, AA: 5},
+    ),
+    Case(
+        "quota-blocks-all-or-nothing",
+        [cand("a/m", A)],
+        None,
+        quotas=[rpm("key:k:rpm", refill=2)],
+        levels={rpm("key:k:rpm", refill=2): 0.5},
+        retry_after=0.25,
+        blocked=True,
+        after={A: 10, rpm("key:k:rpm", refill=2): 0.5},
+    ),
+    Case("quota-charged-with-candidate", [cand("a/m", A)], 0, quotas=[Q], after={A: 9, Q: 9}),
+    Case(
+        "retry-after-from-refill",
+        [cand("a/m", rpm("dep:a/m:rpm", 10, 10, refill=2))],
+        None,
+        levels={rpm("dep:a/m:rpm", 10, 10, refill=2): 4},
+        skipped=(("a/m", "full: dep:a/m:rpm"),),
+        retry_after=3.0,
+    ),
+    Case(
+        "retry-after-is-the-smallest-candidate-wait",
+        [cand("a/m", rpm("dep:a/m:rpm", 10, 10, refill=2)), cand("b/m", B)],
+        None,
+        levels={rpm("dep:a/m:rpm", 10, 10, refill=2): 4, B: 0},
+        skipped=(("a/m", "full: dep:a/m:rpm"), ("b/m", "full: dep:b/m:rpm")),
+        retry_after=1.0,
+    ),
+    Case(
+        "retry-after-counts-cooldowns",
+        [cand("a/m"), cand("b/m", rpm("dep:b/m:rpm", refill=0.2))],
+        None,
+        levels={rpm("dep:b/m:rpm", refill=0.2): 0},
+        cooling=[("a/m", None, 2)],
+        skipped=(("a/m", "cooldown"), ("b/m", "full: dep:b/m:rpm")),
+        retry_after=2.0,
+    ),
+    Case(
+        "retry-after-is-the-later-of-quota-and-candidates",
+        [cand("a/m", rpm("dep:a/m:rpm", 10, 10, refill=2))],
+        None,
+        quotas=[rpm("key:k:rpm", refill=2)],
+        levels={rpm("dep:a/m:rpm", 10, 10, refill=2): 4, rpm("key:k:rpm", refill=2): 0},
+        skipped=(("a/m", "full: dep:a/m:rpm"),),
+        retry_after=3.0,
+        blocked=True,
+    ),
+    Case("debt-when-full", [cand("a/m", rpm("dep:a/m:rpm", 10, 25))], 0, after={A: -15}),
+    Case(
+        "debt-waits-until-full",
+        [cand("a/m", rpm("dep:a/m:rpm", 10, 25))],
+        None,
+        levels={A: 9},
+        skipped=(("a/m", "full: dep:a/m:rpm"),),
+        retry_after=1.0,
+    ),
+    Case("no-buckets-is-unlimited", [cand("a/m")], 0),
+    Case("no-candidates", [], None),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_admission_table(limiter: Impl, case: Case) -> None:
+    for bucket, level in case.levels.items():
+        await limiter.correct(bucket, level)
+    for deployment, account, seconds in case.cooling:
+        await limiter.cooldown(deployment, account, seconds)
+
+    admission = await limiter.admit(case.candidates, case.quotas, case.strategy)
+
+    assert admission.chosen == case.chosen
+    assert admission.skipped == case.skipped
+    assert admission.blocked_by_quota == case.blocked
+    assert admission.retry_after == pytest.approx(case.retry_after, abs=0.05)
+    assert [q.name for q in admission.quota] == [q.name for q in case.quotas]
+    if case.chosen is None:
+        assert admission.reservation is None
+    else:
+        assert admission.reservation is not None
+        charged = (*case.candidates[case.chosen].buckets, *case.quotas)
+        assert admission.reservation.buckets == charged
+    if case.after:
+        levels = await limiter.levels(list(case.after))
+        assert levels == pytest.approx(list(case.after.values()), abs=0.05)
+
+
+async def test_quota_states_for_headers(limiter: Impl) -> None:
+    quota = BucketSpec("key:k:tpm", capacity=100, refill_per_sec=10, cost=30, kind="tokens")
+    admission = await limiter.admit([cand("a/m", A)], [quota])
+    (state,) = admission.quota
+    assert (state.name, state.kind, state.limit) == ("key:k:tpm", "tokens", 100)
+    assert state.remaining == pytest.approx(70, abs=0.5)
+    assert state.reset_seconds == pytest.approx(3.0, abs=0.05)  # 30 tokens at 10/s until full
