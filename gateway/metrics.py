@@ -52,6 +52,24 @@ class Metrics:
             "gateway_inflight_requests", "Requests being served", registry=r, multiprocess_mode="livesum"
         )
         self.draining = Gauge("gateway_draining", "1 while shutting down", registry=r, multiprocess_mode="max")
+        self.limiter_degraded = Gauge(
+            "gateway_limiter_degraded",
+            "1 while Redis is unreachable and limits run on local shares",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.throttled = Counter(
+            "gateway_throttled_total",
+            "Requests refused by the gateway's own limits, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "gateway_queue_wait_seconds",
+            "Time requests waited in line for provider capacity",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self.disconnects = Counter(
             "gateway_client_disconnects_total", "Clients that left before the end", ["endpoint"], registry=r
         )

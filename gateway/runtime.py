@@ -15,7 +15,6 @@ from gateway.config.model import Account, Settings
 from gateway.limits import Limiter, build_limiter
 from gateway.limits.model import BucketSpec
 from gateway.limits.queue import WaitLine
-from gateway.limits.shared import SharedState
 from gateway.metrics import Metrics
 from gateway.providers import REGISTRY
 from gateway.providers.base import Provider
@@ -39,7 +38,6 @@ class Runtime:
     index: ModelIndex
     targets: dict[str, Target]
     upstream: Upstream
-    shared: SharedState
     metrics: Metrics
     log: logging.Logger
     secrets: tuple[str, ...]
@@ -56,15 +54,21 @@ class Runtime:
             provider = REGISTRY[account.kind]
             headers = {"content-type": "application/json", **provider.auth(account.api_key)}
             targets[account.name] = Target(account, provider, MappingProxyType(headers))
+        metrics = Metrics()
+        log = accesslog.configure(settings.server.access_log)
+
+        def on_limiter_mode(mode: str) -> None:
+            metrics.limiter_degraded.set(1 if mode == "degraded" else 0)
+            log.warning("rate limiter mode", {"mode": mode})
+
         return cls(
             settings=settings,
             keys=KeyRing(settings.keys, settings.admin_key_sha256),
             index=ModelIndex.build(settings),
             targets=targets,
             upstream=Upstream(settings.accounts, settings.server.timeouts, settings.server.max_connections_per_account),
-            shared=SharedState(settings.redis_url),
-            metrics=Metrics(),
-            log=accesslog.configure(settings.server.access_log),
+            metrics=metrics,
+            log=log,
             secrets=settings.secrets(),
             limiter=build_limiter(
                 settings.redis_url,
@@ -72,8 +76,20 @@ class Runtime:
                 deadline=settings.limits.redis_deadline_ms / 1000,
                 fail_mode=settings.limits.fail_mode,
                 prefix=settings.limits.key_prefix,
+                on_mode_change=on_limiter_mode,
             ),
         )
+
+    @property
+    def limiter_mode(self) -> str:
+        """Either "local" (no Redis configured), "redis", or "degraded" (Redis unreachable, local shares)."""
+        return self.limiter.mode
+
+    async def start(self) -> None:
+        await self.upstream.start()
+        await self.limiter.start()
+        self.metrics.limiter_degraded.set(1 if self.limiter.mode == "degraded" else 0)
+        self.ready = True
 
     def spawn(self, work: Any) -> None:
         """Run ``work`` (a coroutine) after the response, keeping a reference until it is done."""
@@ -84,15 +100,9 @@ class Runtime:
     def correct_soon(self, bucket: BucketSpec, remaining: float) -> None:
         self.spawn(self.limiter.correct(bucket, remaining))
 
-    async def start(self) -> None:
-        await self.upstream.start()
-        await self.limiter.start()
-        self.ready = True
-
     async def close(self) -> None:
         self.ready = False
         if self.background:
             await asyncio.wait(self.background, timeout=2)
         await self.limiter.close()
         await self.upstream.close()
-        await self.shared.close()

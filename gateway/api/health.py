@@ -14,14 +14,19 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready once configured; 503 while draining. Redis being unreachable is reported, and fails
+    readiness only with ``state.ready_requires_redis``: the gateway keeps serving on local shares of
+    every limit, and taking every replica out of the load balancer would turn that into an outage."""
     rt: Runtime = request.app.state.runtime
-    checks: dict[str, str] = {"config": "loaded" if rt.ready else "starting"}
-    if rt.shared.configured:
-        checks["redis"] = "ok" if await rt.shared.ping() else "unreachable"
+    checks: dict[str, str] = {"config": "loaded" if rt.ready else "starting", "limits": rt.limiter_mode}
     if rt.draining:
         checks["shutdown"] = "draining"
-    ok = rt.ready and not rt.draining and checks.get("redis", "ok") == "ok"
-    body = {"status": "ready" if ok else "not ready", "checks": checks}
+    degraded = rt.limiter_mode == "degraded"
+    ok = rt.ready and not rt.draining and not (degraded and rt.settings.ready_requires_redis)
+    status = "ready" if ok else "not ready"
+    if ok and degraded:
+        status = "degraded"
+    body = {"status": status, "checks": checks}
     return Response(orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json")
 
 

@@ -134,6 +134,7 @@ class Settings:
     admin_key_sha256: str | None
     policy_dir: str
     limits: LimitSettings = LimitSettings()
+    ready_requires_redis: bool = False
     demo: bool = False
 
     @property

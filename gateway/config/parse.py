@@ -365,7 +365,7 @@ def build_settings(
     r = _Reader(env, base_dir, registry)
     top = r.mapping(doc, "(top level)", TOP_LEVEL)
     server = _server(r, top.get("server"))
-    state = r.mapping(top.get("state"), "state", frozenset({"redis_url"}))
+    state = r.mapping(top.get("state"), "state", frozenset({"redis_url", "ready_requires_redis"}))
     redis_url = r.get(state, "state", "redis_url", _str, "a redis:// or rediss:// URL", "")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         r.error("state.redis_url", f"expected a redis://, rediss:// or unix:// URL, got {redis_url!r}")
@@ -389,6 +389,7 @@ def build_settings(
         admin_key_sha256=admin_digest.lower() if admin_digest else None,
         policy_dir=os.path.join(base_dir, policy_dir),
         limits=_limit_settings(r, top.get("limits")),
+        ready_requires_redis=r.get(state, "state", "ready_requires_redis", _bool, "true or false", False),
         demo=demo,
     )
     return (None if r.errors else settings), r.errors

@@ -6,6 +6,8 @@ Redis with a local fallback (see ``resilient.py``). Every implementation follows
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.limits.base import Limiter
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, BucketState, Candidate, Reservation
@@ -31,7 +33,10 @@ def build_limiter(
     deadline: float = 0.05,
     fail_mode: str = "closed",
     prefix: str = "llmgw",
+    on_mode_change: Callable[[str], None] | None = None,
 ) -> Limiter:
     if not redis_url:
         return LocalLimiter()
-    return ResilientLimiter(redis_url, replica_id, deadline=deadline, fail_mode=fail_mode, prefix=prefix)
+    return ResilientLimiter(
+        redis_url, replica_id, deadline=deadline, fail_mode=fail_mode, prefix=prefix, on_mode_change=on_mode_change
+    )

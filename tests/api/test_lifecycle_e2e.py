@@ -91,13 +91,25 @@ def test_one_json_log_line_per_request_without_prompt_text(gateway: GatewayProce
     assert secret_prompt not in gateway.logs()
 
 
-def test_readiness_reports_an_unreachable_redis(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+def test_readiness_with_redis_unreachable(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     port = free_port()
-    dead = free_port()
-    gw = start_gateway(tmp_path, config_text(port, fake.url, fake2.url, state=f"redis://127.0.0.1:{dead}/0"), port)
+    gw = start_gateway(tmp_path / "a", config_text(port, fake.url, fake2.url, state=dead), port)
+    try:
+        ready = httpx.get(f"{gw.url}/readyz")  # keeps serving on local shares, and says so
+        assert ready.status_code == 200 and ready.json()["checks"]["limits"] == "degraded"
+        assert "gateway_limiter_degraded 1.0" in httpx.get(f"{gw.url}/metrics").text
+        ok = httpx.post(f"{gw.base_url}/chat/completions", json=BODY, headers=HEADERS, timeout=5)
+        assert ok.status_code == 200
+    finally:
+        gw.stop()
+    strict = config_text(port, fake.url, fake2.url, state=dead).replace(
+        "state:\n", "state:\n  ready_requires_redis: true\n"
+    )
+    gw = start_gateway(tmp_path / "b", strict, port)
     try:
         ready = httpx.get(f"{gw.url}/readyz")
-        assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unreachable"
+        assert ready.status_code == 503 and ready.json()["checks"]["limits"] == "degraded"
     finally:
         gw.stop()
 
