@@ -22,6 +22,7 @@ class RequestRecord:
     key_name: str | None = None
     model: str | None = None
     deployment: str | None = None
+    rule: str | None = None  # "route/rule" when a policy routed the request
     attempts: int = 0
     stream: bool = False
     status: int = 0
@@ -38,6 +39,7 @@ class RequestRecord:
             "endpoint": self.endpoint,
             "key": self.key_name,
             "model": self.model,
+            "rule": self.rule,
             "deployment": self.deployment,
             "attempts": self.attempts,
             "tried": self.tried,

@@ -22,6 +22,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config file (default: $GATEWAY_CONFIG, else the built-in default)")
     check = sub.add_parser("check", help="validate the configuration and exit non-zero on errors")
     check.add_argument("--config")
+    explain = sub.add_parser("explain", help="show how a request would be routed, sending nothing upstream")
+    explain.add_argument("request", help="a JSON file with the chat (or embeddings) request, or - for stdin")
+    explain.add_argument("--config")
+    explain.add_argument("--key", help="the virtual key name to act as (default: every model allowed)")
+    explain.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a request header, e.g. x-gateway-task:simple (repeatable)",
+    )
+    explain.add_argument("--endpoint", choices=["chat", "embeddings"], default="chat")
     hash_key = sub.add_parser("hash-key", help="print the sha256 digest to put in keys[].key_sha256")
     hash_key.add_argument("key")
     # Its options belong to gateway.fake.cli, imported only when used so serving never loads the fake.
@@ -37,14 +49,63 @@ def _fake_upstream(argv: list[str]) -> int:
     return fake_cli.run(parser.parse_args(argv))
 
 
+def _complain(what: str, errors: list[str]) -> None:
+    print(f"{what} is invalid ({len(errors)} error{'s' * (len(errors) != 1)}):", file=sys.stderr)
+    for line in errors:
+        print(f"  {line}", file=sys.stderr)
+
+
 def _load(path: str | None) -> Settings | None:
+    """Settings and the routing policy they point at, both validated; None after printing every error."""
+    from gateway.routing.policy_load import PolicyError, load_policies
+
     try:
-        return load_settings(path)
+        settings = load_settings(path)
     except ConfigError as e:
-        print(f"configuration is invalid ({len(e.errors)} error{'s' * (len(e.errors) != 1)}):", file=sys.stderr)
-        for line in e.errors:
-            print(f"  {line}", file=sys.stderr)
+        _complain("configuration", e.errors)
         return None
+    try:
+        load_policies(settings.policy_dir, {d.id: d for d in settings.deployments})
+    except PolicyError as e:
+        _complain(f"routing policy in {settings.policy_dir}", e.errors)
+        return None
+    return settings
+
+
+def _explain(path: str | None, args: argparse.Namespace) -> int:
+    import orjson
+
+    from gateway.routing.explain import ADMIN_VIEW, explain
+    from gateway.routing.policy_load import load_policies
+    from gateway.routing.resolve import ModelIndex
+    from gateway.routing.snapshot import Snapshot
+
+    settings = _load(path)
+    if settings is None:
+        return 1
+    raw = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
+    request = orjson.loads(raw)
+    key = ADMIN_VIEW
+    if args.key:
+        key = next((k for k in settings.keys if k.name == args.key), ADMIN_VIEW)
+        if key is ADMIN_VIEW:
+            print(f"no virtual key is named {args.key!r}", file=sys.stderr)
+            return 1
+    headers = dict(h.split(":", 1) for h in args.header if ":" in h)
+    deployments = {d.id: d for d in settings.deployments}
+    policy = load_policies(settings.policy_dir, deployments)
+    result = explain(
+        policy,
+        deployments,
+        ModelIndex.build(settings),
+        Snapshot(),
+        request,
+        key,
+        {k.strip(): v.strip() for k, v in headers.items()},
+        args.endpoint,
+    )
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0 if "error" not in result else 1
 
 
 def _free_port() -> int:
@@ -125,13 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(digest(args.key))
         return 0
     path = config_path(getattr(args, "config", None), os.environ)
+    if command == "explain":
+        return _explain(path, args)
     if command == "check":
         settings = _load(path)
         if settings is None:
             return 1
+        from gateway.routing.policy_load import load_policies
+
+        policy = load_policies(settings.policy_dir, {d.id: d for d in settings.deployments})
         print(
             f"{settings.source}: ok — {len(settings.accounts)} provider accounts, "
-            f"{len(settings.deployments)} deployments, {len(settings.keys)} keys"
+            f"{len(settings.deployments)} deployments, {len(settings.keys)} keys; "
+            f"policy {policy.version} ({settings.policy_dir}): {len(policy.routes)} routes, "
+            f"{len(policy.aliases)} aliases"
         )
         return 0
     return _serve(path)

@@ -70,6 +70,24 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.policy_info = Gauge(
+            "gateway_policy_info",
+            "1 for the routing policy version in force",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.policy_reloads = Counter(
+            "gateway_policy_reloads_total", "Policy reloads by result (applied, rejected)", ["result"], registry=r
+        )
+        self.routed = Counter("gateway_routed_total", "Requests routed by policy rule", ["route", "rule"], registry=r)
+        self.circuit_open = Gauge(
+            "gateway_circuit_open",
+            "1 while a deployment's circuit is open",
+            ["deployment"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.disconnects = Counter(
             "gateway_client_disconnects_total", "Clients that left before the end", ["endpoint"], registry=r
         )

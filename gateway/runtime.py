@@ -11,13 +11,16 @@ from typing import Any
 
 from gateway import accesslog
 from gateway.auth import KeyRing
-from gateway.config.model import Account, Settings
+from gateway.config.model import Account, Deployment, Settings
 from gateway.limits import Limiter, build_limiter
+from gateway.limits.health_store import HealthSync
 from gateway.limits.model import BucketSpec
 from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
 from gateway.providers import REGISTRY
 from gateway.providers.base import Provider
+from gateway.routing.health import Health
+from gateway.routing.reload import PolicyStore
 from gateway.routing.resolve import ModelIndex
 from gateway.upstream import Upstream
 
@@ -42,6 +45,10 @@ class Runtime:
     log: logging.Logger
     secrets: tuple[str, ...]
     limiter: Limiter
+    health: Health
+    health_sync: HealthSync
+    policies: PolicyStore
+    deployments: dict[str, Deployment]
     wait_line: WaitLine = field(default_factory=WaitLine)
     draining: bool = False
     ready: bool = False
@@ -56,6 +63,10 @@ class Runtime:
             targets[account.name] = Target(account, provider, MappingProxyType(headers))
         metrics = Metrics()
         log = accesslog.configure(settings.server.access_log)
+
+        replica_id = f"{os.uname().nodename}:{os.getpid()}"
+        deployments = {d.id: d for d in settings.deployments}
+        health = Health(settings.circuit)
 
         def on_limiter_mode(mode: str) -> None:
             metrics.limiter_degraded.set(1 if mode == "degraded" else 0)
@@ -72,12 +83,22 @@ class Runtime:
             secrets=settings.secrets(),
             limiter=build_limiter(
                 settings.redis_url,
-                replica_id=f"{os.uname().nodename}:{os.getpid()}",
+                replica_id=replica_id,
                 deadline=settings.limits.redis_deadline_ms / 1000,
                 fail_mode=settings.limits.fail_mode,
                 prefix=settings.limits.key_prefix,
                 on_mode_change=on_limiter_mode,
             ),
+            health=health,
+            health_sync=HealthSync(
+                health,
+                settings.redis_url,
+                replica_id,
+                prefix=settings.limits.key_prefix,
+                deadline=settings.limits.redis_deadline_ms / 1000,
+            ),
+            policies=PolicyStore(settings.policy_dir, deployments, metrics, log),
+            deployments=deployments,
         )
 
     @property
@@ -88,6 +109,8 @@ class Runtime:
     async def start(self) -> None:
         await self.upstream.start()
         await self.limiter.start()
+        await self.health_sync.start()
+        await self.policies.start()
         self.metrics.limiter_degraded.set(1 if self.limiter.mode == "degraded" else 0)
         self.ready = True
 
@@ -104,5 +127,7 @@ class Runtime:
         self.ready = False
         if self.background:
             await asyncio.wait(self.background, timeout=2)
+        await self.policies.close()
+        await self.health_sync.close()
         await self.limiter.close()
         await self.upstream.close()

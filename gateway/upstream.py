@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
 
 from gateway.config.model import Account, Timeouts
 from gateway.errors import UpstreamConnection, UpstreamError, UpstreamTimeout
@@ -140,3 +149,28 @@ async def _error(exchange: Exchange, provider: Provider) -> UpstreamError:
     finally:
         exchange.close()
     return provider.from_error(exchange.response.status, body, exchange.response.headers)
+
+
+def same_deployment_retries(
+    retries: int, initial: float, maximum: float, deadline: float, worth_retrying: Callable[[BaseException], bool]
+) -> AsyncRetrying:
+    """Tries of one request on one deployment: exponential backoff with jitter, at least the provider's
+    Retry-After, never past ``deadline`` (monotonic); the last failure is re-raised as it was.
+
+    >>> async for attempt in same_deployment_retries(1, 0.2, 2.0, deadline, transient):
+    ...     with attempt:
+    ...         await send()
+    """
+    backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        asked = getattr(error, "retry_after", None) or 0.0
+        return max(backoff(state), float(asked))
+
+    return AsyncRetrying(
+        stop=stop_any(stop_after_attempt(retries + 1), stop_before_delay(max(0.0, deadline - time.monotonic()))),
+        wait=wait,
+        retry=retry_if_exception(worth_retrying),
+        reraise=True,
+    )

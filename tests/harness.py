@@ -56,7 +56,14 @@ class GatewayProcess:
         return self.proc.returncode
 
 
-def config_text(port: int, primary: str, secondary: str, extra_server: str = "", state: str = "") -> str:
+# Tests that inject failures would otherwise open circuits that later tests run into; the circuit
+# breaker has its own tests with their own gateways.
+NO_CIRCUIT = "circuit: {failure_threshold: 1000000, min_requests: 1000000}"
+
+
+def config_text(
+    port: int, primary: str, secondary: str, extra_server: str = "", state: str = "", extra: str = NO_CIRCUIT
+) -> str:
     return f"""
 server:
   port: {port}
@@ -65,6 +72,7 @@ server:
   drain_delay_seconds: 0.5
   timeouts: {{connect: 1, first_byte: 2, total: 8, stream_idle: 1.5}}
 {extra_server}
+{extra}
 state:
   redis_url: "{state}"
 providers:

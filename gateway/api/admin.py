@@ -8,8 +8,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.intake import parse_object
 from gateway.config.model import Deployment
-from gateway.errors import GatewayError, to_openai_error
+from gateway.errors import GatewayError, InvalidRequest, to_openai_error
+from gateway.providers.base import Endpoint
+from gateway.routing.explain import ADMIN_VIEW, explain
 from gateway.runtime import Runtime
 
 
@@ -60,10 +63,96 @@ def effective_config(rt: Runtime) -> dict[str, Any]:
     }
 
 
-async def config(request: Request) -> Response:
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _denied(request: Request) -> Response | None:
     rt: Runtime = request.app.state.runtime
     try:
         rt.keys.require_admin(request.headers.get("authorization"))
     except GatewayError as e:
         return Response(to_openai_error(e), status_code=e.status, media_type="application/json")
-    return Response(orjson.dumps(effective_config(rt)), media_type="application/json")
+    return None
+
+
+def policy_status(rt: Runtime) -> dict[str, Any]:
+    store = rt.policies
+    policy = store.current
+    rejection = store.last_rejection
+    return {
+        "version": policy.version,
+        "directory": store.directory,
+        "files": list(policy.files),
+        "loaded_at": store.loaded_at,
+        "routes": {
+            name: [
+                {
+                    "rule": r.name,
+                    "strategy": r.strategy,
+                    "candidates": list(r.candidates),
+                    "fallback": list(r.fallback),
+                    "source": r.source,
+                }
+                for r in route.rules
+            ]
+            for name, route in policy.routes.items()
+        },
+        "aliases": dict(policy.aliases),
+        "last_rejection": None
+        if rejection is None
+        else {"at": rejection.at, "reason": rejection.reason, "errors": list(rejection.errors)},
+    }
+
+
+async def config(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    return _denied(request) or _json(effective_config(rt))
+
+
+async def policies(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    return _denied(request) or _json(policy_status(rt))
+
+
+async def reload_policies(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    if (denied := _denied(request)) is not None:
+        return denied
+    rejection = rt.policies.reload("admin API")
+    status = policy_status(rt)
+    return _json(status, 200 if rejection is None else 422)
+
+
+async def explain_route(request: Request) -> Response:
+    """Body: ``{"request": <chat or embeddings body>, "key": <key name>?, "headers": {...}?,
+    "endpoint": "chat"|"embeddings"?}``; the answer shows the decision with the live health snapshot."""
+    rt: Runtime = request.app.state.runtime
+    if (denied := _denied(request)) is not None:
+        return denied
+    try:
+        body = parse_object(await request.body())
+        query = body.get("request")
+        if not isinstance(query, dict):
+            raise InvalidRequest("'request' must be the chat or embeddings request to explain", param="request")
+        key = ADMIN_VIEW
+        if isinstance(body.get("key"), str):
+            key = next((k for k in rt.settings.keys if k.name == body["key"]), None) or ADMIN_VIEW
+            if key is ADMIN_VIEW:
+                raise InvalidRequest(f"no virtual key is named {body['key']!r}", param="key")
+        given = body.get("headers")
+        headers: dict[str, Any] = given if isinstance(given, dict) else {}
+        endpoint: Endpoint = "embeddings" if body.get("endpoint") == "embeddings" else "chat"
+    except GatewayError as e:
+        return Response(to_openai_error(e), status_code=e.status, media_type="application/json")
+    result = explain(
+        rt.policies.current,
+        rt.deployments,
+        rt.index,
+        rt.health.snapshot(),
+        query,
+        key,
+        {str(k): str(v) for k, v in headers.items()},
+        endpoint,
+    )
+    return _json(result)

@@ -6,8 +6,10 @@ need their own response (``StreamRelay``) and the hot path skips a layer of exce
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -19,13 +21,15 @@ from gateway.api.disconnect import DisconnectGuard
 from gateway.api.intake import check_chat, check_embeddings, parse_object, read_body, request_id
 from gateway.api.respond import error_response, finish, json_response, usage_of
 from gateway.api.stream import StreamRelay
-from gateway.config.model import VirtualKey
+from gateway.config.model import Mode, VirtualKey
 from gateway.errors import GatewayError, UpstreamConnection
 from gateway.limits import estimate, specs
 from gateway.limits.model import Reservation
 from gateway.providers.base import Endpoint
 from gateway.routing.execute import Demand, attempt
-from gateway.routing.resolve import candidates
+from gateway.routing.features import features_from, refine
+from gateway.routing.resolve import candidates, direct_plan, empty_plan_error
+from gateway.routing.select import Plan, plan
 from gateway.runtime import Runtime
 from gateway.upstream import Exchange
 
@@ -87,15 +91,15 @@ class ProxyEndpoint:
         record.key_name = key.name
         body = parse_object(await read_body(request, rt.settings.server.max_body_bytes))
         model = check_chat(body) if self.endpoint == "chat" else check_embeddings(body)
-        found = candidates(rt.index, key, model, "chat" if self.endpoint == "chat" else "embedding")
+        chosen = await route(rt, record, body, key, request.headers, self.endpoint)
         record.model = model
         record.stream = self.endpoint == "chat" and body.get("stream") is True
         wants = demand(body, key, model, self.endpoint, rt.settings.limits.default_output_tokens)
         async with DisconnectGuard(request.receive) as guard:
             if record.stream:
-                streamed = await attempt(rt, record, found, body, self.endpoint, wants, _first_event)
+                streamed = await attempt(rt, record, chosen, rt.deployments, body, self.endpoint, wants, _first_event)
             else:
-                answered = await attempt(rt, record, found, body, self.endpoint, wants, _read_json)
+                answered = await attempt(rt, record, chosen, rt.deployments, body, self.endpoint, wants, _read_json)
         if guard.disconnected:
             record.status = 499
             return Response(status_code=499), None
@@ -107,6 +111,39 @@ class ProxyEndpoint:
         record.deployment = answered.deployment.id
         usage_of(answered.result, record)
         return json_response(answered.result, record), answered.reservation
+
+
+# Counting a prompt this long exactly takes milliseconds of CPU: off the event loop it goes.
+_COUNT_IN_THREAD = 8_000
+
+
+async def route(
+    rt: Runtime,
+    record: RequestRecord,
+    body: dict[str, Any],
+    key: VirtualKey,
+    headers: Mapping[str, str],
+    endpoint: Endpoint,
+) -> Plan:
+    """The plan for this request: the policy's, for a route or alias; otherwise the model's deployments."""
+    policy = rt.policies.current  # read once: this request sees one policy version throughout
+    features = features_from(body, key, headers, endpoint, trusted=key.trusted)
+    snapshot = rt.health.snapshot()
+    thresholds = policy.thresholds(features.model)
+    if thresholds and features.prompt_tokens > _COUNT_IN_THREAD:
+        features = await asyncio.to_thread(refine, features, thresholds)
+    elif thresholds:
+        features = refine(features, thresholds)
+    found = plan(policy, features, snapshot, random.Random(record.request_id), rt.deployments)
+    if found is None:
+        mode: Mode = "chat" if endpoint == "chat" else "embedding"
+        found = direct_plan(candidates(rt.index, key, features.model, mode), policy, snapshot, features.model)
+    else:
+        record.rule = f"{found.route}/{found.rule}"
+        rt.metrics.routed.labels(found.route, found.rule or "none").inc()
+    if not found.entries:
+        raise empty_plan_error(found, snapshot)
+    return found
 
 
 def _wants_usage(body: dict[str, Any]) -> bool:

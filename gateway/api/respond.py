@@ -19,6 +19,8 @@ def trace_headers(record: RequestRecord) -> dict[str, str]:
     headers = {"x-request-id": record.request_id, "x-gateway-attempts": str(record.attempts)}
     if record.deployment:
         headers["x-gateway-deployment"] = record.deployment
+    if record.rule:
+        headers["x-gateway-rule"] = record.rule
     if record.extra_headers:
         headers.update(record.extra_headers)
     return headers

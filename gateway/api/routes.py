@@ -13,4 +13,7 @@ routes = [
     Route("/readyz", health.readyz, methods=["GET"]),
     Route("/metrics", health.metrics, methods=["GET"]),
     Route("/admin/config", admin.config, methods=["GET"]),
+    Route("/admin/policies", admin.policies, methods=["GET"]),
+    Route("/admin/policies/reload", admin.reload_policies, methods=["POST"]),
+    Route("/admin/explain", admin.explain_route, methods=["POST"]),
 ]

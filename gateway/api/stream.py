@@ -46,6 +46,7 @@ class StreamRelay:
         self.reservation = reservation
         self.prompt_estimate = prompt_estimate
         self.relayed = 0  # content events sent; about one token each, for streams without usage
+        self.complete = False  # [DONE] was relayed: the stream ran to its end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = self.record
@@ -62,14 +63,20 @@ class StreamRelay:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         await self.rest.aclose()
         finish(self.rt, record, disconnected=guard.disconnected)
-        if self.reservation is not None:
-            await self.rt.limiter.settle(self.reservation, self._used())
+        used = self._used()
+        if self.reservation is not None and used is not None:
+            await self.rt.limiter.settle(self.reservation, used)
 
-    def _used(self) -> int:
-        """Tokens to reconcile with: the provider's usage chunk, else an estimate from what was relayed."""
+    def _used(self) -> int | None:
+        """Tokens to reconcile with: the provider's usage chunk; else, for a stream that ran to its end, an
+        estimate from what was relayed. A stream cut short (client gone, upstream failed) without a usage
+        report keeps its whole reservation (None): the provider counted what it generated, or max_tokens,
+        which can be far more than the events that reached the client."""
         record = self.record
         if record.prompt_tokens is not None and record.completion_tokens is not None:
             return record.prompt_tokens + record.completion_tokens
+        if not self.complete:
+            return None
         return self.prompt_estimate + self.relayed
 
     async def _relay(self, send: Send) -> None:
@@ -84,6 +91,7 @@ class StreamRelay:
     async def _send_event(self, send: Send, event: bytes) -> bool:
         if event == DONE:
             await send({"type": "http.response.body", "body": encode(DONE), "more_body": True})
+            self.complete = True
             return True
         if b'"usage"' in event and not _null_usage(event):
             try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.routing.health import CircuitSettings
+
 Mode = Literal["chat", "embedding"]
 
 # Capabilities a request may require and a deployment may declare.
@@ -110,6 +112,7 @@ class VirtualKey:
     models: frozenset[str]  # "*" allows every model
     limits: Limits = Limits()  # the key's own quota
     user_limits: Limits = Limits()  # a quota per end user (the request's `user`) of this key
+    trusted: bool = False  # a service key that may assert tier and end user in x-gateway-* headers
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -135,6 +138,7 @@ class Settings:
     policy_dir: str
     limits: LimitSettings = LimitSettings()
     ready_requires_redis: bool = False
+    circuit: CircuitSettings = CircuitSettings()
     demo: bool = False
 
     @property

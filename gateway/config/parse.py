@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gateway import catalog
@@ -25,6 +26,7 @@ from gateway.config.model import (
     Timeouts,
     VirtualKey,
 )
+from gateway.routing.health import CircuitSettings
 
 if TYPE_CHECKING:
     from gateway.providers.base import Provider
@@ -301,7 +303,9 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
     seen: set[str] = set()
     for i, item in enumerate(raw):
         path = f"keys[{i}]"
-        m = r.mapping(item, path, frozenset({"name", "key_sha256", "tier", "models", "limits", "user_limits"}))
+        m = r.mapping(
+            item, path, frozenset({"name", "key_sha256", "tier", "models", "limits", "user_limits", "trusted"})
+        )
         name = r.required(m, path, "name", _str, "a string")
         digest = r.required(m, path, "key_sha256", _str, "the sha256 hex digest of the key (gateway hash-key)")
         if digest is not None and not _SHA256.match(digest.lower()):
@@ -321,6 +325,7 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
                     models=frozenset(models),
                     limits=_limits(r, m.get("limits"), f"{path}.limits"),
                     user_limits=_limits(r, m.get("user_limits"), f"{path}.user_limits"),
+                    trusted=r.get(m, path, "trusted", _bool, "true or false", False),
                 )
             )
     return tuple(keys)
@@ -355,7 +360,35 @@ def _limit_settings(r: _Reader, raw: Any) -> LimitSettings:
     )
 
 
-TOP_LEVEL = frozenset({"server", "state", "providers", "keys", "admin", "policies", "limits", "demo"})
+def _circuit(r: _Reader, raw: Any) -> CircuitSettings:
+    d, p = CircuitSettings(), "circuit"
+    m = r.mapping(raw, p, frozenset(f.name for f in fields(CircuitSettings)))
+    return CircuitSettings(
+        failure_threshold=r.get(m, p, "failure_threshold", _pos_int, "a positive integer", d.failure_threshold),
+        error_rate_threshold=r.get(
+            m,
+            p,
+            "error_rate_threshold",
+            lambda v: _pos_float(v) if _pos_float(v) and v <= 1 else None,
+            "a fraction in (0, 1]",
+            d.error_rate_threshold,
+        ),
+        min_requests=r.get(m, p, "min_requests", _pos_int, "a positive integer", d.min_requests),
+        window_seconds=r.get(m, p, "window_seconds", _pos_float, "seconds > 0", d.window_seconds),
+        open_seconds=r.get(m, p, "open_seconds", _pos_float, "seconds > 0", d.open_seconds),
+        half_open_probes=r.get(m, p, "half_open_probes", _pos_int, "a positive integer", d.half_open_probes),
+        ewma_alpha=r.get(
+            m,
+            p,
+            "ewma_alpha",
+            lambda v: _pos_float(v) if _pos_float(v) and v <= 1 else None,
+            "a fraction in (0, 1]",
+            d.ewma_alpha,
+        ),
+    )
+
+
+TOP_LEVEL = frozenset({"server", "state", "providers", "keys", "admin", "policies", "limits", "circuit", "demo"})
 
 
 def build_settings(
@@ -390,6 +423,7 @@ def build_settings(
         policy_dir=os.path.join(base_dir, policy_dir),
         limits=_limit_settings(r, top.get("limits")),
         ready_requires_redis=r.get(state, "state", "ready_requires_redis", _bool, "true or false", False),
+        circuit=_circuit(r, top.get("circuit")),
         demo=demo,
     )
     return (None if r.errors else settings), r.errors

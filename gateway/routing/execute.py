@@ -1,16 +1,18 @@
-"""Walking the candidates: reserve capacity, send, fall back on retryable failures.
+"""Walking a plan: reserve capacity, send, retry or fall back, record health.
 
-Each round asks the limiter for the first remaining candidate with room (one atomic step that
-reserves on its buckets and the caller's quotas), sends to it, and on a retryable failure returns
-what was not used and moves on. Nothing has reached the client while this runs (a stream's first
-event is part of the attempt), so fallback is invisible to it.
+Each round asks the limiter for the first remaining entry of the current stage (the rule's
+candidates, then its fallback chain) that has room, in one atomic step that also charges the
+caller's quotas. A retryable failure on a deployment is retried there with exponential backoff and
+jitter (honouring Retry-After) up to ``retries.same_deployment`` times, then the plan moves on if the
+failure is one of the rule's ``retry_on`` triggers. Nothing has reached the client while this runs
+(a stream's first event is part of the attempt), so fallback is invisible to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -25,12 +27,14 @@ from gateway.errors import (
     UpstreamConnection,
     UpstreamError,
     UpstreamStatus,
+    UpstreamTimeout,
 )
 from gateway.limits import specs
-from gateway.limits.model import Admission, BucketSpec, Reservation
+from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.providers.base import Endpoint, UnsupportedParameter
+from gateway.routing.select import Plan, PlanEntry
 from gateway.runtime import Runtime
-from gateway.upstream import Exchange
+from gateway.upstream import Exchange, same_deployment_retries
 
 T = TypeVar("T")
 DEFAULT_COOLDOWN = 5.0  # seconds, when a provider's 429 names no Retry-After
@@ -53,10 +57,43 @@ class Demand:
     prompt: int  # the prompt part of ``tokens``
 
 
+def trigger(error: GatewayError) -> str | None:
+    """The fallback trigger a failure is (pure); None: it would fail the same way anywhere.
+
+    >>> trigger(UpstreamStatus(503, "busy")), trigger(UpstreamStatus(400, "bad"))
+    ('5xx', None)
+    """
+    if isinstance(error, UpstreamStatus):
+        if error.code == "context_length_exceeded":
+            return "context_length"
+        status = error.upstream_status
+        if status >= 500:
+            return "5xx"
+        return str(status) if status in (408, 409, 429) else None
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    if isinstance(error, UpstreamConnection):
+        return "connection"
+    return None
+
+
+def may_fall_back(error: GatewayError, retry_on: frozenset[str]) -> bool:
+    t = trigger(error)
+    if t is None:
+        return False
+    return t in retry_on or (t.isdigit() and t.startswith("5") and "5xx" in retry_on)
+
+
+def counts_against_circuit(error: GatewayError) -> bool:
+    """Provider trouble, not capacity (429 goes to the limiter's cooldown) nor the request's fault (4xx)."""
+    return trigger(error) in ("5xx", "timeout", "connection")
+
+
 async def attempt(
     rt: Runtime,
     record: RequestRecord,
-    candidates: tuple[Deployment, ...],
+    plan: Plan,
+    deployments: Mapping[str, Deployment],
     body: dict[str, Any],
     endpoint: Endpoint,
     demand: Demand,
@@ -65,70 +102,154 @@ async def attempt(
     """The deployment that answered, ``finish(exchange)``'s result and the reservation to settle."""
     errors: list[GatewayError] = []
     payloads: dict[str, dict[str, Any]] = {}
-    for deployment in candidates:
+    remaining: list[PlanEntry] = []
+    for entry in plan.entries:
+        deployment = deployments[entry.deployment]
         target = rt.targets[deployment.account]
         try:
-            payloads[deployment.id] = target.provider.to_request(body, deployment, target.provider, endpoint)
+            payloads[entry.deployment] = target.provider.to_request(body, deployment, target.provider, endpoint)
         except UnsupportedParameter as e:
             errors.append(e)
-    remaining = [d for d in candidates if d.id in payloads]
+            continue
+        remaining.append(entry)
+    deadline = time.monotonic() + plan.retries.deadline_s
     while remaining:
-        admission = await admit(rt, record, remaining, demand)
-        deployment = remaining.pop(admission.chosen or 0)
-        target = rt.targets[deployment.account]
-        headers = dict(target.headers)
-        headers["x-client-request-id"] = record.request_id
-        record.attempts += 1
-        record.tried.append(deployment.id)
-        url = target.provider.url(target.account, deployment, endpoint)
+        stage = remaining[0].stage
+        group = [e for e in remaining if e.stage == stage]
+        last_stage = len(group) == len(remaining)
+        strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
+        admission = await admit(rt, record, [deployments[e.deployment] for e in group], demand, strategy, last_stage)
+        if admission is None:  # this stage is full; its fallback stage may have room
+            remaining = remaining[len(group) :]
+            continue
+        entry = group[admission.chosen or 0]
+        remaining.remove(entry)
+        deployment = deployments[entry.deployment]
+        if not rt.health.allow(deployment.id):  # half-open and its probes are taken
+            await _give_back(rt, admission.reservation, None)
+            errors.append(ServiceUnavailable(f"{deployment.id} is recovering; its probe requests are taken"))
+            continue
         try:
-            exchange = await rt.upstream.send(
-                target.account, target.provider, url, headers, orjson.dumps(payloads[deployment.id])
-            )
-            observe_remaining(rt, deployment, exchange)
-            result = await finish(exchange)
+            result = await _send(rt, record, deployment, payloads[deployment.id], endpoint, plan, deadline, finish)
         except UpstreamError as e:
-            rt.metrics.attempts.labels(deployment.id, _outcome(e)).inc()
             errors.append(e)
             await _after_failure(rt, deployment, admission.reservation, e)
-            if not e.retryable:
+            if not may_fall_back(e, plan.retry_on) or time.monotonic() >= deadline:
                 raise
+            if trigger(e) == "context_length":  # only a larger window can help
+                window = deployment.context_window or 0
+                remaining = [r for r in remaining if (deployments[r.deployment].context_window or 0) > window]
             continue
-        rt.metrics.attempts.labels(deployment.id, "ok").inc()
         return Answer(deployment, result, admission.reservation)
     raise final_error(errors)
 
 
-async def admit(rt: Runtime, record: RequestRecord, remaining: list[Deployment], demand: Demand) -> Admission:
-    """Reserve on the first remaining candidate with room, waiting in line for capacity if allowed."""
+async def _send(
+    rt: Runtime,
+    record: RequestRecord,
+    deployment: Deployment,
+    payload: dict[str, Any],
+    endpoint: Endpoint,
+    plan: Plan,
+    deadline: float,
+    finish: Callable[[Exchange], Awaitable[T]],
+) -> T:
+    """One deployment, with its same-deployment retries; records every try's outcome for the circuit."""
+    target = rt.targets[deployment.account]
+    url = target.provider.url(target.account, deployment, endpoint)
+    headers = dict(target.headers)
+    headers["x-client-request-id"] = record.request_id
+    data = orjson.dumps(payload)
+    retries = plan.retries
+    async for retry in same_deployment_retries(
+        retries.same_deployment, retries.backoff_ms / 1000, retries.backoff_max_ms / 1000, deadline, _worth_retrying
+    ):
+        with retry:
+            record.attempts += 1
+            record.tried.append(deployment.id)
+            rt.health.started(deployment.id)
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
+                    exchange = await rt.upstream.send(target.account, target.provider, url, headers, data)
+                    observe_remaining(rt, deployment, exchange)
+                    result = await finish(exchange)
+            except TimeoutError:
+                error: UpstreamError = UpstreamTimeout("the attempt ran past its time limit")
+                _record(rt, record, deployment, started, error)
+                raise error from None
+            except UpstreamError as e:
+                _record(rt, record, deployment, started, e)
+                raise
+            except BaseException:  # the client left: not the provider's failure, but no longer in flight
+                _record(rt, record, deployment, started, None, counted=False)
+                raise
+            _record(rt, record, deployment, started, None)
+            return result
+    raise AssertionError("same_deployment_retries always yields at least once")
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """Retry the same deployment for transient trouble; a 429 or a too-long prompt moves on instead."""
+    return isinstance(error, UpstreamError) and trigger(error) in ("5xx", "timeout", "connection")
+
+
+def _record(
+    rt: Runtime,
+    record: RequestRecord,
+    deployment: Deployment,
+    started: float,
+    error: UpstreamError | None,
+    counted: bool = True,
+) -> None:
+    """Report one try to the circuit breaker and latency averages (a stream's first event is its TTFT)."""
+    elapsed = time.monotonic() - started
+    failed = error is not None and counts_against_circuit(error)
+    rt.health.finished(deployment.id, ok=not failed, latency_s=elapsed, ttft_s=elapsed if record.stream else None)
+    if counted:
+        rt.metrics.attempts.labels(deployment.id, "ok" if error is None else _outcome(error)).inc()
+
+
+async def admit(
+    rt: Runtime,
+    record: RequestRecord,
+    remaining: list[Deployment],
+    demand: Demand,
+    strategy: Strategy = "first",
+    may_wait: bool = True,
+) -> Admission | None:
+    """Reserve on a remaining deployment with room, waiting in line for capacity when allowed.
+
+    Returns None when none has room and ``may_wait`` is false (a later stage may have room).
+    """
     limiter = rt.limiter
     candidates = [specs.candidate(rt.targets[d.account].account, d, demand.tokens) for d in remaining]
-    budget = rt.settings.limits.queue_timeout_seconds
+    budget = rt.settings.limits.queue_timeout_seconds if may_wait else 0.0
     deadline = time.monotonic() + budget
-    if not rt.wait_line.busy(demand.group):
-        admission = await limiter.admit(candidates, demand.quotas)
-        if _settled(record, admission, budget):
+    if not rt.wait_line.busy(demand.group) or not may_wait:
+        admission = await limiter.admit(candidates, demand.quotas, strategy)
+        if _settled(record, admission, budget, may_wait):
             return admission
+        if not may_wait:
+            return None
+    waited = time.monotonic()
     async with rt.wait_line.turn(demand.group):
         while True:
-            admission = await limiter.admit(candidates, demand.quotas)
-            if _settled(record, admission, deadline - time.monotonic()):
+            admission = await limiter.admit(candidates, demand.quotas, strategy)
+            if _settled(record, admission, deadline - time.monotonic(), True):
+                rt.metrics.queue_wait.observe(time.monotonic() - waited)
                 return admission
             await asyncio.sleep(admission.retry_after)
 
 
-def _settled(record: RequestRecord, admission: Admission, budget: float) -> bool:
+def _settled(record: RequestRecord, admission: Admission, budget: float, final: bool) -> bool:
     """True when admitted; raises when waiting cannot help; False when it is worth waiting."""
     record.extra_headers.update(specs.ratelimit_headers(admission.quota))
     if admission.chosen is not None:
         return True
     if admission.blocked_by_quota:
-        raise RateLimited(
-            "this key's rate limit is exhausted",
-            retry_after=admission.retry_after,
-            code="rate_limit_exceeded",
-        )
-    if admission.retry_after > budget:
+        raise RateLimited("this key's rate limit is exhausted", retry_after=admission.retry_after)
+    if final and admission.retry_after > budget:
         reasons = ", ".join(f"{d}: {why}" for d, why in admission.skipped)
         raise RateLimited(
             f"no deployment has capacity right now ({reasons})",
@@ -136,6 +257,11 @@ def _settled(record: RequestRecord, admission: Admission, budget: float) -> bool
             code="capacity_exhausted",
         )
     return False
+
+
+async def _give_back(rt: Runtime, reservation: Reservation | None, used: int | None) -> None:
+    if reservation is not None:
+        await rt.limiter.settle(reservation, used)
 
 
 async def _after_failure(
@@ -151,10 +277,9 @@ async def _after_failure(
             error.retry_after or DEFAULT_COOLDOWN,
             drain=specs.deployment_buckets(account, deployment),
         )
-    if reservation is not None:
-        # A connection that never opened cost the provider nothing; anything else counted as a request.
-        never_sent = isinstance(error, UpstreamConnection) and error.code == "upstream_connect_failed"
-        await rt.limiter.settle(reservation, None if never_sent else 0)
+    # A connection that never opened cost the provider nothing; anything else counted as a request.
+    never_sent = isinstance(error, UpstreamConnection) and error.code == "upstream_connect_failed"
+    await _give_back(rt, reservation, None if never_sent else 0)
 
 
 def observe_remaining(rt: Runtime, deployment: Deployment, exchange: Exchange) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config.model import Deployment, Mode, Settings, VirtualKey
-from gateway.errors import InvalidRequest, ModelNotFound, PermissionDenied
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied, ServiceUnavailable
+from gateway.routing.policy import Policy
+from gateway.routing.select import Excluded, Plan, PlanEntry
+from gateway.routing.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,64 @@ def candidates(index: ModelIndex, key: VirtualKey, model: str, mode: Mode) -> tu
         endpoint = "/v1/embeddings" if allowed[0].mode == "embedding" else "/v1/chat/completions"
         raise InvalidRequest(f"the model {model!r} is served at {endpoint}", param="model", code="wrong_endpoint")
     return usable
+
+
+def direct_plan(found: tuple[Deployment, ...], policy: Policy, snapshot: Snapshot, model: str) -> Plan:
+    """A plan for a model name that is not a route: its deployments in config order, open circuits left
+    out, the policy's default fallback triggers and retries."""
+    entries: list[PlanEntry] = []
+    excluded: list[Excluded] = []
+    for n, d in enumerate(found):
+        state = snapshot.state(d.id)
+        if state.circuit == "open":
+            excluded.append(Excluded(d.id, f"circuit open, retry in {state.retry_in:.1f}s", "circuit_open"))
+        else:
+            entries.append(
+                PlanEntry(
+                    d.id,
+                    None,
+                    f"serves {model!r} (#{n + 1} in config order)",
+                    "candidate",
+                    state.circuit == "half_open",
+                )
+            )
+    return Plan(
+        route=model,
+        rule=None,
+        strategy="priority",
+        entries=tuple(entries),
+        excluded=tuple(excluded),
+        retry_on=policy.defaults.retry_on,
+        retries=policy.defaults.retries,
+        admit_strategy="first",
+        policy_version=policy.version,
+        reason=None if entries else "every deployment's circuit is open",
+    )
+
+
+def empty_plan_error(plan: Plan, snapshot: Snapshot) -> GatewayError:
+    """Why nothing can serve the request, as the error the client should see (pure)."""
+    if plan.rule is None and not plan.excluded:
+        return InvalidRequest(plan.reason or "no routing rule matches this request", code="no_matching_rule")
+    kinds = {x.kind for x in plan.excluded}
+    if "circuit_open" in kinds:
+        soonest = min(snapshot.state(x.deployment).retry_in for x in plan.excluded if x.kind == "circuit_open")
+        return ServiceUnavailable(
+            f"every deployment that could serve this request is failing ({plan.reason})", retry_after=max(soonest, 0.1)
+        )
+    details = "; ".join(f"{x.deployment}: {x.reason}" for x in plan.excluded)
+    if kinds == {"not_allowed"}:
+        return PermissionDenied(f"this key may not use any deployment of {plan.route!r}", param="model")
+    if "context_window" in kinds:
+        return InvalidRequest(
+            f"the request is too long for every deployment ({details})",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if "capabilities" in kinds:
+        return InvalidRequest(
+            f"no deployment supports what this request needs ({details})", code="unsupported_capability"
+        )
+    if "cost" in kinds:
+        return InvalidRequest(f"every deployment exceeds the cost ceiling ({details})", code="cost_limit_exceeded")
+    return InvalidRequest(f"no deployment can serve this request ({details})", code="no_deployment")

@@ -1,0 +1,169 @@
+"""What routing knows about a request: computed once, then matched against every rule (pure).
+
+Where each feature comes from:
+
+- ``tier`` / ``end_user``: the virtual key's tier and the body's ``user`` (``safety_identifier`` when
+  ``user`` is absent). A *trusted* service key acts for many users, so it may assert them with the
+  ``x-gateway-tier`` and ``x-gateway-end-user`` headers; other keys' such headers are ignored.
+- ``task``: the ``x-gateway-task`` header, else ``metadata.task``.
+- ``tags``: the union of the ``x-gateway-tags`` header and ``metadata.tags``, both comma-separated
+  strings (OpenAI's ``metadata`` values are strings; a list of strings is accepted too).
+- ``capabilities``: what the request needs a deployment to support (``tools``, ``vision``,
+  ``json_schema``, ``streaming``, ``logprobs``).
+
+Task and tags are hints any caller may send: policies should grant nothing by them that a tier or
+key would not (they pick *which* model, never *whether* one is allowed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.config.model import VirtualKey
+from gateway.limits.estimate import prompt_tokens
+from gateway.routing import tokens
+
+Endpoint = Literal["chat", "embeddings"]
+
+TIER_HEADER = "x-gateway-tier"
+END_USER_HEADER = "x-gateway-end-user"
+TASK_HEADER = "x-gateway-task"
+TAGS_HEADER = "x-gateway-tags"
+
+# An estimate this close to a threshold (relative to it) may fall on either side; count exactly.
+NEAR = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    model: str  # as the client sent it (a route, an alias or a plain model name)
+    endpoint: Endpoint
+    key_name: str
+    tier: str
+    end_user: str | None
+    task: str | None
+    tags: frozenset[str]
+    prompt_tokens: int
+    prompt_exact: bool
+    max_tokens: int | None
+    capabilities: frozenset[str]
+    stream: bool
+    allowed: frozenset[str]  # the key's allowed models: "*", model names, deployment ids, route names
+    body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # for exact counting
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus the answer's cap: what a context window must hold."""
+        return self.prompt_tokens + (self.max_tokens or 0)
+
+
+def _string(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _tag_list(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {t.strip() for t in value.split(",") if t.strip()}
+    if isinstance(value, list):
+        return {t.strip() for t in value if isinstance(t, str) and t.strip()}
+    return set()
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _has_image(messages: Any) -> bool:
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(
+            isinstance(p, dict) and p.get("type") in ("image_url", "input_image") for p in content
+        ):
+            return True
+    return False
+
+
+def required_capabilities(body: Mapping[str, Any]) -> frozenset[str]:
+    """>>> required_capabilities({"stream": True, "tools": [{"type": "function"}]})
+    frozenset({'streaming', 'tools'})
+    """
+    caps: set[str] = set()
+    if body.get("tools") or body.get("functions"):
+        caps.add("tools")
+    if _has_image(body.get("messages")):
+        caps.add("vision")
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        caps.add("json_schema")
+    if body.get("stream") is True:
+        caps.add("streaming")
+    if body.get("logprobs") is True:
+        caps.add("logprobs")
+    return frozenset(caps)
+
+
+def features_from(
+    body: dict[str, Any], key: VirtualKey, headers: Mapping[str, str], endpoint: Endpoint, trusted: bool
+) -> Features:
+    """Features of one request. ``headers`` is looked up with lower-case names (Starlette's are case-blind)."""
+    metadata = body.get("metadata")
+    meta: Mapping[str, Any] = metadata if isinstance(metadata, dict) else {}
+    chat = endpoint == "chat"
+    tier = (_string(headers.get(TIER_HEADER)) if trusted else None) or key.tier
+    end_user = (_string(headers.get(END_USER_HEADER)) if trusted else None) or _string(
+        body.get("user") or body.get("safety_identifier")
+    )
+    model = body.get("model")
+    return Features(
+        model=model if isinstance(model, str) else "",
+        endpoint=endpoint,
+        key_name=key.name,
+        tier=tier,
+        end_user=end_user,
+        task=_string(headers.get(TASK_HEADER)) or _string(meta.get("task")),
+        tags=frozenset(_tag_list(headers.get(TAGS_HEADER)) | _tag_list(meta.get("tags"))),
+        prompt_tokens=prompt_tokens(body),
+        prompt_exact=False,
+        max_tokens=(_positive_int(body.get("max_completion_tokens")) or _positive_int(body.get("max_tokens")))
+        if chat
+        else None,
+        capabilities=required_capabilities(body) if chat else frozenset(),
+        stream=chat and body.get("stream") is True,
+        allowed=key.models,
+        body=body,
+    )
+
+
+# The cheap estimate leans high (bytes / 3 against about four bytes per token of English), so an
+# estimate well above a threshold may still be below it once counted; the band is lopsided to match.
+NEAR_ABOVE = 0.7
+
+
+def near(value: int, threshold: int) -> bool:
+    """>>> near(165_000, 120_000), near(100_000, 120_000), near(300_000, 120_000)
+    (True, True, False)
+    """
+    return (1 - NEAR) * threshold <= value <= (1 + NEAR_ABOVE) * threshold
+
+
+def refine(features: Features, thresholds: Sequence[int]) -> Features:
+    """Replace the estimate with tiktoken's exact count when it could fall on either side of a threshold.
+
+    Thresholds are the token bounds a route's rules test and its deployments' context windows
+    (``Policy.thresholds(model)``); both the prompt and prompt + max_tokens are compared, since rules
+    and windows test either. Far from every threshold the estimate decides the same way, for free.
+    """
+    if features.prompt_exact:
+        return features
+    total = features.total_tokens
+    if not any(near(features.prompt_tokens, t) or near(total, t) for t in thresholds):
+        return features
+    exact = tokens.count_prompt(features.body)
+    if exact is None:
+        return features
+    return dataclasses.replace(features, prompt_tokens=exact, prompt_exact=True)

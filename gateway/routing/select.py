@@ -1,0 +1,259 @@
+"""The routing decision: policy + request features + live state -> an ordered plan (pure, no awaits).
+
+1. The route: the model name the client sent, or the route an alias names.
+2. The first rule whose ``match`` holds.
+3. Filters, before any strategy, each exclusion keeping its reason: unknown deployment, not allowed
+   for the key, wrong endpoint, missing capabilities, prompt + max_tokens over the context window,
+   max_tokens over the output limit, over the rule's cost ceiling, circuit open. The order puts
+   lasting reasons before passing ones: a window too small matters more than an open circuit.
+4. The strategy orders the candidates that are left; ``tie_breaker`` orders its ties, then the
+   listed order does.
+5. The fallback chain follows, filtered the same way, in its listed order, without repeats.
+
+A half-open deployment keeps its place, marked ``probe`` (the health module admits its probes).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from gateway.config.model import Deployment
+from gateway.limits.model import Strategy as AdmitStrategy
+from gateway.routing.features import Features
+from gateway.routing.policy import Policy, Retries, Route, Rule, Strategy
+from gateway.routing.snapshot import DeploymentState, Snapshot
+
+Stage = Literal["candidate", "fallback"]
+ExclusionKind = Literal[
+    "unknown", "not_allowed", "endpoint", "capabilities", "context_window", "max_output", "cost", "circuit_open"
+]
+# Output tokens assumed for the cost estimate when a request sets no max_tokens.
+DEFAULT_OUTPUT_TOKENS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEntry:
+    deployment: str
+    score: float | None  # what the strategy ranked by: USD, headroom, ms or weight; None for priority
+    why: str
+    stage: Stage
+    probe: bool = False  # circuit half-open: this attempt tests whether it has recovered
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    deployment: str
+    reason: str
+    kind: ExclusionKind = "unknown"
+    stage: Stage = "candidate"
+
+
+@dataclass(frozen=True)
+class Plan:
+    route: str
+    rule: str | None  # None: no rule matched (``reason`` says so)
+    strategy: Strategy | None
+    entries: tuple[PlanEntry, ...]
+    excluded: tuple[Excluded, ...]
+    retry_on: frozenset[str]
+    retries: Retries
+    admit_strategy: AdmitStrategy  # least-loaded asks the limiter to re-check headroom atomically
+    policy_version: str = ""
+    reason: str | None = None  # why the plan is empty
+
+    @property
+    def deployments(self) -> tuple[str, ...]:
+        return tuple(e.deployment for e in self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan for ``explain`` and logs: plain JSON types only."""
+        return {
+            "policy_version": self.policy_version,
+            "route": self.route,
+            "rule": self.rule,
+            "strategy": self.strategy,
+            "admit_strategy": self.admit_strategy,
+            "entries": [asdict(e) for e in self.entries],
+            "excluded": [asdict(x) for x in self.excluded],
+            "retry_on": sorted(self.retry_on),
+            "retries": asdict(self.retries),
+            "reason": self.reason,
+        }
+
+
+def estimated_cost(d: Deployment, f: Features) -> float | None:
+    """USD for the prompt plus the answer's cap (or DEFAULT_OUTPUT_TOKENS); None when the price is unknown."""
+    if d.price is None:
+        return None
+    return f.prompt_tokens * d.price.input + (f.max_tokens or DEFAULT_OUTPUT_TOKENS) * d.price.output
+
+
+def _exclusion(
+    d: Deployment | None, f: Features, rule: Rule, state: DeploymentState, grants_all: bool
+) -> tuple[ExclusionKind, str] | None:
+    if d is None:
+        return "unknown", "not in the gateway's configuration"
+    if not (grants_all or d.model in f.allowed or d.id in f.allowed):
+        return "not_allowed", f"key {f.key_name!r} may not use it"
+    if (d.mode == "embedding") != (f.endpoint == "embeddings"):
+        if d.mode == "embedding":
+            return "endpoint", "an embedding model: it serves /v1/embeddings"
+        return "endpoint", "a chat model: it serves /v1/chat/completions"
+    if not f.capabilities <= d.capabilities:
+        return "capabilities", f"lacks {', '.join(sorted(f.capabilities - d.capabilities))}"
+    if d.context_window is not None and f.total_tokens > d.context_window:
+        return "context_window", (
+            f"needs {f.total_tokens} tokens ({f.prompt_tokens} prompt + {f.max_tokens or 0} max_tokens), "
+            f"its context window is {d.context_window}"
+        )
+    if d.max_output_tokens is not None and f.max_tokens is not None and f.max_tokens > d.max_output_tokens:
+        return "max_output", f"max_tokens {f.max_tokens} is over its output limit {d.max_output_tokens}"
+    if rule.max_cost_usd is not None:
+        cost = estimated_cost(d, f)
+        if cost is not None and cost > rule.max_cost_usd:
+            return "cost", f"estimated ${cost:.4f} is over the rule's max_cost_usd {rule.max_cost_usd:g}"
+    if state.circuit == "open":
+        return "circuit_open", f"circuit open, retry in {state.retry_in:.1f}s"
+    return None
+
+
+# A strategy's view of one candidate: (sort key, score, explanation).
+Ranked = tuple[tuple[float, ...], float | None, str]
+Ranker = Callable[[Deployment, DeploymentState, Features], Ranked]
+
+
+def _cheapest(d: Deployment, s: DeploymentState, f: Features) -> Ranked:
+    cost = estimated_cost(d, f)
+    if cost is None:
+        return (1.0, 0.0), None, "price unknown"
+    return (0.0, cost), cost, f"est. ${cost:.6f}"
+
+
+def _least_loaded(d: Deployment, s: DeploymentState, f: Features) -> Ranked:
+    headroom = 1.0 if s.headroom is None else s.headroom  # no bucket known: nothing used up
+    shown = "unknown" if s.headroom is None else f"{s.headroom:.2f}"
+    return (-headroom, float(s.inflight)), headroom, f"headroom {shown}, {s.inflight} in flight"
+
+
+def _lowest_latency(d: Deployment, s: DeploymentState, f: Features) -> Ranked:
+    value, name = (s.ttft_ms, "ttft") if f.stream else (s.latency_ms, "latency")
+    if value is None:
+        return (1.0, 0.0), None, f"{name} unknown"
+    return (0.0, value), value, f"{name} {value:.0f} ms"
+
+
+_RANKERS: dict[str, Ranker] = {
+    "cheapest": _cheapest,
+    "least-loaded": _least_loaded,
+    "lowest-latency": _lowest_latency,
+}
+
+Usable = tuple[str, Deployment, DeploymentState]
+
+
+def _order(rule: Rule, usable: list[Usable], f: Features, rng: random.Random) -> list[PlanEntry]:
+    if rule.strategy == "priority":
+        return [
+            _entry(i, None, f"priority: listed #{rule.candidates.index(i) + 1}", "candidate", s) for i, _, s in usable
+        ]
+    if rule.strategy == "weighted":
+        # Weighted sampling without replacement: each key is u ** (1 / w), highest first (Efraimidis-Spirakis).
+        # The first pick follows the weights exactly; the rest stay available as fallbacks in weighted order.
+        weights = [rule.weights.get(i, 1.0) for i, _, _ in usable]
+        keys = [rng.random() ** (1.0 / w) for w in weights]
+        order = sorted(range(len(usable)), key=lambda n: -keys[n])
+        total = sum(weights)
+        return [
+            _entry(usable[n][0], weights[n], f"weighted: {weights[n]:g} of {total:g}", "candidate", usable[n][2])
+            for n in order
+        ]
+    primary = _RANKERS[rule.strategy]
+    tie = _RANKERS[rule.tie_breaker] if rule.tie_breaker is not None else None
+    ranked = []
+    for position, (i, d, s) in enumerate(usable):
+        key, score, why = primary(d, s, f)
+        why = f"{rule.strategy}: {why}"
+        if tie is not None:
+            tie_key, _, tie_why = tie(d, s, f)
+            key, why = key + tie_key, f"{why}; ties by {rule.tie_breaker}: {tie_why}"
+        ranked.append((key + (float(position),), i, score, why, s))
+    ranked.sort(key=lambda r: r[0])
+    return [_entry(i, score, why, "candidate", s) for _, i, score, why, s in ranked]
+
+
+def _entry(deployment: str, score: float | None, why: str, stage: Stage, s: DeploymentState) -> PlanEntry:
+    probe = s.circuit == "half_open"
+    return PlanEntry(deployment, score, f"{why} (circuit half-open: probe)" if probe else why, stage, probe)
+
+
+def _no_rule(policy: Policy, route: Route, f: Features) -> Plan:
+    sought = f"tier={f.tier}, task={f.task}, prompt_tokens={f.prompt_tokens}, endpoint={f.endpoint}"
+    return Plan(
+        route=route.name,
+        rule=None,
+        strategy=None,
+        entries=(),
+        excluded=(),
+        retry_on=policy.defaults.retry_on,
+        retries=policy.defaults.retries,
+        admit_strategy="first",
+        policy_version=policy.version,
+        reason=f"no rule of route {route.name!r} matches this request ({sought})",
+    )
+
+
+def plan(
+    policy: Policy, features: Features, snapshot: Snapshot, rng: random.Random, deployments: Mapping[str, Deployment]
+) -> Plan | None:
+    """The ordered deployments to try for this request; None when its model is not a route.
+
+    With policies/platform.yaml, for a premium key:
+
+    >>> plan(policy, features, Snapshot(), random.Random(7), deployments).deployments[:3]
+    ('openai-main/gpt-4o', 'azure-eastus/gpt-4o', 'gemini/gemini-2.5-flash')
+    """
+    route = policy.route_for(features.model)
+    if route is None:
+        return None
+    rule = route.first_match(features)
+    if rule is None:
+        return _no_rule(policy, route, features)
+    allowed = features.allowed
+    # "*", the route's name or the name the client sent grant the whole route; otherwise each deployment.
+    grants_all = "*" in allowed or route.name in allowed or features.model in allowed
+    seen: set[str] = set()
+    excluded: list[Excluded] = []
+
+    def usable(ids: tuple[str, ...], stage: Stage) -> list[Usable]:
+        kept: list[Usable] = []
+        for i in ids:
+            if i in seen:
+                continue
+            seen.add(i)
+            d = deployments.get(i)
+            state = snapshot.state(i)
+            why = _exclusion(d, features, rule, state, grants_all)
+            if why is not None:
+                excluded.append(Excluded(i, why[1], why[0], stage))
+            elif d is not None:
+                kept.append((i, d, state))
+        return kept
+
+    entries = _order(rule, usable(rule.candidates, "candidate"), features, rng)
+    for n, (i, _, s) in enumerate(usable(rule.fallback, "fallback"), start=1):
+        entries.append(_entry(i, None, f"fallback #{n}", "fallback", s))
+    return Plan(
+        route=route.name,
+        rule=rule.name,
+        strategy=rule.strategy,
+        entries=tuple(entries),
+        excluded=tuple(excluded),
+        retry_on=rule.retry_on,
+        retries=rule.retries,
+        admit_strategy="most_headroom" if rule.strategy == "least-loaded" else "first",
+        policy_version=policy.version,
+        reason=None if entries else f"rule {rule.name!r}: every deployment was excluded",
+    )
