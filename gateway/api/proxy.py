@@ -21,7 +21,7 @@ from gateway.api.disconnect import DisconnectGuard
 from gateway.api.intake import check_chat, check_embeddings, parse_object, read_body, request_id
 from gateway.api.respond import error_response, finish, json_response, usage_of
 from gateway.api.stream import StreamRelay
-from gateway.config.model import Mode, VirtualKey
+from gateway.config.model import Deployment, Mode, VirtualKey
 from gateway.errors import GatewayError, UpstreamConnection
 from gateway.limits import estimate, specs
 from gateway.limits.model import Reservation
@@ -105,11 +105,16 @@ class ProxyEndpoint:
             return Response(status_code=499), None
         if record.stream:
             record.deployment = streamed.deployment.id
+            _cost_header(record, streamed.deployment, wants.prompt, wants.tokens - wants.prompt, estimated=True)
             first, rest = streamed.result
             relay = StreamRelay(rt, record, first, rest, _wants_usage(body), streamed.reservation, wants.prompt)
             return relay, None
         record.deployment = answered.deployment.id
         usage_of(answered.result, record)
+        if record.prompt_tokens is not None:
+            _cost_header(record, answered.deployment, record.prompt_tokens, record.completion_tokens or 0, False)
+        else:
+            _cost_header(record, answered.deployment, wants.prompt, wants.tokens - wants.prompt, estimated=True)
         return json_response(answered.result, record), answered.reservation
 
 
@@ -144,6 +149,15 @@ async def route(
     if not found.entries:
         raise empty_plan_error(found, snapshot)
     return found
+
+
+def _cost_header(record: RequestRecord, deployment: Deployment, prompt: int, completion: int, estimated: bool) -> None:
+    """``x-gateway-cost-usd`` from catalog prices: actual usage when the provider reported it, otherwise
+    (streams, whose headers leave before usage arrives) the admission estimate, marked ``~``."""
+    if deployment.price is None:
+        return
+    cost = prompt * deployment.price.input + completion * deployment.price.output
+    record.extra_headers["x-gateway-cost-usd"] = f"{'~' if estimated else ''}{cost:.6f}"
 
 
 def _wants_usage(body: dict[str, Any]) -> bool:

@@ -153,3 +153,14 @@ def test_unsupported_parameter_is_refused_by_the_adapter(gateway: GatewayProcess
     with pytest.raises(openai.BadRequestError) as info:
         gateway.client().chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES, logprobs=True)
     assert "logprobs" in str(info.value)
+
+
+def test_cost_header_from_catalog_prices(gateway: GatewayProcess) -> None:
+    raw = gateway.client().chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
+    )
+    usage = raw.parse().usage
+    assert usage is not None
+    # gpt-4o-mini's catalog price: $0.15 / $0.60 per million tokens.
+    expected = usage.prompt_tokens * 0.15e-6 + usage.completion_tokens * 0.60e-6
+    assert float(raw.headers["x-gateway-cost-usd"]) == pytest.approx(expected, abs=1e-6)
