@@ -144,7 +144,8 @@ async def route(
         mode: Mode = "chat" if endpoint == "chat" else "embedding"
         found = direct_plan(candidates(rt.index, key, features.model, mode), policy, snapshot, features.model)
     else:
-        record.rule = f"{found.route}/{found.rule}"
+        if found.rule is not None:  # no rule matched: there is no rule to name (the error says why)
+            record.rule = f"{found.route}/{found.rule}"
         rt.metrics.routed.labels(found.route, found.rule or "none").inc()
     if not found.entries:
         raise empty_plan_error(found, snapshot)

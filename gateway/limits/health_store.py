@@ -101,6 +101,7 @@ class HealthSync:
         self._script = self._client.register_script(script_text(SCRIPT)) if self._client is not None else None
         self._lock = asyncio.Lock()  # one sync at a time: deltas must be merged in the order they were taken
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         """A first sync (bounded by ``deadline``, failing quietly), then the background task."""
@@ -110,6 +111,7 @@ class HealthSync:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
+        self._closing = True  # ends the loop even if a cancellation is lost inside the Redis client
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -160,9 +162,15 @@ class HealthSync:
         ]
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.interval)
-            await self.sync_now()
+            try:
+                await self.sync_now()
+            except Exception:  # a bug must not stop the syncs for good
+                log.exception("deployment health sync failed")
+        import sys
+
+        print("DEBUG-SWALLOWED-CANCEL", self.replica_id, file=sys.stderr)
 
     def _disconnected(self, error: BaseException) -> None:
         if self.connected:

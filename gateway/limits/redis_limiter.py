@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.limits.decide import refunds, skipped, state
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
-from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts
+from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts, warm
 
 Args = list[str | float | int]
 
@@ -86,6 +86,7 @@ class RedisLimiter:
 
     async def start(self) -> None:
         await self.scripts.load()
+        await warm(self.client)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -32,7 +33,20 @@ def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:
     if cluster:
         return RedisCluster.from_url(plain, **options)
     # No client-side retries with backoff: a failed call must fail fast so the caller can degrade.
-    return Redis.from_url(plain, retry=Retry(NoBackoff(), 0), **options)
+    # A bounded pool: a burst waits briefly for one of a few warm connections (a script call takes
+    # ~0.1 ms) instead of opening one connection per request, which could miss the deadline.
+    pool = BlockingConnectionPool.from_url(
+        plain, max_connections=POOL_SIZE, timeout=socket_timeout, retry=Retry(NoBackoff(), 0), **options
+    )
+    return Redis(connection_pool=pool)
+
+
+POOL_SIZE = 16
+
+
+async def warm(client: RedisClient, connections: int = 8) -> None:
+    """Open connections before traffic arrives (concurrent PINGs each need their own)."""
+    await asyncio.gather(*(client.ping() for _ in range(connections)))
 
 
 def split_cluster_flag(url: str) -> tuple[str, bool]:

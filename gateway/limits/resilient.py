@@ -119,13 +119,25 @@ class ResilientLimiter:
         await self.local.correct(scaled(bucket, n), remaining / n)
 
     async def _on_redis(self, call: Callable[[], Awaitable[T]]) -> T | Unavailable:
-        """Run one Redis call within the deadline; on any failure switch to degraded mode."""
-        if self.mode == "redis":
+        """Run one Redis call within the deadline; on a failure switch to degraded mode.
+
+        A missed deadline alone is retried once first: under a burst the event loop itself can be
+        what is late, and degrading then would admit a second helping from full local buckets. A
+        refused connection or a second miss means Redis is in trouble. (A late first call may still have
+        run, so the retry can charge twice: the safe side of the limit.)
+        """
+        for tries_left in (1, 0):
+            if self.mode != "redis":
+                break
             try:
                 async with asyncio.timeout(self.deadline):
                     return await call()
+            except TimeoutError as error:
+                if not tries_left:
+                    self._degrade(error)
             except REDIS_FAILURES as error:
                 self._degrade(error)
+                break
         return Unavailable.REDIS
 
     def divisor(self) -> int:

@@ -161,10 +161,22 @@ async def _send(
     headers["x-client-request-id"] = record.request_id
     data = orjson.dumps(payload)
     retries = plan.retries
+
+    last: list[UpstreamError] = []  # the previous try's failure; empty on the first try
+    no_room = False
+
+    def worth_retrying(error: BaseException) -> bool:
+        # A failure that opened the circuit (a failed half-open probe included) ends the tries here:
+        # from now on the circuit decides when this deployment sees a request again.
+        return not no_room and _worth_retrying(error) and rt.health.allow(deployment.id)
+
     async for retry in same_deployment_retries(
-        retries.same_deployment, retries.backoff_ms / 1000, retries.backoff_max_ms / 1000, deadline, _worth_retrying
+        retries.same_deployment, retries.backoff_ms / 1000, retries.backoff_max_ms / 1000, deadline, worth_retrying
     ):
         with retry:
+            if last and not await _charge_retry(rt, deployment):
+                no_room = True  # the provider would count this try too: only with room in its buckets
+                raise last[-1]
             record.attempts += 1
             record.tried.append(deployment.id)
             rt.health.started(deployment.id)
@@ -177,9 +189,11 @@ async def _send(
             except TimeoutError:
                 error: UpstreamError = UpstreamTimeout("the attempt ran past its time limit")
                 _record(rt, record, deployment, started, error)
+                last.append(error)
                 raise error from None
             except UpstreamError as e:
                 _record(rt, record, deployment, started, e)
+                last.append(e)
                 raise
             except BaseException:  # the client left: not the provider's failure, but no longer in flight
                 _record(rt, record, deployment, started, None, counted=False)
@@ -187,6 +201,14 @@ async def _send(
             _record(rt, record, deployment, started, None)
             return result
     raise AssertionError("same_deployment_retries always yields at least once")
+
+
+async def _charge_retry(rt: Runtime, deployment: Deployment) -> bool:
+    """A same-deployment retry is another request to the provider: take one more from its request
+    buckets (its tokens ride on the original reservation, which is settled with actual usage)."""
+    account = rt.targets[deployment.account].account
+    admission = await rt.limiter.admit([specs.candidate(account, deployment, 0)], ())
+    return admission.chosen is not None
 
 
 def _worth_retrying(error: BaseException) -> bool:

@@ -97,7 +97,8 @@ async def test_paused_redis_never_holds_a_request_past_the_deadline(
     assert limiter.mode == "redis"
     redis_server.pause()
     elapsed, admitted = await timed_admit(limiter)
-    assert elapsed < DEADLINE + 0.04 and admitted
+    # A missed deadline is tried once more before degrading (the loop, not Redis, may have been late).
+    assert elapsed < 2 * DEADLINE + 0.04 and admitted
     assert limiter.mode == "degraded"
     elapsed, admitted = await timed_admit(limiter)
     assert elapsed < 0.02 and admitted  # degraded: no Redis call until a probe succeeds
