@@ -132,6 +132,7 @@ async def route(
 ) -> Plan:
     """The plan for this request: the policy's, for a route or alias; otherwise the model's deployments."""
     policy = rt.policies.current  # read once: this request sees one policy version throughout
+    record.extra_headers["x-gateway-policy-version"] = policy.version
     features = features_from(body, key, headers, endpoint, trusted=key.trusted)
     snapshot = rt.health.snapshot()
     thresholds = policy.thresholds(features.model)

@@ -100,8 +100,14 @@ class PolicyStore:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _watch(self, interval: float) -> None:
+    async def _watch(self, interval: float, settle: float = 0.2) -> None:
         while True:
             await asyncio.sleep(interval)
-            if fingerprint(self.directory) != self._seen:
+            changed = fingerprint(self.directory)
+            if changed == self._seen:
+                continue
+            # An editor or a copy may still be writing: reload once the files have stopped changing,
+            # so a half-written file that happens to parse never replaces the policy.
+            await asyncio.sleep(settle)
+            if fingerprint(self.directory) == changed:
                 self.reload("file change")

@@ -6,9 +6,10 @@ import array
 import base64
 import json
 
+import httpx
 import openai
 import pytest
-from harness import GatewayProcess
+from harness import ADMIN_KEY, GatewayProcess
 
 from gateway.fake.testing import FakeUpstream
 
@@ -164,3 +165,12 @@ def test_cost_header_from_catalog_prices(gateway: GatewayProcess) -> None:
     # gpt-4o-mini's catalog price: $0.15 / $0.60 per million tokens.
     expected = usage.prompt_tokens * 0.15e-6 + usage.completion_tokens * 0.60e-6
     assert float(raw.headers["x-gateway-cost-usd"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_every_answer_names_the_policy_version(gateway: GatewayProcess) -> None:
+    raw = gateway.client().chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    policies = httpx.get(f"{gateway.url}/admin/policies", headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()
+    assert raw.headers["x-gateway-policy-version"] == policies["version"]
+    with pytest.raises(openai.NotFoundError) as info:
+        gateway.client().chat.completions.create(model="nope", messages=MESSAGES)
+    assert info.value.response.headers["x-gateway-policy-version"] == policies["version"]
