@@ -153,3 +153,21 @@ def start_gateway(directory: Path, text: str, port: int, env: dict[str, str] | N
         time.sleep(0.05)
     gateway.stop(signal.SIGKILL)
     raise RuntimeError(f"gateway did not start:\n{gateway.logs()}")
+
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "config" / "gateway.yaml"
+
+
+def example_config_env(directory: Path) -> dict[str, str]:
+    """What the shipped config/gateway.yaml needs from the environment (fake credentials and digests)."""
+    key_file = directory / "azure.key"
+    key_file.write_text("azure-key")
+    return {
+        "OPENAI_API_KEY": "sk-a",
+        "GROQ_API_KEY": "gsk-b",
+        "GEMINI_API_KEY": "g-c",
+        "AZURE_OPENAI_KEY_FILE": str(key_file),
+        "AGENT_KEY_SHA256": digest("a"),
+        "BATCH_KEY_SHA256": digest("b"),
+        "ADMIN_KEY_SHA256": digest("c"),
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from harness import EXAMPLE_CONFIG, example_config_env
 
 from gateway.auth import digest
 from gateway.config import ConfigError, load_settings
@@ -169,18 +170,6 @@ def test_default_with_a_provider_key_routes_to_it() -> None:
 
 
 def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
-    example = Path(__file__).resolve().parents[2] / "config" / "gateway.yaml"
-    key_file = tmp_path / "azure.key"
-    key_file.write_text("azure-key")
-    env = {
-        "OPENAI_API_KEY": "sk-a",
-        "GROQ_API_KEY": "gsk-b",
-        "GEMINI_API_KEY": "g-c",
-        "AZURE_OPENAI_KEY_FILE": str(key_file),
-        "AGENT_KEY_SHA256": digest("a"),
-        "BATCH_KEY_SHA256": digest("b"),
-        "ADMIN_KEY_SHA256": digest("c"),
-    }
-    s = load_settings(str(example), env)
+    s = load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path))
     assert {a.kind for a in s.accounts} == {"openai", "azure", "groq", "gemini", "openai-compatible"}
     assert s.server.port == 8080 and s.admin_key_sha256 == digest("c")

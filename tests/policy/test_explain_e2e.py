@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from harness import ADMIN_KEY, TEST_KEY
+from harness import ADMIN_KEY, TEST_KEY, example_config_env
 from policy.support import MESSAGES, Launch, account, chat, config, key, write_policy
 
-from gateway.auth import digest
 from gateway.fake.testing import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,18 +28,7 @@ SHAPE = {"policy_version", "features", "rule", "plan", "outcome"}
 @pytest.fixture(scope="module")
 def example_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """What config/gateway.yaml needs from the environment (as tests/config/test_parse.py sets it)."""
-    key_file = tmp_path_factory.mktemp("explain") / "azure.key"
-    key_file.write_text("azure-key")
-    return {
-        **os.environ,
-        "OPENAI_API_KEY": "sk-a",
-        "GROQ_API_KEY": "gsk-b",
-        "GEMINI_API_KEY": "g-c",
-        "AZURE_OPENAI_KEY_FILE": str(key_file),
-        "AGENT_KEY_SHA256": digest("a"),
-        "BATCH_KEY_SHA256": digest("b"),
-        "ADMIN_KEY_SHA256": digest("c"),
-    }
+    return {**os.environ, **example_config_env(tmp_path_factory.mktemp("explain"))}
 
 
 def explain_cli(env: dict[str, str], request: dict[str, Any], directory: Path, *args: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import EXAMPLE_CONFIG, example_config_env
 
-from gateway.auth import digest
 from gateway.config import Settings, VirtualKey, load_settings
 from gateway.routing.features import features_from, refine
 from gateway.routing.policy import Policy
@@ -25,18 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    key_file = tmp_path_factory.mktemp("keys") / "azure.key"
-    key_file.write_text("azure-key")
-    env = {
-        "OPENAI_API_KEY": "sk-a",
-        "GROQ_API_KEY": "gsk-b",
-        "GEMINI_API_KEY": "g-c",
-        "AZURE_OPENAI_KEY_FILE": str(key_file),
-        "AGENT_KEY_SHA256": digest("a"),
-        "BATCH_KEY_SHA256": digest("b"),
-        "ADMIN_KEY_SHA256": digest("c"),
-    }
-    return load_settings(str(ROOT / "config" / "gateway.yaml"), env)
+    return load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path_factory.mktemp("keys")))
 
 
 @pytest.fixture(scope="module")
