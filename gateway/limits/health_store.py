@@ -111,7 +111,9 @@ class HealthSync:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        self._closing = True  # ends the loop even if a cancellation is lost inside the Redis client
+        # Also ends the loop when the cancellation is lost: Python 3.11's asyncio.wait_for, which redis-py
+        # awaits when writing, swallows a cancellation that arrives as the write completes.
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -162,15 +164,12 @@ class HealthSync:
         ]
 
     async def _run(self) -> None:
-        while not self._closing:
+        while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.sync_now()
             except Exception:  # a bug must not stop the syncs for good
                 log.exception("deployment health sync failed")
-        import sys
-
-        print("DEBUG-SWALLOWED-CANCEL", self.replica_id, file=sys.stderr)
 
     def _disconnected(self, error: BaseException) -> None:
         if self.connected:

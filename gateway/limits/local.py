@@ -74,8 +74,12 @@ class LocalLimiter:
         )
 
     async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
+        await self.apply(refunds(reservation, actual_tokens))
+
+    async def apply(self, changes: Sequence[tuple[BucketSpec, float]]) -> None:
+        """Add each delta to its bucket (negative = charge), capped at capacity."""
         now = self._clock()
-        for bucket, delta in refunds(reservation, actual_tokens):
+        for bucket, delta in changes:
             self._store(bucket, min(bucket.capacity, self.level(bucket, now) + delta), now)
 
     async def cooldown(

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.limits.decide import refunds, skipped, state
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
-from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts, warm
+from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts
 
 Args = list[str | float | int]
 
@@ -42,7 +42,10 @@ class RedisLimiter:
         )
 
     async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
-        changes = refunds(reservation, actual_tokens)
+        await self.apply(refunds(reservation, actual_tokens))
+
+    async def apply(self, changes: Sequence[tuple[BucketSpec, float]]) -> None:
+        """Add each delta to its bucket (negative = charge), capped at capacity: one round trip."""
         if not changes:
             return
         args: Args = []
@@ -86,7 +89,6 @@ class RedisLimiter:
 
     async def start(self) -> None:
         await self.scripts.load()
-        await warm(self.client)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -44,7 +44,7 @@ def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:
 POOL_SIZE = 16
 
 
-async def warm(client: RedisClient, connections: int = 8) -> None:
+async def warm(client: RedisClient, connections: int = POOL_SIZE) -> None:
     """Open connections before traffic arrives (concurrent PINGs each need their own)."""
     await asyncio.gather(*(client.ping() for _ in range(connections)))
 

@@ -20,10 +20,11 @@ from dataclasses import replace
 from typing import TypeVar
 
 from gateway.errors import ServiceUnavailable
+from gateway.limits.decide import refunds
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
 from gateway.limits.redis_limiter import RedisLimiter
-from gateway.limits.redis_store import REDIS_FAILURES, Scripts, build_client
+from gateway.limits.redis_store import REDIS_FAILURES, Scripts, build_client, warm
 from gateway.limits.replicas import ReplicaRegistry
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class ResilientLimiter:
         prefix: str = "llmgw",
         on_mode_change: Callable[[str], None] | None = None,
         probe_interval: float = 0.5,
+        settle_interval: float = 0.02,
         heartbeat_interval: float = 2.0,
     ) -> None:
         if fail_mode not in ("closed", "open"):
@@ -60,6 +62,9 @@ class ResilientLimiter:
         self.deadline = deadline
         self.on_mode_change = on_mode_change
         self.probe_interval = probe_interval
+        self.settle_interval = settle_interval
+        self._pending: dict[str, tuple[BucketSpec, float]] = {}  # bucket name -> (bucket, queued delta)
+        self._flusher: asyncio.Task[None] | None = None
         client = build_client(redis_url)
         scripts = Scripts(client)
         self.redis = RedisLimiter(client, prefix, scripts=scripts)
@@ -92,10 +97,37 @@ class ResilientLimiter:
         return replace(admission, reservation=Reservation(candidates[admission.chosen].buckets))
 
     async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
-        if await self._on_redis(lambda: self.redis.settle(reservation, actual_tokens)) is not Unavailable.REDIS:
+        """Queue the reconciliation; queued deltas go to Redis together every ``settle_interval``.
+
+        Reconciling is never on a request's path, and batching turns one round trip per request
+        into one per interval under load; buckets learn actual usage a few milliseconds later.
+        """
+        changes = refunds(reservation, actual_tokens)
+        if not changes:
+            return
+        if self.mode != "redis":
+            n = self.divisor()
+            await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
+            return
+        for bucket, delta in changes:
+            _, queued = self._pending.get(bucket.name, (bucket, 0.0))
+            self._pending[bucket.name] = (bucket, queued + delta)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.settle_interval)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Send the queued reconciliations now (one round trip); locally if Redis is unavailable."""
+        pending, self._pending = list(self._pending.values()), {}
+        if not pending:
+            return
+        if await self._on_redis(lambda: self.redis.apply(pending)) is not Unavailable.REDIS:
             return
         n = self.divisor()
-        await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
+        await self.local.apply([(scaled(bucket, n), delta / n) for bucket, delta in pending])
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
@@ -121,23 +153,27 @@ class ResilientLimiter:
     async def _on_redis(self, call: Callable[[], Awaitable[T]]) -> T | Unavailable:
         """Run one Redis call within the deadline; on a failure switch to degraded mode.
 
-        A missed deadline alone is retried once first: under a burst the event loop itself can be
-        what is late, and degrading then would admit a second helping from full local buckets. A
-        refused connection or a second miss means Redis is in trouble. (A late first call may still have
-        run, so the retry can charge twice: the safe side of the limit.)
+        A missed deadline is given one more before Redis is judged (see below): degrading on a loop
+        that was merely busy would admit a second helping from full local buckets. A refused
+        connection, or no answer within twice the deadline, means Redis is in trouble.
         """
-        for tries_left in (1, 0):
-            if self.mode != "redis":
-                break
-            try:
-                async with asyncio.timeout(self.deadline):
-                    return await call()
-            except TimeoutError as error:
-                if not tries_left:
-                    self._degrade(error)
-            except REDIS_FAILURES as error:
-                self._degrade(error)
-                break
+        if self.mode != "redis":
+            return Unavailable.REDIS
+        task = asyncio.ensure_future(call())
+        try:
+            # Past the deadline the same call gets one more deadline before Redis is judged: a busy
+            # event loop, not Redis, may be what is late, and the call may well have run already.
+            for _ in range(2):
+                done, _pending = await asyncio.wait({task}, timeout=self.deadline)
+                if done:
+                    return task.result()
+            task.cancel()
+            raise TimeoutError(f"Redis did not answer within {2 * self.deadline * 1000:.0f} ms")
+        except REDIS_FAILURES as error:
+            self._degrade(error)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
         return Unavailable.REDIS
 
     def divisor(self) -> int:
@@ -156,6 +192,9 @@ class ResilientLimiter:
         self._task = asyncio.create_task(self._run(first))
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,6 +209,11 @@ class ResilientLimiter:
 
     async def _run(self, first: asyncio.Task[None]) -> None:
         await first
+        # Open the pool's connections before traffic needs them (a burst on a cold replica would
+        # otherwise connect inside its deadlines); off the start-up path, so start stays fast.
+        with contextlib.suppress(*REDIS_FAILURES):
+            async with asyncio.timeout(1.0):
+                await warm(self.redis.client)
         while True:
             if self.mode == "degraded":
                 await asyncio.sleep(self.probe_interval)
