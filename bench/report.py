@@ -6,11 +6,13 @@ import json
 import os
 import platform
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.redis_server import RedisRun, Traffic
 from bench.wrk import WrkResult
 
 KINDS = {"json": "JSON", "stream": "stream"}
@@ -25,14 +27,23 @@ def run_key(target: str, kind: str, connections: int) -> str:
     return f"{target}/{kind}/c{connections}"
 
 
+def say(text: str) -> None:
+    """Progress on stderr (the table goes to stdout)."""
+    print(text, file=sys.stderr, flush=True)
+
+
 @dataclass
 class Measurements:
     """Everything one benchmark invocation measured; medians are taken in `rows`."""
 
+    limits: str = "off"  # --limits: "off", "redis" or "both"
     runs: dict[str, list[WrkResult]] = field(default_factory=dict)
-    cpu_ms_per_request: dict[str, list[float]] = field(default_factory=dict)
+    cpu_ms_per_request: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # target, kind
     startups_s: list[float] = field(default_factory=list)
-    rss_mb: float | None = None
+    rss_mb: dict[str, float] = field(default_factory=dict)  # per gateway target
+    redis_runs: list[RedisRun] = field(default_factory=list)
+    redis_idle: list[Traffic] = field(default_factory=list)  # between the redis runs: background
+    logs: dict[str, Path] = field(default_factory=dict)  # each gateway target's log file
     gateway_error: str | None = None
     gateway_log_tail: str | None = None  # kept when a gateway run had errors
 
@@ -42,6 +53,10 @@ class Measurements:
     def median(self, target: str, kind: str, connections: int, of: Callable[[WrkResult], float]) -> float | None:
         results = self.runs.get(run_key(target, kind, connections), [])
         return statistics.median(of(r) for r in results) if results else None
+
+    def cpu_ms(self, target: str, kind: str) -> float | None:
+        values = self.cpu_ms_per_request.get(target, {}).get(kind)
+        return statistics.median(values) if values else None
 
     def clean(self, target: str, kind: str, connections: int) -> bool:
         """Whether every run behind a median had no non-2xx responses and no socket errors."""
@@ -132,11 +147,11 @@ def rows(m: Measurements) -> list[Row]:
         table.append(_rps_row(m, kind))
         table.append(_latency_row(m, kind, 32, "p50", None))
         table.append(_latency_row(m, kind, 32, "p99", None))
-        cpu = m.cpu_ms_per_request.get(kind)
-        cpu_text = f"{statistics.median(cpu):.3f}" if cpu else "n/a"
+        cpu = m.cpu_ms("gateway", kind)
+        cpu_text = f"{cpu:.3f}" if cpu is not None else "n/a"
         table.append(Row(f"{KINDS[kind]} gateway CPU/request c=32 (ms)", "", cpu_text, "", ""))
         table.append(_error_row(m, kind))
-    rss = m.rss_mb
+    rss = m.rss_mb.get("gateway")
     table.append(
         Row(
             "gateway RSS after load (MB)",
@@ -178,8 +193,18 @@ def machine(upstream: str, wrk: str) -> dict[str, Any]:
     }
 
 
-def render(table: list[Row], info: dict[str, Any], settings: dict[str, Any]) -> str:
-    header = Row("metric", "direct", "gateway", "added / target", "result")
+@dataclass(frozen=True)
+class Section:
+    """A further table under the main one (the Redis limiter's), with its own header and notes."""
+
+    title: str
+    tag: str  # added to a failed row's name in the FAILED line
+    header: Row
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+def table_lines(header: Row, table: list[Row]) -> list[str]:
     widths = [max(len(getattr(r, f)) for r in [header, *table]) for f in ("metric", "direct", "gateway")]
     widths.append(max(len(r.added) for r in [header, *table]))
 
@@ -187,17 +212,26 @@ def render(table: list[Row], info: dict[str, Any], settings: dict[str, Any]) -> 
         cells = [r.metric.ljust(widths[0]), r.direct.rjust(widths[1]), r.gateway.rjust(widths[2])]
         return "  ".join([*cells, r.added.ljust(widths[3]), r.verdict]).rstrip()
 
+    return [line(header), *(line(r) for r in table)]
+
+
+def render(table: list[Row], info: dict[str, Any], settings: dict[str, Any], sections: list[Section]) -> str:
+    header = Row("metric", "direct", "gateway", "added / target", "result")
     out = [
         f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, kernel {info['kernel']}",
         f"upstream: {info['upstream']}; load: {info['load_generator']}; "
         f"{settings['rounds']} interleaved round(s) of {settings['duration_s']:g} s per run, medians shown",
+        f"gateway column: {GATEWAY_COLUMN[settings['limits']]}",
         "",
-        line(header),
-        *(line(r) for r in table),
+        *table_lines(header, table),
     ]
+    for section in sections:
+        out += ["", section.title, *table_lines(section.header, section.rows), *section.notes]
+    every = [*table, *(r for section in sections for r in section.rows)]
     failed = [r.metric for r in table if r.verdict == "FAIL"]
-    flagged = any(r.direct.endswith("!") or r.gateway.endswith("!") for r in table)
-    measured = any(r.verdict in ("pass", "FAIL") and r.gateway != "n/a" for r in table)
+    failed += [f"{r.metric} ({s.tag})" for s in sections for r in s.rows if r.verdict == "FAIL"]
+    flagged = any(r.direct.endswith("!") or r.gateway.endswith("!") for r in every)
+    measured = any(r.verdict in ("pass", "FAIL") and r.gateway != "n/a" for r in every)
     out.append("")
     if flagged:
         out.append("! = a run behind this value had non-2xx responses or socket errors")
@@ -208,16 +242,31 @@ def render(table: list[Row], info: dict[str, Any], settings: dict[str, Any]) -> 
     return "\n".join(out)
 
 
-def write_json(path: Path, m: Measurements, table: list[Row], info: dict[str, Any], settings: dict[str, Any]) -> None:
+GATEWAY_COLUMN = {
+    "off": "limits off (no Redis, no limits: the in-process limiter holds no buckets)",
+    "both": "limits off (no Redis, no limits); the Redis limiter is compared with it below",
+    "redis": "the Redis limiter (state.redis_url and never-binding limits on account, model and key)",
+}
+
+
+def write_json(
+    path: Path,
+    m: Measurements,
+    table: list[Row],
+    info: dict[str, Any],
+    settings: dict[str, Any],
+    limiter: dict[str, Any] | None,
+) -> None:
     data = {
         "machine": info,
         "settings": settings,
         "rows": [r.__dict__ for r in table],
         "runs": {key: [r.as_dict() for r in results] for key, results in m.runs.items()},
-        "gateway_cpu_ms_per_request": m.cpu_ms_per_request,
+        "gateway_cpu_ms_per_request": m.cpu_ms_per_request.get("gateway", {}),
         "gateway_startups_s": m.startups_s,
-        "gateway_rss_mb": m.rss_mb,
+        "gateway_rss_mb": m.rss_mb.get("gateway"),
         "gateway_error": m.gateway_error,
         "gateway_log_tail": m.gateway_log_tail,
+        "limiter": limiter,
     }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
