@@ -17,7 +17,6 @@ every interval, and logs once per outage. ``replica_id`` must be unique per proc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -116,8 +115,7 @@ class HealthSync:
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task})  # unlike awaiting it, a cancellation of close() itself propagates
             self._task = None
         if self._client is not None:
             if self.connected:
@@ -164,7 +162,7 @@ class HealthSync:
         ]
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.interval)
             try:
                 await self.sync_now()

@@ -6,8 +6,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from gateway.limits.decide import refunds, skipped, state
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
+from gateway.limits.pipe import Pipe
 from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts
 
 Args = list[str | float | int]
@@ -16,8 +19,11 @@ Args = list[str | float | int]
 class RedisLimiter:
     mode = "redis"
 
-    def __init__(self, client: RedisClient, prefix: str = "llmgw", *, scripts: Scripts | None = None) -> None:
+    def __init__(
+        self, client: RedisClient, prefix: str = "llmgw", *, scripts: Scripts | None = None, pipe: Pipe | None = None
+    ) -> None:
         self.client = client
+        self.pipe = pipe  # the lean connection for admissions, when the URL allows one
         self.keys = KeyLayout(prefix)
         self.scripts = scripts or Scripts(client)
         self.round_trips = 0  # EVALSHA calls made; admit and settle are one each
@@ -26,7 +32,11 @@ class RedisLimiter:
         self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
     ) -> Admission:
         keys, args = encode_admit(self.keys, candidates, quotas, strategy)
-        reply = await self._call("admit_v1", keys, args)
+        packed = " ".join(map(str, args))
+        if self.pipe is not None:
+            reply = await self._fast("admit_v2", keys, packed)
+        else:
+            reply = await self._call("admit_v2", keys, [packed])
         chosen, retry_after, blocked, skips, levels = reply
         picked = None if int(chosen) < 0 else int(chosen)
         reservation = None
@@ -91,7 +101,21 @@ class RedisLimiter:
         await self.scripts.load()
 
     async def close(self) -> None:
+        if self.pipe is not None:
+            self.pipe.close()
         await self.client.aclose()
+
+    async def _fast(self, name: str, keys: list[str], packed: str) -> Any:
+        assert self.pipe is not None
+        self.round_trips += 1
+        script = self.scripts[name]
+        command = [b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *(k.encode() for k in keys)]
+        command.append(packed.encode())
+        try:
+            return await self.pipe.call(*command)
+        except NoScriptError:  # Redis restarted and lost its script cache
+            await self.client.script_load(script.script)
+            return await self.pipe.call(*command)
 
     async def _call(self, script: str, keys: list[str], args: Args) -> Any:
         self.round_trips += 1
@@ -101,7 +125,8 @@ class RedisLimiter:
 def encode_admit(
     layout: KeyLayout, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy
 ) -> tuple[list[str], Args]:
-    """KEYS and ARGV for ``admit_v1.lua`` (the protocol is described at the top of the script).
+    """KEYS and the arguments for ``admit_v2.lua``, sent joined by spaces as one ARGV (the protocol is
+    described at the top of the script).
 
     Buckets and cooldowns shared by several candidates (one account's limits) are passed once.
     """

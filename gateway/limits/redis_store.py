@@ -20,7 +20,7 @@ RedisClient = Redis | RedisCluster
 # What counts as "Redis is unavailable": its own errors, socket errors and our deadline.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
-SCRIPTS = ("admit_v1", "settle_v1", "cooldown_v1", "cooldowns_v1", "correct_v1", "levels_v1", "heartbeat_v1")
+SCRIPTS = ("admit_v2", "settle_v1", "cooldown_v1", "cooldowns_v1", "correct_v1", "levels_v1", "heartbeat_v1")
 
 
 def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:

@@ -57,7 +57,7 @@ def test_key_layout() -> None:
 
 
 def test_scripts_are_versioned_package_files() -> None:
-    for name in ("admit_v1", "settle_v1", "cooldown_v1"):
+    for name in ("admit_v2", "settle_v1", "cooldown_v1"):
         assert "redis.call('TIME')" in script_text(name)
 
 

@@ -1,0 +1,59 @@
+"""The lean admission connection: pipelined calls, replies matched in order, dropped replies of callers
+that gave up, script-cache misses, and reconnecting after a loss."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.exceptions import NoScriptError, ResponseError
+
+from gateway.limits.pipe import Pipe, pack
+
+URL = "redis://127.0.0.1:6379/0"
+# Keeps Redis busy ~20 ms so the caller can give up before the reply comes.
+BUSY_20MS = (
+    b"local t = redis.call('TIME') "
+    b"while redis.call('TIME')[1] == t[1] and tonumber(redis.call('TIME')[2]) - tonumber(t[2]) < 20000 do end "
+    b"return 1"
+)
+
+
+def test_pack_is_resp() -> None:
+    assert pack(b"SET", b"k", b"v") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+    assert Pipe.supports(URL) and not Pipe.supports("rediss://h:6379") and not Pipe.supports(URL + "?cluster=true")
+
+
+async def test_concurrent_calls_get_their_own_replies() -> None:
+    pipe = Pipe(URL)
+    try:
+        replies = await asyncio.gather(*(pipe.call(b"ECHO", str(i).encode()) for i in range(200)))
+        assert replies == [str(i).encode() for i in range(200)]
+    finally:
+        pipe.close()
+
+
+async def test_a_caller_that_gave_up_does_not_shift_the_replies() -> None:
+    pipe = Pipe(URL)
+    try:
+        await pipe.call(b"PING")
+        slow = asyncio.ensure_future(pipe.call(b"EVAL", BUSY_20MS, b"0"))
+        await asyncio.sleep(0.001)
+        slow.cancel()
+        assert await pipe.call(b"ECHO", b"after") == b"after"
+    finally:
+        pipe.close()
+
+
+async def test_errors_and_reconnect() -> None:
+    pipe = Pipe(URL)
+    try:
+        with pytest.raises(NoScriptError):
+            await pipe.call(b"EVALSHA", b"0" * 40, b"0")
+        with pytest.raises(ResponseError):
+            await pipe.call(b"NOSUCHCOMMAND")
+        pipe.close()
+        await asyncio.sleep(0.01)
+        assert await pipe.call(b"PING") == b"PONG"  # a new connection on the next call
+    finally:
+        pipe.close()
