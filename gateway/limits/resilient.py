@@ -191,8 +191,9 @@ class ResilientLimiter:
         await self.flush()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: redis-py on Python 3.11 can swallow a cancel that lands as a write completes,
+            # and shutdown must not wait on that forever.
+            await asyncio.wait({self._task}, timeout=1.0)
             self._task = None
         if self.mode == "redis":
             with contextlib.suppress(*REDIS_FAILURES):
