@@ -7,10 +7,9 @@ a positive integer, got -5``; unknown keys are errors so a typo never silently d
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from gateway import catalog
 from gateway.config.model import (
@@ -26,89 +25,23 @@ from gateway.config.model import (
     Timeouts,
     VirtualKey,
 )
+from gateway.config.reader import (
+    _NAME,
+    _SHA256,
+    _bool,
+    _kind,
+    _nonneg_float,
+    _port,
+    _pos_float,
+    _pos_int,
+    _Reader,
+    _str,
+    _str_list,
+)
 from gateway.routing.health import CircuitSettings
 
 if TYPE_CHECKING:
     from gateway.providers.base import Provider
-
-T = TypeVar("T")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class _Reader:
-    def __init__(self, env: Mapping[str, str], base_dir: str, registry: Mapping[str, Provider]) -> None:
-        self.errors: list[str] = []
-        self.registry = registry
-        self.env = env
-        self.base_dir = base_dir
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
-
-    def mapping(self, value: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.error(path, f"expected a mapping, got {_kind(value)}")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.error(f"{path}.{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-        return value
-
-    def get(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str, default: T) -> T:
-        if key not in m or m[key] is None:
-            return default
-        value = check(m[key])
-        if value is None:
-            self.error(f"{path}.{key}", f"expected {want}, got {m[key]!r}")
-            return default
-        return value
-
-    def required(self, m: dict[str, Any], path: str, key: str, check: Callable[[Any], T | None], want: str) -> T | None:
-        if key not in m or m[key] is None:
-            self.error(f"{path}.{key}", f"required ({want})")
-            return None
-        value = check(m[key])
-        if value is None:
-            self.error(f"{path}.{key}", f"expected {want}, got {m[key]!r}")
-        return value
-
-
-def _kind(value: Any) -> str:
-    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
-
-
-def _pos_int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
-
-
-def _pos_float(v: Any) -> float | None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-    return float(v) if ok else None
-
-
-def _nonneg_float(v: Any) -> float | None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-    return float(v) if ok else None
-
-
-def _bool(v: Any) -> bool | None:
-    return v if isinstance(v, bool) else None
-
-
-def _port(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 65536 else None
-
-
-def _str_list(v: Any) -> list[str] | None:
-    return v if isinstance(v, list) and all(isinstance(x, str) for x in v) else None
 
 
 def _server(r: _Reader, raw: Any) -> ServerSettings:
