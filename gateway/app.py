@@ -12,36 +12,33 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.respond import openai_error
 from gateway.api.routes import routes
 from gateway.config import config_path, load_settings
 from gateway.config.model import Settings
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, to_openai_error
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.lifecycle import install_drain
 from gateway.runtime import Runtime
 
 _log = logging.getLogger("gateway")
 
 
-def _error(error: GatewayError, status: int | None = None) -> Response:
-    return Response(to_openai_error(error), status_code=status or error.status, media_type="application/json")
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 404:
-        return _error(ModelNotFound(f"no route {request.method} {request.url.path}", code="not_found"))
+        return openai_error(ModelNotFound(f"no route {request.method} {request.url.path}", code="not_found"))
     if status == 405:
-        return _error(
+        return openai_error(
             InvalidRequest(f"method {request.method} is not allowed on {request.url.path}", code="method_not_allowed"),
             405,
         )
-    return _error(InvalidRequest(str(getattr(exc, "detail", "bad request"))), status)
+    return openai_error(InvalidRequest(str(getattr(exc, "detail", "bad request"))), status)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     _log.error("unhandled error on %s: %s", request.url.path, type(exc).__name__)
     error = GatewayError("the gateway failed to handle this request")
-    return _error(error)
+    return openai_error(error)
 
 
 def build_app(settings: Settings) -> Starlette:

@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.intake import parse_object
+from gateway.api.respond import openai_error
 from gateway.config.model import Deployment
-from gateway.errors import GatewayError, InvalidRequest, to_openai_error
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.providers.base import Endpoint
 from gateway.routing.explain import ADMIN_VIEW, explain
 from gateway.runtime import Runtime
@@ -72,7 +73,7 @@ def _denied(request: Request) -> Response | None:
     try:
         rt.keys.require_admin(request.headers.get("authorization"))
     except GatewayError as e:
-        return Response(to_openai_error(e), status_code=e.status, media_type="application/json")
+        return openai_error(e)
     return None
 
 
@@ -144,7 +145,7 @@ async def explain_route(request: Request) -> Response:
         headers: dict[str, Any] = given if isinstance(given, dict) else {}
         endpoint: Endpoint = "embeddings" if body.get("endpoint") == "embeddings" else "chat"
     except GatewayError as e:
-        return Response(to_openai_error(e), status_code=e.status, media_type="application/json")
+        return openai_error(e)
     result = explain(
         rt.policies.current,
         rt.deployments,

@@ -6,8 +6,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.respond import openai_error
 from gateway.config.model import VirtualKey
-from gateway.errors import GatewayError, to_openai_error
+from gateway.errors import GatewayError
 from gateway.runtime import Runtime
 
 _CREATED = 1_700_000_000  # a fixed timestamp: the field is required but meaningless for a gateway
@@ -38,7 +39,7 @@ async def list_models(request: Request) -> Response:
     try:
         key = rt.keys.authenticate(request.headers.get("authorization"))
     except GatewayError as e:
-        return Response(to_openai_error(e), status_code=e.status, media_type="application/json")
+        return openai_error(e)
     names = _policy_names(rt, key)
     routed = set(names)
     names += [m for m in rt.index.visible(key) if m not in routed]  # a route may take over a model name

@@ -27,7 +27,7 @@ from gateway.limits import estimate, specs
 from gateway.limits.model import Reservation
 from gateway.providers.base import Endpoint
 from gateway.routing.execute import Demand, attempt
-from gateway.routing.features import features_from, refine
+from gateway.routing.features import Features, features_from, refine
 from gateway.routing.resolve import candidates, direct_plan, empty_plan_error
 from gateway.routing.select import Plan, plan
 from gateway.runtime import Runtime
@@ -51,12 +51,12 @@ async def _first_event(exchange: Exchange) -> tuple[bytes, AsyncGenerator[bytes,
     return first, events
 
 
-def demand(body: dict[str, Any], key: VirtualKey, model: str, endpoint: Endpoint, default_output: int) -> Demand:
-    """Pure: the tokens this request will likely use and the quota buckets it draws on."""
-    prompt = estimate.prompt_tokens(body)
-    tokens = prompt + (estimate.output_tokens(body, default_output) if endpoint == "chat" else 0)
-    user = body.get("user")
-    return Demand(tokens, specs.quotas(key, user if isinstance(user, str) else None, tokens), model, prompt)
+def demand(body: dict[str, Any], key: VirtualKey, features: Features, default_output: int) -> Demand:
+    """Pure: the tokens this request will likely use and the quota buckets it draws on. The prompt count
+    and end user are the routing features' (computed once; exact when routing needed it)."""
+    prompt = features.prompt_tokens
+    tokens = prompt + (estimate.output_tokens(body, default_output) if features.endpoint == "chat" else 0)
+    return Demand(tokens, specs.quotas(key, features.end_user, tokens), features.model, prompt)
 
 
 class ProxyEndpoint:
@@ -91,10 +91,10 @@ class ProxyEndpoint:
         record.key_name = key.name
         body = parse_object(await read_body(request, rt.settings.server.max_body_bytes))
         model = check_chat(body) if self.endpoint == "chat" else check_embeddings(body)
-        chosen = await route(rt, record, body, key, request.headers, self.endpoint)
+        chosen, features = await route(rt, record, body, key, request.headers, self.endpoint)
         record.model = model
         record.stream = self.endpoint == "chat" and body.get("stream") is True
-        wants = demand(body, key, model, self.endpoint, rt.settings.limits.default_output_tokens)
+        wants = demand(body, key, features, rt.settings.limits.default_output_tokens)
         async with DisconnectGuard(request.receive) as guard:
             if record.stream:
                 streamed = await attempt(rt, record, chosen, rt.deployments, body, self.endpoint, wants, _first_event)
@@ -129,7 +129,7 @@ async def route(
     key: VirtualKey,
     headers: Mapping[str, str],
     endpoint: Endpoint,
-) -> Plan:
+) -> tuple[Plan, Features]:
     """The plan for this request: the policy's, for a route or alias; otherwise the model's deployments."""
     policy = rt.policies.current  # read once: this request sees one policy version throughout
     record.extra_headers["x-gateway-policy-version"] = policy.version
@@ -150,7 +150,7 @@ async def route(
         rt.metrics.routed.labels(found.route, found.rule or "none").inc()
     if not found.entries:
         raise empty_plan_error(found, snapshot)
-    return found
+    return found, features
 
 
 def _cost_header(record: RequestRecord, deployment: Deployment, prompt: int, completion: int, estimated: bool) -> None:

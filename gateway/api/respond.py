@@ -26,12 +26,20 @@ def trace_headers(record: RequestRecord) -> dict[str, str]:
     return headers
 
 
+def openai_error(error: GatewayError, status: int | None = None, headers: dict[str, str] | None = None) -> Response:
+    """The one rendering of a failure: OpenAI's error body, the error's status and its own headers."""
+    return Response(
+        to_openai_error(error),
+        status_code=status or error.status,
+        headers={**error.headers(), **(headers or {})},
+        media_type=JSON,
+    )
+
+
 def error_response(error: GatewayError, record: RequestRecord) -> Response:
     record.status = error.status
     record.error_code = error.code or error.type
-    headers = trace_headers(record)
-    headers.update(error.headers())
-    return Response(to_openai_error(error), status_code=error.status, headers=headers, media_type=JSON)
+    return openai_error(error, headers=trace_headers(record))
 
 
 def json_response(body: bytes, record: RequestRecord) -> Response:

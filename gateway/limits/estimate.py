@@ -49,8 +49,3 @@ def output_tokens(body: dict[str, Any], default: int) -> int:
 def _choices(body: dict[str, Any]) -> int:
     n = body.get("n")
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-
-
-def relayed_tokens(characters: int) -> int:
-    """Completion tokens of a stream that ended without a usage chunk, from the text relayed."""
-    return -(-characters // 4)
