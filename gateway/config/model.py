@@ -111,7 +111,7 @@ class VirtualKey:
     tier: str
     models: frozenset[str]  # "*" allows every model
     limits: Limits = Limits()  # the key's own quota
-    user_limits: Limits = Limits()  # a quota per end user (the request's `user`) of this key
+    user_limits: Limits = Limits()  # a quota per end user of this key (see Features.end_user)
     trusted: bool = False  # a service key that may assert tier and end user in x-gateway-* headers
 
     def allows(self, model: str) -> bool:
