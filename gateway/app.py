@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -41,12 +42,21 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return openai_error(error)
 
 
+def _freeze_startup_heap() -> None:
+    """What is alive once started (modules, config, catalog, pools) lives as long as the process:
+    frozen, it leaves the collector's generations, so collections under load stop walking it again
+    (garbage collection was 11% of the gateway's CPU at 32 connections before, py-spy --native)."""
+    gc.collect()
+    gc.freeze()
+
+
 def build_app(settings: Settings) -> Starlette:
     runtime = Runtime.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
+        _freeze_startup_heap()
         restore = install_drain(runtime, settings.server.drain_delay_seconds)
         try:
             yield

@@ -1,6 +1,6 @@
 """The admission decision as a pure function of bucket levels and cooldowns.
 
-``LocalLimiter`` calls it directly; ``admit_v2.lua`` is the same algorithm, line for line, so the
+``LocalLimiter`` calls it directly; ``admit_v3.lua`` is the same algorithm, line for line, so the
 Redis and in-process limiters answer identically (the semantic tests run one table against both).
 """
 

@@ -2,9 +2,11 @@
 
 redis-py spends well over 100 µs of CPU per call on argument encoding, pool bookkeeping and
 parsing layers, more than the rest of the limiter. Here one connection carries many calls at
-once: commands are written as they come, Redis answers in order, and each reply completes the
-oldest waiting future (hiredis parses). Plain ``redis://`` only; TLS and Cluster URLs keep using
-redis-py, as do every other limiter call.
+once: commands issued in one turn of the event loop go out in one write, Redis answers in order,
+and each reply completes the oldest waiting future (hiredis parses). Every call has the same
+deadline, so one timer per connection enforces them all (an ``asyncio.timeout`` per call cost as
+much as the rest of the call). Plain ``redis://`` only; TLS and Cluster URLs keep using redis-py, as
+do every other limiter call.
 """
 
 from __future__ import annotations
@@ -32,18 +34,50 @@ def pack(*parts: bytes) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()  # (caller, its deadline) in send order
         self.transport: asyncio.WriteTransport | None = None
+        self._out: list[bytes] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport: it has write()
 
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        future = self.loop.create_future()
+        deadline = self.loop.time() + self.timeout
+        self.waiting.append((future, deadline))
+        if not self._out:
+            self.loop.call_soon(self._write)
+        self._out.append(command)
+        if self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._expire)
+        return future
+
+    def _write(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None:  # else connection_lost has failed the waiting callers
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _expire(self) -> None:
+        """Fail every caller past its deadline; deadlines grow in send order, so stop at the first not due."""
+        self._timer = None
+        now = self.loop.time()
+        for future, deadline in self.waiting:
+            if future.done():
+                continue
+            if deadline > now:
+                self._timer = self.loop.call_at(deadline, self._expire)
+                return
+            future.set_exception(TimeoutError("Redis did not answer within the deadline"))
+
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if future.done():  # its caller gave up (deadline, disconnect): the reply is dropped
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -54,22 +88,27 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(RedisConnectionError("connection to Redis lost"))
 
 
 class Pipe:
-    """``await pipe.call(b"EVALSHA", sha, b"2", key1, key2, arg)``; reconnects on the next call after a loss."""
+    """``await pipe.call(b"EVALSHA", sha, b"2", key1, key2, arg)``, answered or failed (``TimeoutError``,
+    ``ConnectionError``) within ``timeout`` seconds; reconnects on the next call after a loss."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 1.0) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
         self.password = unquote(parts.password) if parts.password else None
         self.username = unquote(parts.username) if parts.username else None
         self.db = int(parts.path.strip("/") or 0)
+        self.timeout = timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
 
@@ -77,31 +116,25 @@ class Pipe:
     def supports(url: str) -> bool:
         return url.startswith("redis://") and "cluster=" not in url and "?" not in url
 
-    async def _connected(self) -> _Protocol:
-        if self._protocol is not None and self._protocol.transport is not None:
-            return self._protocol
+    async def _connect(self) -> _Protocol:
         self._connecting = self._connecting or asyncio.Lock()
-        async with self._connecting:
+        async with self._connecting, asyncio.timeout(self.timeout):
             if self._protocol is None or self._protocol.transport is None:
                 loop = asyncio.get_running_loop()
-                _, protocol = await loop.create_connection(_Protocol, self.host, self.port)
+                _, protocol = await loop.create_connection(lambda: _Protocol(self.timeout), self.host, self.port)
                 self._protocol = protocol
                 if self.password:
                     user = [self.username.encode()] if self.username else []
-                    await self._send(protocol, b"AUTH", *user, self.password.encode())
+                    await protocol.send(pack(b"AUTH", *user, self.password.encode()))
                 if self.db:
-                    await self._send(protocol, b"SELECT", str(self.db).encode())
+                    await protocol.send(pack(b"SELECT", str(self.db).encode()))
             return self._protocol
 
-    async def _send(self, protocol: _Protocol, *parts: bytes) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        protocol.waiting.append(future)
-        assert protocol.transport is not None
-        protocol.transport.write(pack(*parts))
-        return await future
-
     async def call(self, *parts: bytes) -> Any:
-        return await self._send(await self._connected(), *parts)
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
+            protocol = await self._connect()
+        return await protocol.send(pack(*parts))
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

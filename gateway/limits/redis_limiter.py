@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from redis.exceptions import NoScriptError
 
 from gateway.limits.decide import refunds, skipped, state
@@ -13,7 +15,7 @@ from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, 
 from gateway.limits.pipe import Pipe
 from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts
 
-Args = list[str | float | int]
+Args = list[str | bytes | float | int]
 
 
 class RedisLimiter:
@@ -32,11 +34,11 @@ class RedisLimiter:
         self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
     ) -> Admission:
         keys, args = encode_admit(self.keys, candidates, quotas, strategy)
-        packed = " ".join(map(str, args))
+        packed = orjson.dumps(args)
         if self.pipe is not None:
-            reply = await self._fast("admit_v2", keys, packed)
+            reply = await self._fast("admit_v3", keys, packed)
         else:
-            reply = await self._call("admit_v2", keys, [packed])
+            reply = await self._call("admit_v3", keys, [packed])
         chosen, retry_after, blocked, skips, levels = reply
         picked = None if int(chosen) < 0 else int(chosen)
         reservation = None
@@ -61,7 +63,7 @@ class RedisLimiter:
         args: Args = []
         for bucket, delta in changes:
             args += [bucket.capacity, bucket.refill_per_sec, delta]
-        await self._call("settle_v1", [self.keys.bucket(b.name) for b, _ in changes], args)
+        await self._call("settle_v2", [self.keys.bucket(b.name) for b, _ in changes], args)
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
@@ -72,7 +74,7 @@ class RedisLimiter:
         args: Args = [len(cooling), math.ceil(max(0.0, seconds) * 1000)]
         for bucket in drain:
             args += [bucket.capacity, bucket.refill_per_sec]
-        await self._call("cooldown_v1", cooling + [self.keys.bucket(b.name) for b in drain], args)
+        await self._call("cooldown_v2", cooling + [self.keys.bucket(b.name) for b in drain], args)
 
     async def cooldowns(self, ids: Sequence[str]) -> dict[str, float]:
         if not ids:
@@ -85,7 +87,7 @@ class RedisLimiter:
 
     async def correct(self, bucket: BucketSpec, remaining: float) -> None:
         args: Args = [bucket.capacity, bucket.refill_per_sec, remaining]
-        await self._call("correct_v1", [self.keys.bucket(bucket.name)], args)
+        await self._call("correct_v2", [self.keys.bucket(bucket.name)], args)
 
     async def levels(self, buckets: Sequence[BucketSpec]) -> list[float]:
         """Current levels (negative = debt), for admin views and tests; not part of ``Limiter``."""
@@ -94,7 +96,7 @@ class RedisLimiter:
         args: Args = []
         for bucket in buckets:
             args += [bucket.capacity, bucket.refill_per_sec]
-        reply = await self._call("levels_v1", [self.keys.bucket(b.name) for b in buckets], args)
+        reply = await self._call("levels_v2", [self.keys.bucket(b.name) for b in buckets], args)
         return [float(v) for v in reply]
 
     async def start(self) -> None:
@@ -105,16 +107,17 @@ class RedisLimiter:
             self.pipe.close()
         await self.client.aclose()
 
-    async def _fast(self, name: str, keys: list[str], packed: str) -> Any:
+    async def _fast(self, name: str, keys: list[str], packed: bytes) -> Any:
         assert self.pipe is not None
         self.round_trips += 1
         script = self.scripts[name]
         command = [b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *(k.encode() for k in keys)]
-        command.append(packed.encode())
+        command.append(packed)
         try:
             return await self.pipe.call(*command)
         except NoScriptError:  # Redis restarted and lost its script cache
-            await self.client.script_load(script.script)
+            async with asyncio.timeout(self.pipe.timeout):
+                await self.client.script_load(script.script)
             return await self.pipe.call(*command)
 
     async def _call(self, script: str, keys: list[str], args: Args) -> Any:
@@ -125,7 +128,7 @@ class RedisLimiter:
 def encode_admit(
     layout: KeyLayout, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy
 ) -> tuple[list[str], Args]:
-    """KEYS and the arguments for ``admit_v2.lua``, sent joined by spaces as one ARGV (the protocol is
+    """KEYS and the arguments for ``admit_v3.lua``, sent as one JSON array in one ARGV (the protocol is
     described at the top of the script).
 
     Buckets and cooldowns shared by several candidates (one account's limits) are passed once.

@@ -68,7 +68,7 @@ class ResilientLimiter:
         self._flusher: asyncio.Task[None] | None = None
         client = build_client(redis_url)
         scripts = Scripts(client)
-        pipe = Pipe(redis_url) if Pipe.supports(redis_url) else None
+        pipe = Pipe(redis_url, timeout=2 * deadline) if Pipe.supports(redis_url) else None
         self.redis = RedisLimiter(client, prefix, scripts=scripts, pipe=pipe)
         self.local = LocalLimiter()
         self.replicas = ReplicaRegistry(client, scripts, self.redis.keys, replica_id, heartbeat_interval)
@@ -85,7 +85,8 @@ class ResilientLimiter:
     async def admit(
         self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
     ) -> Admission:
-        answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy))
+        bounded = self.redis.pipe is not None  # the admission pipe enforces the deadline itself
+        answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy), bounded)
         if not isinstance(answer, Unavailable):
             return answer
         if quotas and self.fail_mode == "closed":
@@ -152,8 +153,9 @@ class ResilientLimiter:
         n = self.divisor()
         await self.local.correct(scaled(bucket, n), remaining / n)
 
-    async def _on_redis(self, call: Callable[[], Awaitable[T]]) -> T | Unavailable:
-        """Run one Redis call within the deadline; on a failure switch to degraded mode.
+    async def _on_redis(self, call: Callable[[], Awaitable[T]], bounded: bool = False) -> T | Unavailable:
+        """Run one Redis call within the deadline (``bounded``: the call keeps it itself); on a failure
+        switch to degraded mode.
 
         Degrading on a loop that was merely busy would admit a second helping from full local
         buckets, so the budget is twice the deadline. A refused connection, or no answer within
@@ -162,8 +164,10 @@ class ResilientLimiter:
         if self.mode != "redis":
             return Unavailable.REDIS
         try:
+            if bounded:
+                return await call()
             # The call gets twice the deadline before Redis is judged: a busy event loop, not Redis,
-            # may be what is late (one timer, no extra task: this runs on every request).
+            # may be what is late (one timer, no extra task).
             async with asyncio.timeout(2 * self.deadline):
                 return await call()
         except REDIS_FAILURES as error:

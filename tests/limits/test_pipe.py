@@ -57,3 +57,33 @@ async def test_errors_and_reconnect() -> None:
         assert await pipe.call(b"PING") == b"PONG"  # a new connection on the next call
     finally:
         pipe.close()
+
+
+async def test_a_call_past_its_deadline_fails_and_the_next_one_is_answered() -> None:
+    pipe = Pipe(URL, timeout=0.005)
+    try:
+        await pipe.call(b"PING")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await pipe.call(b"EVAL", BUSY_20MS, b"0")
+        assert asyncio.get_running_loop().time() - started < 0.015  # failed at its deadline, not at the reply
+        await asyncio.sleep(0.03)  # the late reply arrives and is dropped
+        assert await pipe.call(b"ECHO", b"after") == b"after"
+    finally:
+        pipe.close()
+
+
+async def test_calls_in_one_turn_of_the_loop_share_one_write() -> None:
+    pipe = Pipe(URL)
+    try:
+        await pipe.call(b"PING")
+        protocol = pipe._protocol
+        assert protocol is not None and protocol.transport is not None
+        writes: list[bytes] = []
+        real = protocol.transport.write
+        protocol.transport.write = lambda data: (writes.append(bytes(data)), real(data))[1]  # type: ignore[method-assign]
+        replies = await asyncio.gather(*(pipe.call(b"ECHO", str(i).encode()) for i in range(5)))
+        assert replies == [str(i).encode() for i in range(5)]
+        assert writes == [b"".join(pack(b"ECHO", str(i).encode()) for i in range(5))]
+    finally:
+        pipe.close()

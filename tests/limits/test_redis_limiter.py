@@ -38,12 +38,12 @@ async def test_keys_carry_one_hash_tag_and_a_ttl(
     await limiter.cooldown("a/m", "a", 5)
     keys = sorted([k.decode() async for k in shared_client.scan_iter(match="{" + prefix + "}:*")])
     tag = "{" + prefix + "}"
-    assert keys == sorted([f"{tag}:b:dep:a/m:rpm", f"{tag}:b:key:k:rpm", f"{tag}:cd:dep:a/m", f"{tag}:cd:acct:a"])
+    assert keys == sorted([f"{tag}:b2:dep:a/m:rpm", f"{tag}:b2:key:k:rpm", f"{tag}:cd2:dep:a/m", f"{tag}:cd2:acct:a"])
     assert len({key_slot(k.encode()) for k in keys}) == 1
     # Bucket TTL: twice the time to refill fully, plus a 10 s margin.
-    assert await shared_client.pttl(f"{tag}:b:dep:a/m:rpm") == pytest.approx((2 * 4 / 1 + 10) * 1000, abs=100)
-    assert await shared_client.pttl(f"{tag}:b:key:k:rpm") == pytest.approx((2 * 4 / 10 + 10) * 1000, abs=100)
-    assert await shared_client.pttl(f"{tag}:cd:acct:a") == pytest.approx(5000, abs=100)
+    assert await shared_client.pttl(f"{tag}:b2:dep:a/m:rpm") == pytest.approx((2 * 4 / 1 + 10) * 1000, abs=100)
+    assert await shared_client.pttl(f"{tag}:b2:key:k:rpm") == pytest.approx((2 * 4 / 10 + 10) * 1000, abs=100)
+    assert await shared_client.pttl(f"{tag}:cd2:acct:a") == pytest.approx(5000, abs=100)
 
 
 async def test_a_bucket_refilled_by_settling_is_deleted(
@@ -52,9 +52,9 @@ async def test_a_bucket_refilled_by_settling_is_deleted(
     dep = rpm("dep:a/m:rpm", refill=0.001)
     admission = await limiter.admit([Candidate("a/m", "a", (dep,))], [])
     assert admission.reservation is not None
-    assert await shared_client.exists("{" + prefix + "}:b:dep:a/m:rpm")
+    assert await shared_client.exists("{" + prefix + "}:b2:dep:a/m:rpm")
     await limiter.settle(admission.reservation, None)
-    assert not await shared_client.exists("{" + prefix + "}:b:dep:a/m:rpm")
+    assert not await shared_client.exists("{" + prefix + "}:b2:dep:a/m:rpm")
 
 
 async def test_admit_and_settle_are_one_round_trip_each(redis_server: RedisServer) -> None:
@@ -126,12 +126,12 @@ def test_encode_admit_passes_shared_buckets_and_cooldowns_once() -> None:
         "first",
     )
     assert keys == [
-        "{p}:b:key:k:rpm",
-        "{p}:b:dep:a/m:rpm",
-        "{p}:b:acct:a:tpm",
-        "{p}:cd:dep:a/m",
-        "{p}:cd:acct:a",
-        "{p}:cd:dep:a/n",
+        "{p}:b2:key:k:rpm",
+        "{p}:b2:dep:a/m:rpm",
+        "{p}:b2:acct:a:tpm",
+        "{p}:cd2:dep:a/m",
+        "{p}:cd2:acct:a",
+        "{p}:cd2:dep:a/n",
     ]
     head = ["first", 3, 10, 1.0, 10, 1.0, 100, 1]  # strategy, then (capacity, refill) per distinct bucket
     quotas = [1, 1, 1]  # one quota: bucket 1, cost 1

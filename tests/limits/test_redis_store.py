@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -9,7 +11,7 @@ from redis.asyncio.connection import SSLConnection
 
 from gateway.limits import build_limiter
 from gateway.limits.local import LocalLimiter
-from gateway.limits.redis_store import KeyLayout, build_client, script_text, split_cluster_flag
+from gateway.limits.redis_store import SCRIPTS, KeyLayout, build_client, script_text, split_cluster_flag
 from gateway.limits.resilient import ResilientLimiter
 
 
@@ -48,17 +50,20 @@ async def test_clients_by_scheme() -> None:
 
 def test_key_layout() -> None:
     keys = KeyLayout("llmgw")
-    assert keys.bucket("user:team-a:u-17:tpm") == "{llmgw}:b:user:team-a:u-17:tpm"
-    assert keys.deployment_cooldown("openai-main/gpt-4o") == "{llmgw}:cd:dep:openai-main/gpt-4o"
-    assert keys.account_cooldown("openai-main") == "{llmgw}:cd:acct:openai-main"
+    assert keys.bucket("user:team-a:u-17:tpm") == "{llmgw}:b2:user:team-a:u-17:tpm"
+    assert keys.deployment_cooldown("openai-main/gpt-4o") == "{llmgw}:cd2:dep:openai-main/gpt-4o"
+    assert keys.account_cooldown("openai-main") == "{llmgw}:cd2:acct:openai-main"
     assert keys.replicas == "{llmgw}:replicas"
     with pytest.raises(ValueError):
         KeyLayout("a}b")
 
 
 def test_scripts_are_versioned_package_files() -> None:
-    for name in ("admit_v2", "settle_v1", "cooldown_v1"):
-        assert "redis.call('TIME')" in script_text(name)
+    for name in SCRIPTS:
+        assert re.fullmatch(r"[a-z_]+_v\d+", name), name
+        assert script_text(name).startswith(f"-- {name}:")
+    for name in ("admit_v3", "settle_v2", "cooldown_v2", "correct_v2", "levels_v2"):
+        assert "redis.call('TIME')" in script_text(name)  # Redis TIME is the only clock
 
 
 async def test_factory() -> None:

@@ -138,20 +138,21 @@ def degraded_metric(gateway: GatewayProcess) -> float:
 
 @dataclass(frozen=True)
 class Bucket:
-    """One limiter bucket as stored in Redis: a hash with ``l`` (level) and ``t`` (Redis TIME of it)."""
+    """One limiter bucket as stored in Redis: the string ``"<level> <Redis TIME of that level>"``."""
 
     level: float
     at: float
 
 
 def bucket_key(prefix: str, name: str) -> str:
-    return "{" + prefix + "}:b:" + name
+    return "{" + prefix + "}:b2:" + name
 
 
 def read_bucket(client: redis.Redis, prefix: str, name: str) -> Bucket | None:
-    level, at = client.hmget(bucket_key(prefix, name), ["l", "t"])
-    if level is None or at is None:
+    stored = client.get(bucket_key(prefix, name))
+    if stored is None:
         return None  # a missing bucket is full
+    level, at = stored.split()
     return Bucket(float(level), float(at))
 
 

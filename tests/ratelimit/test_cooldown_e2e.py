@@ -40,7 +40,7 @@ def test_upstream_429_through_one_replica_cools_the_deployment_for_the_other(
     assert first.headers["x-gateway-deployment"] == f"{BACKUP}/gpt-4o-mini"
     assert first.headers["x-gateway-attempts"] == "2"
     assert primary.stats()["rate_limited"] == 1
-    left_ms = shared_redis.pttl("{" + prefix + "}:cd:dep:" + f"{ACCOUNT}/gpt-4o-mini")
+    left_ms = shared_redis.pttl("{" + prefix + "}:cd2:dep:" + f"{ACCOUNT}/gpt-4o-mini")
     assert 0 < left_ms <= COOLDOWN_MS  # the cooldown is shared state, with the provider's Retry-After
 
     # B has never seen that 429, yet goes straight to the backup: the primary is not asked again.

@@ -1,40 +1,42 @@
--- admit_v2: choose a candidate with room and charge it and the caller's quotas, all or nothing.
+-- admit_v3: choose a candidate with room and charge it and the caller's quotas, all or nothing.
 -- The same algorithm as gateway/limits/decide.py; Redis TIME is the only clock.
 --
 -- KEYS: the distinct bucket keys (nb of them), then the distinct cooldown keys.
--- ARGV[1]: one space-separated string (v2: packing ~40 separate arguments cost the gateway more CPU
--- than the rest of the call) of: strategy ("first" | "most_headroom"), nb, nb x (capacity, refill_per_sec),
+-- ARGV[1]: one JSON array (packing ~40 separate arguments cost the gateway more CPU than the rest of
+-- the call; cjson decodes it in a tenth of the time a Lua split takes) of: strategy ("first" | "most_headroom"), nb, nb x (capacity, refill_per_sec),
 --       nq, nq x (bucket index, cost),
 --       nc, nc x (deployment cooldown index, account cooldown index, n, n x (bucket index, cost)).
 --       Indexes are 1-based: bucket indexes into the bucket keys, cooldown indexes into the cooldown keys.
 -- Returns: {chosen (0-based, -1 = none), retry_after, blocked_by_quota (0/1),
 --           {candidate index (0-based), skip code (-1 = cooldown, k = its k-th bucket is full)}...,
 --           {quota levels after the decision}}. Floats are returned as strings (Redis truncates numbers).
--- Bucket hash: l = level, t = TIME of that level. A missing bucket is full.
+-- v3 storage (every script agrees): a bucket is a string "<level> <TIME of that level>"
+-- with a TTL, a cooldown a string "<TIME it ends>" with a TTL, so one MGET reads every key the call
+-- touches and one SET ... PX writes each charged bucket (v2 made three calls per bucket).
+-- A missing bucket is full; a missing cooldown is over.
 
 local MARGIN = 10 -- seconds past twice the refill time before an idle bucket expires (decide.py agrees)
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 
-local args = {}
-for token in string.gmatch(ARGV[1], '%S+') do
-  args[#args + 1] = token
-end
+local args = cjson.decode(ARGV[1])
 local pos = 0
 local function arg()
   pos = pos + 1
   return args[pos]
 end
 
+local stored = #KEYS > 0 and redis.call('MGET', unpack(KEYS)) or {}
 local strategy = arg()
 local nb = tonumber(arg())
 local cap, rate, level = {}, {}, {}
 for i = 1, nb do
   cap[i] = tonumber(arg())
   rate[i] = tonumber(arg())
-  local h = redis.call('HMGET', KEYS[i], 'l', 't')
-  if h[1] then
-    level[i] = math.min(cap[i], tonumber(h[1]) + math.max(0, now - tonumber(h[2])) * rate[i])
+  local v = stored[i]
+  if v then
+    local l, t = string.match(v, '^(%S+) (%S+)$')
+    level[i] = math.min(cap[i], tonumber(l) + math.max(0, now - tonumber(t)) * rate[i])
   else
     level[i] = cap[i]
   end
@@ -42,14 +44,9 @@ end
 
 local function need(i, cost) return math.min(cost, cap[i]) end
 local function wait(i, cost) return math.max(0, (need(i, cost) - level[i]) / rate[i]) end
-
-local cooling = {}
 local function cooldown(j)
-  if cooling[j] == nil then
-    local ms = redis.call('PTTL', KEYS[nb + j])
-    cooling[j] = ms > 0 and ms / 1000 or 0
-  end
-  return cooling[j]
+  local ends = stored[nb + j]
+  return ends and math.max(0, tonumber(ends) - now) or 0
 end
 
 local quota = {}
@@ -94,10 +91,11 @@ for c = 0, nc - 1 do
 end
 if chosen >= 0 or nc == 0 then candidate_wait = 0 end
 
+local stamp = string.format('%.17g', now)
 local function charge(i, cost)
   level[i] = level[i] - cost
-  redis.call('HSET', KEYS[i], 'l', string.format('%.17g', level[i]), 't', string.format('%.17g', now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil((2 * math.max(0, cap[i] - level[i]) / rate[i] + MARGIN) * 1000))
+  local ttl = math.ceil((2 * math.max(0, cap[i] - level[i]) / rate[i] + MARGIN) * 1000)
+  redis.call('SET', KEYS[i], string.format('%.17g', level[i]) .. ' ' .. stamp, 'PX', ttl)
 end
 
 local retry, blocked = 0, 0
