@@ -34,7 +34,7 @@ from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.providers.base import Endpoint, UnsupportedParameter
 from gateway.routing.select import Plan, PlanEntry
 from gateway.runtime import Runtime
-from gateway.upstream import Exchange, same_deployment_retries
+from gateway.upstream import Exchange, retrying
 
 T = TypeVar("T")
 DEFAULT_COOLDOWN = 5.0  # seconds, when a provider's 429 names no Retry-After
@@ -170,37 +170,43 @@ async def _send(
         # from now on the circuit decides when this deployment sees a request again.
         return not no_room and _worth_retrying(error) and rt.health.allow(deployment.id)
 
-    async for retry in same_deployment_retries(
-        retries.same_deployment, retries.backoff_ms / 1000, retries.backoff_max_ms / 1000, deadline, worth_retrying
-    ):
-        with retry:
-            if last and not await _charge_retry(rt, deployment):
-                no_room = True  # the provider would count this try too: only with room in its buckets
-                raise last[-1]
-            record.attempts += 1
-            record.tried.append(deployment.id)
-            rt.health.started(deployment.id)
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
-                    exchange = await rt.upstream.send(target.account, target.provider, url, headers, data)
-                    observe_remaining(rt, deployment, exchange)
-                    result = await finish(exchange)
-            except TimeoutError:
-                error: UpstreamError = UpstreamTimeout("the attempt ran past its time limit")
-                _record(rt, record, deployment, started, error)
-                last.append(error)
-                raise error from None
-            except UpstreamError as e:
-                _record(rt, record, deployment, started, e)
-                last.append(e)
-                raise
-            except BaseException:  # the client left: not the provider's failure, but no longer in flight
-                _record(rt, record, deployment, started, None, counted=False)
-                raise
-            _record(rt, record, deployment, started, None)
-            return result
-    raise AssertionError("same_deployment_retries always yields at least once")
+    async def once() -> T:
+        nonlocal no_room
+        if last and not await _charge_retry(rt, deployment):
+            no_room = True  # the provider would count this try too: only with room in its buckets
+            raise last[-1]
+        record.attempts += 1
+        record.tried.append(deployment.id)
+        rt.health.started(deployment.id)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
+                exchange = await rt.upstream.send(target.account, target.provider, url, headers, data)
+                observe_remaining(rt, deployment, exchange)
+                result = await finish(exchange)
+        except TimeoutError:
+            error: UpstreamError = UpstreamTimeout("the attempt ran past its time limit")
+            _record(rt, record, deployment, started, error)
+            last.append(error)
+            raise error from None
+        except UpstreamError as e:
+            _record(rt, record, deployment, started, e)
+            last.append(e)
+            raise
+        except BaseException:  # the client left: not the provider's failure, but no longer in flight
+            _record(rt, record, deployment, started, None, counted=False)
+            raise
+        _record(rt, record, deployment, started, None)
+        return result
+
+    return await retrying(
+        once,
+        retries.same_deployment,
+        retries.backoff_ms / 1000,
+        retries.backoff_max_ms / 1000,
+        deadline,
+        worth_retrying,
+    )
 
 
 async def _charge_retry(rt: Runtime, deployment: Deployment) -> bool:
