@@ -48,7 +48,7 @@ class RedisLimiter:
             chosen=picked,
             retry_after=float(retry_after),
             quota=tuple(state(q, float(level)) for q, level in zip(quotas, levels, strict=True)),
-            skipped=skipped(candidates, [(int(i), int(code)) for i, code in skips]),
+            skipped=skipped(candidates, [(int(i), int(code)) for i, code in skips]) if skips else (),
             reservation=reservation,
             blocked_by_quota=bool(blocked),
         )
