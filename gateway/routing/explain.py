@@ -42,9 +42,7 @@ def explain(
     try:
         check_chat(request) if endpoint == "chat" else check_embeddings(request)
         features = features_from(request, key, lowered, endpoint, trusted=True)
-        thresholds = policy.thresholds(features.model)
-        if thresholds:
-            features = refine(features, thresholds)
+        features = refine(features, policy.thresholds(features.model))
         found = plan(policy, features, snapshot, random.Random(seed), deployments)
         if found is None:
             mode: Mode = "chat" if endpoint == "chat" else "embedding"

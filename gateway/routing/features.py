@@ -151,8 +151,16 @@ def near(value: int, threshold: int) -> bool:
     return (1 - NEAR) * threshold <= value <= (1 + NEAR_ABOVE) * threshold
 
 
+# A prompt's tokens are reserved on the provider's TPM buckets for as long as its request runs; the
+# cheap estimate over-reserves plain English by ~85 % and code by ~50 % (measured against tiktoken).
+# From this size on the prompt is counted: tiktoken takes ~80 ns a token, and the tokens a gateway
+# counts are bounded by its providers' TPM (10 M a minute is ~1 % of a core).
+COUNTED_FROM = 1_000
+
+
 def refine(features: Features, thresholds: Sequence[int]) -> Features:
-    """Replace the estimate with tiktoken's exact count when it could fall on either side of a threshold.
+    """Replace the estimate with tiktoken's exact count when it could fall on either side of a threshold,
+    or when the prompt is long enough for its over-reservation to hold back real capacity.
 
     Thresholds are the token bounds a route's rules test and its deployments' context windows
     (``Policy.thresholds(model)``); both the prompt and prompt + max_tokens are compared, since rules
@@ -161,7 +169,8 @@ def refine(features: Features, thresholds: Sequence[int]) -> Features:
     if features.prompt_exact:
         return features
     total = features.total_tokens
-    if not any(near(features.prompt_tokens, t) or near(total, t) for t in thresholds):
+    long = features.prompt_tokens >= COUNTED_FROM
+    if not long and not any(near(features.prompt_tokens, t) or near(total, t) for t in thresholds):
         return features
     exact = tokens.count_prompt(features.body)
     if exact is None:

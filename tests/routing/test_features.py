@@ -11,7 +11,7 @@ import pytest
 from gateway.config.model import VirtualKey
 from gateway.limits.estimate import prompt_tokens
 from gateway.routing import tokens
-from gateway.routing.features import Features, features_from, refine, required_capabilities
+from gateway.routing.features import COUNTED_FROM, Features, features_from, refine, required_capabilities
 
 KEY = VirtualKey(name="agents", key_sha256="0" * 64, tier="standard", models=frozenset({"*"}))
 HELLO = {"model": "agent-default", "messages": [{"role": "user", "content": "Hello there"}]}
@@ -125,8 +125,9 @@ def long_body(words: int) -> dict[str, Any]:
     return {"model": "agent-default", "messages": [{"role": "user", "content": "word " * words}]}
 
 
-def test_refine_counts_exactly_only_near_a_threshold() -> None:
-    f = features_from(long_body(3000), KEY, {}, "chat", False)
+def test_refine_counts_a_short_prompt_exactly_only_near_a_threshold() -> None:
+    f = features_from(long_body(300), KEY, {}, "chat", False)
+    assert f.prompt_tokens < COUNTED_FROM
     exact = tokens.count_prompt(f.body)
     assert exact is not None and exact < f.prompt_tokens  # the estimate leans high
     near = refine(f, [f.prompt_tokens + f.prompt_tokens // 10])  # 10% away
@@ -136,8 +137,15 @@ def test_refine_counts_exactly_only_near_a_threshold() -> None:
     assert refine(near, [near.prompt_tokens]) is near  # counted once
 
 
+def test_refine_counts_a_long_prompt_exactly_for_what_it_reserves() -> None:
+    english = features_from(long_body(3000), KEY, {}, "chat", False)
+    counted = refine(english, [])
+    assert counted.prompt_exact and counted.prompt_tokens == tokens.count_prompt(english.body)
+    assert counted.prompt_tokens < 0.7 * english.prompt_tokens  # what the estimate would have held back
+
+
 def test_refine_compares_prompt_plus_max_tokens_too() -> None:
-    f = features_from({**long_body(3000), "max_tokens": 100_000}, KEY, {}, "chat", False)
+    f = features_from({**long_body(300), "max_tokens": 100_000}, KEY, {}, "chat", False)
     assert refine(f, [f.prompt_tokens]).prompt_exact
     assert refine(f, [f.total_tokens + 1000]).prompt_exact
     assert not refine(f, [f.total_tokens * 3]).prompt_exact
