@@ -29,6 +29,7 @@ from gateway.config.reader import (
     _NAME,
     _SHA256,
     _bool,
+    _fraction,
     _kind,
     _nonneg_float,
     _port,
@@ -299,25 +300,13 @@ def _circuit(r: _Reader, raw: Any) -> CircuitSettings:
     return CircuitSettings(
         failure_threshold=r.get(m, p, "failure_threshold", _pos_int, "a positive integer", d.failure_threshold),
         error_rate_threshold=r.get(
-            m,
-            p,
-            "error_rate_threshold",
-            lambda v: _pos_float(v) if _pos_float(v) and v <= 1 else None,
-            "a fraction in (0, 1]",
-            d.error_rate_threshold,
+            m, p, "error_rate_threshold", _fraction, "a fraction in (0, 1]", d.error_rate_threshold
         ),
         min_requests=r.get(m, p, "min_requests", _pos_int, "a positive integer", d.min_requests),
         window_seconds=r.get(m, p, "window_seconds", _pos_float, "seconds > 0", d.window_seconds),
         open_seconds=r.get(m, p, "open_seconds", _pos_float, "seconds > 0", d.open_seconds),
         half_open_probes=r.get(m, p, "half_open_probes", _pos_int, "a positive integer", d.half_open_probes),
-        ewma_alpha=r.get(
-            m,
-            p,
-            "ewma_alpha",
-            lambda v: _pos_float(v) if _pos_float(v) and v <= 1 else None,
-            "a fraction in (0, 1]",
-            d.ewma_alpha,
-        ),
+        ewma_alpha=r.get(m, p, "ewma_alpha", _fraction, "a fraction in (0, 1]", d.ewma_alpha),
     )
 
 

@@ -72,6 +72,12 @@ def _pos_float(v: Any) -> float | None:
     return float(v) if ok else None
 
 
+def _fraction(v: Any) -> float | None:
+    """A number in (0, 1]."""
+    value = _pos_float(v)
+    return value if value is not None and value <= 1 else None
+
+
 def _nonneg_float(v: Any) -> float | None:
     ok = isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
     return float(v) if ok else None

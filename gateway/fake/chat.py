@@ -65,13 +65,7 @@ def _stop(value: Any) -> tuple[str, ...]:
 
 def parse_chat_request(body: Any, deployment: str | None = None) -> ChatRequest:
     """Validate the fields the fake uses; ``deployment`` (Azure) names the model instead of the body."""
-    if not isinstance(body, dict):
-        raise errors.invalid_request("The request body must be a JSON object.")
-    model = deployment or body.get("model")
-    if not model:
-        raise errors.missing_param("model")
-    if not isinstance(model, str):
-        raise errors.invalid_type("model", "a string", model)
+    model = errors.model_of(body, deployment)
     messages = body.get("messages")
     if messages is None:
         raise errors.missing_param("messages")

@@ -49,13 +49,7 @@ def _items(value: Any) -> tuple[Item, ...]:
 
 
 def parse_embedding_request(body: Any, deployment: str | None = None) -> EmbeddingRequest:
-    if not isinstance(body, dict):
-        raise errors.invalid_request("The request body must be a JSON object.")
-    model = deployment or body.get("model")
-    if not model:
-        raise errors.missing_param("model")
-    if not isinstance(model, str):
-        raise errors.invalid_type("model", "a string", model)
+    model = errors.model_of(body, deployment)
     if body.get("input") is None:
         raise errors.missing_param("input")
     dimensions = body.get("dimensions")

@@ -40,6 +40,19 @@ def invalid_type(name: str, expected: str, value: object) -> RequestError:
     return invalid_request(message, name, "invalid_type")
 
 
+def model_of(body: Any, deployment: str | None) -> str:
+    """The model a request names, checked as OpenAI checks it: the body must be an object with a string
+    ``model`` (``deployment``, Azure's, names it from the URL instead)."""
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.")
+    model = deployment or body.get("model")
+    if not model:
+        raise missing_param("model")
+    if not isinstance(model, str):
+        raise invalid_type("model", "a string", model)
+    return model
+
+
 def below_minimum(name: str, minimum: int, value: int) -> RequestError:
     message = f"Invalid '{name}': integer below minimum value. Expected a value >= {minimum}, but got {value} instead."
     return invalid_request(message, name, "integer_below_min_value")

@@ -85,15 +85,9 @@ class ResilientLimiter:
     async def admit(
         self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
     ) -> Admission:
-        if self.mode == "redis" and self.redis.pipe is not None:
-            # The hot path, inlined: the admission pipe keeps the deadline itself.
-            try:
-                return await self.redis.admit(candidates, quotas, strategy)
-            except REDIS_FAILURES as error:
-                self._degrade(error)
-            answer: Admission | Unavailable = Unavailable.REDIS
-        else:
-            answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy))
+        # The admission pipe keeps the deadline itself (one timer per connection, not one per call).
+        bounded = self.redis.pipe is not None
+        answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy), bounded)
         if not isinstance(answer, Unavailable):
             return answer
         if quotas and self.fail_mode == "closed":
@@ -160,8 +154,9 @@ class ResilientLimiter:
         n = self.divisor()
         await self.local.correct(scaled(bucket, n), remaining / n)
 
-    async def _on_redis(self, call: Callable[[], Awaitable[T]]) -> T | Unavailable:
-        """Run one Redis call within the deadline; on a failure switch to degraded mode.
+    async def _on_redis(self, call: Callable[[], Awaitable[T]], bounded: bool = False) -> T | Unavailable:
+        """Run one Redis call within the deadline (``bounded``: the call keeps it itself); on a failure
+        switch to degraded mode.
 
         Degrading on a loop that was merely busy would admit a second helping from full local
         buckets, so the budget is twice the deadline. A refused connection, or no answer within
@@ -170,6 +165,8 @@ class ResilientLimiter:
         if self.mode != "redis":
             return Unavailable.REDIS
         try:
+            if bounded:
+                return await call()
             # The call gets twice the deadline before Redis is judged: a busy event loop, not Redis,
             # may be what is late (one timer, no extra task).
             async with asyncio.timeout(2 * self.deadline):

@@ -5,24 +5,11 @@ from gateway.providers.base import Provider
 
 # Parameters the compatibility layer documents no mapping for.
 _UNSUPPORTED = (
+    *oc.OPENAI_ONLY,
     "logit_bias",
     "logprobs",
     "top_logprobs",
-    "audio",
-    "modalities",
-    "prediction",
-    "web_search_options",
-    "store",
-    "metadata",
     "service_tier",
-    "prompt_cache_key",
-    "prompt_cache_options",
-    "prompt_cache_retention",
-    "safety_identifier",
-    "verbosity",
-    "moderation",
-    "functions",
-    "function_call",
     "parallel_tool_calls",
     "user",
 )

@@ -4,25 +4,7 @@ from gateway.providers import openai_compat as oc
 from gateway.providers.base import Param, Provider
 
 # https://console.groq.com/docs/openai: logprobs, logit_bias, top_logprobs unsupported; n must be 1.
-_UNSUPPORTED = (
-    "logprobs",
-    "logit_bias",
-    "top_logprobs",
-    "audio",
-    "modalities",
-    "prediction",
-    "web_search_options",
-    "store",
-    "metadata",
-    "prompt_cache_key",
-    "prompt_cache_options",
-    "prompt_cache_retention",
-    "safety_identifier",
-    "verbosity",
-    "moderation",
-    "functions",
-    "function_call",
-)
+_UNSUPPORTED = (*oc.OPENAI_ONLY, "logprobs", "logit_bias", "top_logprobs")
 
 PROVIDER = Provider(
     kind="groq",

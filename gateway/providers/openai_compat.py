@@ -57,6 +57,26 @@ CHAT_PARAMS: tuple[str, ...] = (
 )
 EMBEDDING_PARAMS: tuple[str, ...] = ("dimensions", "encoding_format", "input", "model", "user")
 
+# OpenAI platform features that other providers' OpenAI-compatible endpoints do not take: stored
+# completions, predicted outputs, audio, built-in tools, prompt caching keys and the legacy
+# function-calling fields (each adapter adds its own on top).
+OPENAI_ONLY = (
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+    "store",
+    "metadata",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "verbosity",
+    "moderation",
+    "functions",
+    "function_call",
+)
+
 
 def chat_params(exclude: Iterable[str] = (), restrict: Mapping[str, Param] | None = None) -> dict[str, Param]:
     """OpenAI's chat parameters minus ``exclude``, with ``restrict`` replacing individual rules."""
