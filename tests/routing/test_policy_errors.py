@@ -6,24 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from routing.builders import dep
 
-from gateway.config.model import Deployment, Limits
 from gateway.routing.policy_load import PolicyError, load_policies
-
-
-def dep(account: str, model: str) -> Deployment:
-    return Deployment(
-        account=account,
-        model=model,
-        upstream_model=model,
-        mode="chat",
-        limits=Limits(),
-        price=None,
-        context_window=None,
-        max_output_tokens=None,
-        capabilities=frozenset({"streaming"}),
-    )
-
 
 DEPLOYMENTS = {d.id: d for d in (dep("a", "x"), dep("a", "y"), dep("b", "x"), dep("b", "z"))}
 

@@ -6,25 +6,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from routing.builders import dep
 
-from gateway.config.model import Deployment, Limits
 from gateway.routing.policy import Contains, OneOf, Policy, Range
 from gateway.routing.policy_load import load_policies
-
-
-def dep(account: str, model: str, window: int | None = None) -> Deployment:
-    return Deployment(
-        account=account,
-        model=model,
-        upstream_model=model,
-        mode="chat",
-        limits=Limits(),
-        price=None,
-        context_window=window,
-        max_output_tokens=None,
-        capabilities=frozenset({"streaming"}),
-    )
-
 
 DEPLOYMENTS = {d.id: d for d in (dep("a", "x", 8000), dep("a", "y"), dep("b", "x", 32000), dep("b", "z"))}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routing.builders import feats
 
 from gateway.config.model import Deployment, Limits
-from gateway.routing.features import Features
 from gateway.routing.policy_load import load_policies
 
 DEPLOYMENTS = {
@@ -25,26 +25,6 @@ DEPLOYMENTS = {
         capabilities=frozenset(),
     )
 }
-
-
-def feats(**changes: Any) -> Features:
-    base: dict[str, Any] = {
-        "model": "r",
-        "endpoint": "chat",
-        "key_name": "team-a",
-        "tier": "standard",
-        "end_user": None,
-        "task": None,
-        "tags": frozenset(),
-        "prompt_tokens": 1000,
-        "prompt_exact": False,
-        "max_tokens": None,
-        "capabilities": frozenset(),
-        "stream": False,
-        "allowed": frozenset({"*"}),
-    }
-    base.update(changes)
-    return Features(**base)
 
 
 CASES: list[tuple[str, dict[str, Any], bool]] = [

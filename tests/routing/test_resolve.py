@@ -1,6 +1,7 @@
 import pytest
+from routing import builders
 
-from gateway.config.model import Deployment, Limits, VirtualKey
+from gateway.config.model import Deployment, VirtualKey
 from gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamStatus, UpstreamTimeout
 from gateway.providers.base import UnsupportedParameter
 from gateway.routing.execute import final_error
@@ -8,17 +9,7 @@ from gateway.routing.resolve import ModelIndex, candidates
 
 
 def dep(account: str, model: str, mode: str = "chat") -> Deployment:
-    return Deployment(
-        account=account,
-        model=model,
-        upstream_model=model,
-        mode=mode,  # type: ignore[arg-type]
-        limits=Limits(),
-        price=None,
-        context_window=None,
-        max_output_tokens=None,
-        capabilities=frozenset(),
-    )
+    return builders.dep(account, model, mode=mode, capabilities=frozenset())
 
 
 DEPLOYMENTS = (

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routing import builders
+from routing.builders import feats
 
-from gateway.config.model import Deployment, Limits, Price
+from gateway.config.model import Deployment, Price
 from gateway.routing.features import Features
 from gateway.routing.policy import Policy
 from gateway.routing.policy_load import load_policies
@@ -29,16 +31,9 @@ def dep(
     mode: str = "chat",
 ) -> Deployment:
     account, model = ident.split("/")
-    return Deployment(
-        account=account,
-        model=model,
-        upstream_model=model,
-        mode=mode,  # type: ignore[arg-type]
-        limits=Limits(),
-        price=Price(price[0] / 1e6, price[1] / 1e6) if price else None,
-        context_window=window,
-        max_output_tokens=max_out,
-        capabilities=frozenset(caps.split()),
+    cost = Price(price[0] / 1e6, price[1] / 1e6) if price else None
+    return builders.dep(
+        account, model, window, mode=mode, price=cost, max_out=max_out, capabilities=frozenset(caps.split())
     )
 
 
@@ -54,26 +49,6 @@ DEPLOYMENTS = {
     )
 }
 ALL = "[a/small, a/big, b/cheap, b/free, c/mid]"
-
-
-def feats(**changes: Any) -> Features:
-    base: dict[str, Any] = {
-        "model": "r",
-        "endpoint": "chat",
-        "key_name": "team-a",
-        "tier": "standard",
-        "end_user": None,
-        "task": None,
-        "tags": frozenset(),
-        "prompt_tokens": 1000,
-        "prompt_exact": False,
-        "max_tokens": None,
-        "capabilities": frozenset(),
-        "stream": False,
-        "allowed": frozenset({"*"}),
-    }
-    base.update(changes)
-    return Features(**base)
 
 
 def policy(tmp_path: Path, rules: str, extra: str = "") -> Policy:
