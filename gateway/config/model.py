@@ -9,6 +9,8 @@ from gateway.routing.health import CircuitSettings
 
 Mode = Literal["chat", "embedding"]
 
+POLICY_MAX_BYTES = 1024 * 1024  # all policy files together; a larger directory is refused
+
 # Capabilities a request may require and a deployment may declare.
 CAPABILITIES = frozenset({"tools", "vision", "json_schema", "streaming", "logprobs"})
 
@@ -38,10 +40,13 @@ class Secret:
 
 @dataclass(frozen=True)
 class Timeouts:
+    """Seconds, for calls to providers."""
+
     connect: float = 5.0
     first_byte: float = 60.0
     total: float = 600.0
     stream_idle: float = 60.0
+    pool: float = 5.0  # waiting for a free connection in the account's pool (not the provider's fault)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,19 @@ class ServerSettings:
     # Time between SIGTERM and closing the listener, so load balancers see /readyz turn 503 first.
     drain_delay_seconds: float = 0.0
     access_log: bool = True
+    access_log_queue: int = 10_000  # lines waiting for stdout; beyond this they are dropped and counted
     max_connections_per_account: int = 256
+    # What a client may send (bounds enforced by the HTTP server, before the app sees anything).
+    max_header_bytes: int = 64 * 1024  # request line plus headers; over it: 431
+    header_timeout_seconds: float = 10.0  # until a request's headers have all arrived
+    body_timeout_seconds: float = 30.0  # until a request's body has all arrived
+    keepalive_timeout_seconds: float = 5.0  # an idle connection (no request under way) is closed after this
+    max_connections: int = 2048  # concurrent client connections per worker; beyond, 503 and close
+    # What a provider may send back.
+    max_response_bytes: int = 8 * 1024 * 1024  # a JSON answer or error body, after decompression
+    max_response_header_bytes: int = 16 * 1024  # one response header line
+    max_stream_event_bytes: int = 1024 * 1024  # one SSE event
+    max_stream_bytes: int = 64 * 1024 * 1024  # a whole stream, after decompression
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,9 @@ class LimitSettings:
     redis_deadline_ms: float = 50.0  # no request waits longer than this on Redis
     fail_mode: str = "closed"  # quotas while Redis is unreachable: closed (503) or open (ignored)
     key_prefix: str = "llmgw"
+    max_n: int = 16  # a chat request asking for more choices than this is refused (400)
+    max_output_tokens: int = 32_768  # max_tokens ceiling for a deployment whose own output limit is unknown
+    max_retry_after_seconds: float = 300.0  # any Retry-After or cooldown, a provider's or our own, is capped
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,7 @@ class Settings:
     admin_key_sha256: str | None
     policy_dir: str
     limits: LimitSettings = LimitSettings()
+    policy_max_bytes: int = POLICY_MAX_BYTES
     ready_requires_redis: bool = False
     circuit: CircuitSettings = CircuitSettings()
     demo: bool = False

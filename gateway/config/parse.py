@@ -7,13 +7,14 @@ a positive integer, got -5``; unknown keys are errors so a typo never silently d
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, cast
 
 from gateway import catalog
 from gateway.config.model import (
     CAPABILITIES,
+    POLICY_MAX_BYTES,
     Account,
     Deployment,
     Limits,
@@ -45,56 +46,42 @@ if TYPE_CHECKING:
     from gateway.providers.base import Provider
 
 
+# Each server setting: its check and what the error says it wants.
+_SERVER_FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "host": (_str, "a host name or address"),
+    "port": (_port, "a port 0-65535"),
+    "workers": (_pos_int, "a positive integer"),
+    "max_body_bytes": (_pos_int, "a positive integer"),
+    "shutdown_grace_seconds": (_nonneg_float, "seconds >= 0"),
+    "drain_delay_seconds": (_nonneg_float, "seconds >= 0"),
+    "access_log": (_bool, "true or false"),
+    "access_log_queue": (_pos_int, "a positive integer"),
+    "max_connections_per_account": (_pos_int, "a positive integer"),
+    "max_header_bytes": (_pos_int, "a positive integer"),
+    "header_timeout_seconds": (_pos_float, "seconds > 0"),
+    "body_timeout_seconds": (_pos_float, "seconds > 0"),
+    "keepalive_timeout_seconds": (_pos_float, "seconds > 0"),
+    "max_connections": (_pos_int, "a positive integer"),
+    "max_response_bytes": (_pos_int, "a positive integer"),
+    "max_response_header_bytes": (_pos_int, "a positive integer"),
+    "max_stream_event_bytes": (_pos_int, "a positive integer"),
+    "max_stream_bytes": (_pos_int, "a positive integer"),
+}
+
+
 def _server(r: _Reader, raw: Any) -> ServerSettings:
     d = ServerSettings()
-    m = r.mapping(
-        raw,
-        "server",
-        frozenset(
-            {
-                "host",
-                "port",
-                "workers",
-                "max_body_bytes",
-                "timeouts",
-                "shutdown_grace_seconds",
-                "drain_delay_seconds",
-                "access_log",
-                "max_connections_per_account",
-            }
-        ),
-    )
-    t = r.mapping(m.get("timeouts"), "server.timeouts", frozenset({"connect", "first_byte", "total", "stream_idle"}))
-    dt = Timeouts()
+    m = r.mapping(raw, "server", frozenset(_SERVER_FIELDS) | {"timeouts"})
     p = "server.timeouts"
+    t = r.mapping(m.get("timeouts"), p, frozenset(f.name for f in fields(Timeouts)))
+    dt = Timeouts()
     timeouts = Timeouts(
-        connect=r.get(t, p, "connect", _pos_float, "seconds > 0", dt.connect),
-        first_byte=r.get(t, p, "first_byte", _pos_float, "seconds > 0", dt.first_byte),
-        total=r.get(t, p, "total", _pos_float, "seconds > 0", dt.total),
-        stream_idle=r.get(t, p, "stream_idle", _pos_float, "seconds > 0", dt.stream_idle),
+        **{f.name: r.get(t, p, f.name, _pos_float, "seconds > 0", getattr(dt, f.name)) for f in fields(Timeouts)}
     )
-    return ServerSettings(
-        host=r.get(m, "server", "host", _str, "a host name or address", d.host),
-        port=r.get(m, "server", "port", _port, "a port 0-65535", d.port),
-        workers=r.get(m, "server", "workers", _pos_int, "a positive integer", d.workers),
-        max_body_bytes=r.get(m, "server", "max_body_bytes", _pos_int, "a positive integer", d.max_body_bytes),
-        timeouts=timeouts,
-        shutdown_grace_seconds=r.get(
-            m, "server", "shutdown_grace_seconds", _nonneg_float, "seconds >= 0", d.shutdown_grace_seconds
-        ),
-        drain_delay_seconds=r.get(
-            m, "server", "drain_delay_seconds", _nonneg_float, "seconds >= 0", d.drain_delay_seconds
-        ),
-        access_log=r.get(m, "server", "access_log", _bool, "true or false", d.access_log),
-        max_connections_per_account=r.get(
-            m,
-            "server",
-            "max_connections_per_account",
-            _pos_int,
-            "a positive integer",
-            d.max_connections_per_account,
-        ),
-    )
+    values = {
+        name: r.get(m, "server", name, check, want, getattr(d, name)) for name, (check, want) in _SERVER_FIELDS.items()
+    }
+    return ServerSettings(timeouts=timeouts, **values)
 
 
 def _limits(r: _Reader, raw: Any, path: str) -> Limits:
@@ -270,7 +257,7 @@ def _limit_settings(r: _Reader, raw: Any) -> LimitSettings:
     m = r.mapping(
         raw,
         p,
-        frozenset({"queue_timeout_seconds", "default_output_tokens", "redis_deadline_ms", "fail_mode", "key_prefix"}),
+        frozenset(f.name for f in fields(LimitSettings)),
     )
     return LimitSettings(
         queue_timeout_seconds=r.get(
@@ -290,6 +277,11 @@ def _limit_settings(r: _Reader, raw: Any) -> LimitSettings:
             lambda v: v if isinstance(v, str) and _NAME.match(v) else None,
             "letters, digits, '.', '_' or '-'",
             d.key_prefix,
+        ),
+        max_n=r.get(m, p, "max_n", _pos_int, "a positive integer", d.max_n),
+        max_output_tokens=r.get(m, p, "max_output_tokens", _pos_int, "a positive integer", d.max_output_tokens),
+        max_retry_after_seconds=r.get(
+            m, p, "max_retry_after_seconds", _pos_float, "seconds > 0", d.max_retry_after_seconds
         ),
     )
 
@@ -332,8 +324,9 @@ def build_settings(
     admin_digest = r.get(admin, "admin", "key_sha256", _str, "a sha256 hex digest", "") or None
     if admin_digest is not None and not _SHA256.match(admin_digest.lower()):
         r.error("admin.key_sha256", "expected 64 hex characters (use `gateway hash-key KEY`)")
-    policies = r.mapping(top.get("policies"), "policies", frozenset({"dir"}))
+    policies = r.mapping(top.get("policies"), "policies", frozenset({"dir", "max_bytes"}))
     policy_dir = r.get(policies, "policies", "dir", _str, "a directory", "policies")
+    policy_max_bytes = r.get(policies, "policies", "max_bytes", _pos_int, "a positive integer", POLICY_MAX_BYTES)
     demo = r.get(top, "(top level)", "demo", _bool, "true or false", False)
     settings = Settings(
         source=source,
@@ -343,6 +336,7 @@ def build_settings(
         keys=_keys(r, top.get("keys")),
         admin_key_sha256=admin_digest.lower() if admin_digest else None,
         policy_dir=os.path.join(base_dir, policy_dir),
+        policy_max_bytes=policy_max_bytes,
         limits=_limit_settings(r, top.get("limits")),
         ready_requires_redis=r.get(state, "state", "ready_requires_redis", _bool, "true or false", False),
         circuit=_circuit(r, top.get("circuit")),

@@ -173,3 +173,27 @@ def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     s = load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path))
     assert {a.kind for a in s.accounts} == {"openai", "azure", "groq", "gemini", "openai-compatible"}
     assert s.server.port == 8080 and s.admin_key_sha256 == digest("c")
+
+
+def test_protection_bounds_are_read_and_checked(tmp_path: Path) -> None:
+    local = "providers:\n  local: {kind: openai-compatible, base_url: 'http://127.0.0.1:1/v1', models: {m: {}}}\n"
+    s = load_settings(
+        write(
+            tmp_path,
+            "server: {max_header_bytes: 8192, keepalive_timeout_seconds: 2, max_stream_bytes: 1000,"
+            " timeouts: {pool: 0.5}}\n"
+            "limits: {max_n: 4, max_output_tokens: 4096, max_retry_after_seconds: 60}\n"
+            "policies: {max_bytes: 2048}\n" + local,
+        ),
+        {},
+    )
+    assert (s.server.max_header_bytes, s.server.keepalive_timeout_seconds, s.server.max_stream_bytes) == (8192, 2, 1000)
+    assert s.server.timeouts.pool == 0.5 and s.server.timeouts.connect == 5.0
+    assert (s.limits.max_n, s.limits.max_output_tokens, s.limits.max_retry_after_seconds) == (4, 4096, 60)
+    assert s.policy_max_bytes == 2048
+    errors = "\n".join(
+        errors_of(write(tmp_path, "server: {max_connections: 0, timeouts: {pool: -1}}\nlimits: {max_n: 1.5}\n" + local))
+    )
+    assert "server.max_connections: expected a positive integer, got 0" in errors
+    assert "server.timeouts.pool: expected seconds > 0, got -1" in errors
+    assert "limits.max_n: expected a positive integer, got 1.5" in errors
