@@ -88,6 +88,30 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.pool_wait = Histogram(
+            "gateway_upstream_pool_wait_seconds",
+            "Time requests waited for a free connection in a provider account's pool",
+            ["account"],
+            buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.pool_timeouts = Counter(
+            "gateway_upstream_pool_timeouts_total",
+            "Requests that found no free connection to a provider account within timeouts.pool",
+            ["account"],
+            registry=r,
+        )
+        self.log_dropped = Counter(
+            "gateway_access_log_dropped_total",
+            "Log lines dropped because stdout did not keep up (server.access_log_queue was full)",
+            registry=r,
+        )
+        self.connections_refused = Counter(
+            "gateway_client_connections_refused_total",
+            "Client connections closed by the server's bounds, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.disconnects = Counter(
             "gateway_client_disconnects_total", "Clients that left before the end", ["endpoint"], registry=r
         )

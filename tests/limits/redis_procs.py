@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 SHARED_URL = "redis://127.0.0.1:6379/0"
-REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"  # scripts/ensure-redis installs it
 
 
 def free_port() -> int:
