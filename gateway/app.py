@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from gateway.api.respond import openai_error
 from gateway.api.routes import routes
-from gateway.config import config_path, load_settings
+from gateway.config import config_path, load_settings, with_flags
 from gateway.config.model import Settings
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.lifecycle import install_drain
@@ -79,5 +79,6 @@ def build_app(settings: Settings) -> Starlette:
 
 
 def create_app() -> Starlette:
-    """Factory for uvicorn worker processes: the config path arrives through GATEWAY_CONFIG."""
-    return build_app(load_settings(config_path(None, os.environ)))
+    """Factory for uvicorn worker processes: the config path and the serve command's flags arrive through
+    the environment (GATEWAY_CONFIG, GATEWAY_SERVE_FLAGS)."""
+    return build_app(with_flags(load_settings(config_path(None, os.environ)), os.environ))

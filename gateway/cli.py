@@ -4,25 +4,66 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import os
-import socket
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 
-from gateway.config import ConfigError, config_path, load_settings
-from gateway.config.defaults import DEMO_ADMIN_KEY, DEMO_KEY, DEMO_UPSTREAM_ENV, DEMO_UPSTREAM_KEY
+import orjson
+
+from gateway.config import FLAGS_ENV, ConfigError, config_path, load_settings, with_flags
+from gateway.config.defaults import DEMO_ADMIN_KEY, DEMO_KEY, DEMO_PREMIUM_KEY
 from gateway.config.model import Settings
+from gateway.routing.policy import Policy
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("llm-gateway")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def number(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r}")
+        return int(text)
+
+    return number
+
+
+# Every command, one line each: `gateway --help` lists them from here.
+COMMANDS = {
+    "serve": "run the gateway (the default command)",
+    "check": "validate the configuration and its routing policy, then exit",
+    "explain": "show how a request would be routed, sending nothing upstream",
+    "hash-key": "print the sha256 digest to put in keys[].key_sha256",
+    "fake-upstream": "run a fake OpenAI-compatible provider (gateway fake-upstream --help)",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible LLM gateway")
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="run the gateway (the default command)")
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="OpenAI-compatible LLM gateway. With no command it serves.",
+        epilog="commands:\n" + "\n".join(f"  {name:<15}{text}" for name, text in COMMANDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"llm-gateway {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="command", help="one of the commands below")
+
+    def command(name: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, description=COMMANDS[name])
+
+    serve = command("serve")
     serve.add_argument("--config", help="config file (default: $GATEWAY_CONFIG, else the built-in default)")
-    check = sub.add_parser("check", help="validate the configuration and exit non-zero on errors")
+    serve.add_argument("--host", help="address to listen on (overrides server.host)")
+    serve.add_argument("--port", type=_bounded(0, 65535), help="port to listen on (overrides server.port)")
+    serve.add_argument("--workers", type=_bounded(1, 1024), help="worker processes (overrides server.workers)")
+    check = command("check")
     check.add_argument("--config")
-    explain = sub.add_parser("explain", help="show how a request would be routed, sending nothing upstream")
+    explain = command("explain")
     explain.add_argument("request", help="a JSON file with the chat (or embeddings) request, or - for stdin")
     explain.add_argument("--config")
     explain.add_argument("--key", help="the virtual key name to act as (default: every model allowed)")
@@ -34,10 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         help="a request header, e.g. x-gateway-task:simple (repeatable)",
     )
     explain.add_argument("--endpoint", choices=["chat", "embeddings"], default="chat")
-    hash_key = sub.add_parser("hash-key", help="print the sha256 digest to put in keys[].key_sha256")
+    hash_key = command("hash-key")
     hash_key.add_argument("key")
     # Its options belong to gateway.fake.cli, imported only when used so serving never loads the fake.
-    sub.add_parser("fake-upstream", help="run the fake OpenAI-compatible provider (--help for options)")
+    command("fake-upstream")
     return parser
 
 
@@ -55,7 +96,7 @@ def _complain(what: str, errors: list[str]) -> None:
         print(f"  {line}", file=sys.stderr)
 
 
-def _load(path: str | None) -> Settings | None:
+def _load(path: str | None) -> tuple[Settings, Policy] | None:
     """Settings and the routing policy they point at, both validated; None after printing every error."""
     from gateway.routing.policy_load import PolicyError, load_policies
 
@@ -65,24 +106,23 @@ def _load(path: str | None) -> Settings | None:
         _complain("configuration", e.errors)
         return None
     try:
-        load_policies(settings.policy_dir, {d.id: d for d in settings.deployments})
+        return settings, load_policies(settings.policy_dir, {d.id: d for d in settings.deployments})
     except PolicyError as e:
         _complain(f"routing policy in {settings.policy_dir}", e.errors)
         return None
-    return settings
 
 
 def _explain(path: str | None, args: argparse.Namespace) -> int:
     import orjson
 
     from gateway.routing.explain import ADMIN_VIEW, explain
-    from gateway.routing.policy_load import load_policies
     from gateway.routing.resolve import ModelIndex
     from gateway.routing.snapshot import Snapshot
 
-    settings = _load(path)
-    if settings is None:
+    loaded = _load(path)
+    if loaded is None:
         return 1
+    settings, policy = loaded
     raw = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
     request = orjson.loads(raw)
     key = ADMIN_VIEW
@@ -93,7 +133,6 @@ def _explain(path: str | None, args: argparse.Namespace) -> int:
             return 1
     headers = dict(h.split(":", 1) for h in args.header if ":" in h)
     deployments = {d.id: d for d in settings.deployments}
-    policy = load_policies(settings.policy_dir, deployments)
     result = explain(
         policy,
         deployments,
@@ -108,69 +147,44 @@ def _explain(path: str | None, args: argparse.Namespace) -> int:
     return 0 if "error" not in result else 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _flags(args: argparse.Namespace) -> dict[str, str]:
+    """The serve flags given, as the environment that hands them to this process and its workers."""
+    given = {n: v for n in ("host", "port", "workers") if (v := getattr(args, n, None)) is not None}
+    return {FLAGS_ENV: orjson.dumps(given).decode()} if given else {}
 
 
-@contextlib.contextmanager
-def _demo_upstream() -> Iterator[None]:
-    """Start the built-in fake providers for the demo and stop them when the gateway stops."""
-    port = _free_port()
-    os.environ[DEMO_UPSTREAM_ENV] = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "fake-upstream",
-            "--port",
-            str(port),
-            "--api-key",
-            DEMO_UPSTREAM_KEY,
-            "--latency-ms",
-            "20",
-            "--ttft-ms",
-            "150",
-            "--tokens-per-second",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+def _banner(settings: Settings, upstream: str | None) -> str:
+    host, port = settings.server.host, settings.server.port
+    policy = settings.policy_dir or "none"
+    if upstream is None:
+        return f"llm-gateway on http://{host}:{port}/v1 ({settings.source}; policy: {policy})"
+    return (
+        f"llm-gateway demo on http://{host}:{port}/v1: the example accounts and policy ({policy})\n"
+        f"  on the built-in fake providers at {upstream}\n"
+        f"  virtual keys: {DEMO_KEY} (standard tier), {DEMO_PREMIUM_KEY} (premium)    admin key: {DEMO_ADMIN_KEY}\n"
+        f"  try: curl -si http://{host}:{port}/v1/chat/completions -H 'Authorization: Bearer {DEMO_KEY}' "
+        '-d \'{"model": "agent-default", "messages": [{"role": "user", "content": "Hi"}]}\''
     )
-    try:
-        assert proc.stdout is not None
-        if "listening" not in proc.stdout.readline():
-            raise SystemExit(f"the demo's fake providers did not start (exit code {proc.wait()})")
-        yield
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
 
 
-def _serve(path: str | None) -> int:
-    from gateway import server
+def _serve(path: str | None, args: argparse.Namespace) -> int:
+    from gateway import demo, server
     from gateway.config.defaults import default_document
     from gateway.providers import REGISTRY
 
-    demo = path is None and default_document(os.environ, frozenset(REGISTRY))["demo"]
-    with _demo_upstream() if demo else contextlib.nullcontext():
-        settings = _load(path)
-        if settings is None:
-            return 2
-        host, port = settings.server.host, settings.server.port
-        if settings.demo:
-            print(
-                f"llm-gateway demo on http://{host}:{port}/v1 with the built-in fake providers\n"
-                f"  virtual key: {DEMO_KEY}    admin key: {DEMO_ADMIN_KEY}\n"
-                f"  try: curl -s http://{host}:{port}/v1/models -H 'Authorization: Bearer {DEMO_KEY}'",
-                flush=True,
-            )
-        else:
-            print(f"llm-gateway on http://{host}:{port}/v1 ({settings.source})", flush=True)
-        server.run(settings, path)
+    wanted = path is None and default_document(os.environ, frozenset(REGISTRY))["demo"]
+    try:
+        with demo.fake_providers(os.environ) if wanted else contextlib.nullcontext() as upstream:
+            loaded = _load(path)
+            if loaded is None:
+                return 2
+            os.environ.update(_flags(args))
+            settings = with_flags(loaded[0], os.environ)
+            print(_banner(settings, upstream), flush=True)
+            server.run(settings, path)
+    except demo.DemoError as e:
+        print(f"gateway: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -189,17 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "explain":
         return _explain(path, args)
     if command == "check":
-        settings = _load(path)
-        if settings is None:
+        loaded = _load(path)
+        if loaded is None:
             return 1
-        from gateway.routing.policy_load import load_policies
-
-        policy = load_policies(settings.policy_dir, {d.id: d for d in settings.deployments})
+        settings, policy = loaded
+        where = settings.policy_dir or "no policy directory"
         print(
             f"{settings.source}: ok — {len(settings.accounts)} provider accounts, "
             f"{len(settings.deployments)} deployments, {len(settings.keys)} keys; "
-            f"policy {policy.version} ({settings.policy_dir}): {len(policy.routes)} routes, "
-            f"{len(policy.aliases)} aliases"
+            f"policy {policy.version} ({where}): {len(policy.routes)} routes, {len(policy.aliases)} aliases"
         )
         return 0
-    return _serve(path)
+    return _serve(path, args)

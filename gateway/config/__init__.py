@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
+
+import orjson
 
 from gateway.config.defaults import DEMO_UPSTREAM_KEY, DEMO_UPSTREAM_KEY_ENV, default_document
 from gateway.config.model import (
@@ -20,6 +23,7 @@ from gateway.config.parse import build_settings
 from gateway.config.source import ConfigError, interpolate, read_yaml
 
 CONFIG_ENV = "GATEWAY_CONFIG"
+FLAGS_ENV = "GATEWAY_SERVE_FLAGS"  # `gateway serve`'s --host/--port/--workers, handed to worker processes
 
 __all__ = [
     "Account",
@@ -33,6 +37,7 @@ __all__ = [
     "VirtualKey",
     "config_path",
     "load_settings",
+    "with_flags",
 ]
 
 
@@ -60,3 +65,12 @@ def load_settings(path: str | None, env: Mapping[str, str] | None = None) -> Set
     if errors or settings is None:
         raise ConfigError([f"{source}: {e}" for e in errors])
     return settings
+
+
+def with_flags(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The settings with ``gateway serve``'s server flags (JSON in GATEWAY_SERVE_FLAGS) applied: flags win
+    over the file, as they do for uvicorn."""
+    flags = orjson.loads(env[FLAGS_ENV]) if env.get(FLAGS_ENV) else {}
+    if not flags:
+        return settings
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **flags))

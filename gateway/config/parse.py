@@ -335,7 +335,7 @@ def build_settings(
         accounts=accounts,
         keys=_keys(r, top.get("keys")),
         admin_key_sha256=admin_digest.lower() if admin_digest else None,
-        policy_dir=os.path.join(base_dir, policy_dir),
+        policy_dir=os.path.join(base_dir, policy_dir) if policy_dir else "",
         policy_max_bytes=policy_max_bytes,
         limits=_limit_settings(r, top.get("limits")),
         ready_requires_redis=r.get(state, "state", "ready_requires_redis", _bool, "true or false", False),
