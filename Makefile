@@ -2,13 +2,17 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP_VERSION := 26.3
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench lock clean
 
-$(BIN)/.installed: pyproject.toml
+# Exact versions from requirements-dev.lock (`make lock` resolves them again), then the gateway itself
+# (PYTHONWARNINGS: setuptools warns about every editable install of a flat layout; nothing to act on).
+$(BIN)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 run: $(BIN)/.installed
@@ -25,6 +29,9 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	scripts/ensure-bench-tools
 	$(BIN)/python bench/run.py
+
+lock:
+	scripts/lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
