@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP_VERSION := 26.3
+NODE_DEPS := tests/node/node_modules/.installed
 
 .PHONY: run test check bench lock clean
 
@@ -15,13 +16,18 @@ $(BIN)/.installed: pyproject.toml requirements-dev.lock
 	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# The OpenAI Node SDK, the suite's second client, at the version in tests/node/package-lock.json.
+$(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --silent
+	touch $@
+
 run: $(BIN)/.installed
 	$(BIN)/gateway serve
 
 check: $(BIN)/.installed
 	scripts/check
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(NODE_DEPS)
 	scripts/ensure-redis
 	scripts/check
 	$(BIN)/pytest

@@ -9,6 +9,7 @@ routes = [
     Route("/v1/chat/completions", ProxyEndpoint("chat"), methods=["POST"]),
     Route("/v1/embeddings", ProxyEndpoint("embeddings"), methods=["POST"]),
     Route("/v1/models", models.list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", models.get_model, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/readyz", health.readyz, methods=["GET"]),
     Route("/metrics", health.metrics, methods=["GET"]),

@@ -95,10 +95,14 @@ def parse_chat_request(body: Any, deployment: str | None = None) -> ChatRequest:
 
 
 def chosen_tool(request: ChatRequest) -> Mapping[str, Any] | None:
-    """The function the model calls: the named one, else the first; none for tool_choice "none"."""
+    """The function the model calls: the named one, else the first; none for tool_choice "none", nor when
+    the model may choose ("auto") and has just been given a tool's result, as a model answers then."""
     if not request.tools or request.tool_choice == "none":
         return None
     choice = request.tool_choice
+    last = request.messages[-1] if request.messages else None
+    if choice in (None, "auto") and isinstance(last, dict) and last.get("role") == "tool":
+        return None
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = choice["function"].get("name")
         for tool in request.tools:

@@ -117,6 +117,22 @@ def test_tool_choice() -> None:
         plan({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "missing"}}})
 
 
+def test_after_a_tool_result_the_model_answers_unless_made_to_call() -> None:
+    turn = [
+        *MESSAGES,
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function"}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21C"},
+    ]
+
+    def finish(**extra: Any) -> str:
+        request = parse_chat_request({"model": "gpt-4o-mini", "messages": turn, "tools": [WEATHER], **extra})
+        body = completion_body(plan_completion(request, 10, 16, "chatcmpl-1", 1700000000))
+        return str(body["choices"][0]["finish_reason"])
+
+    assert finish() == "stop" and finish(tool_choice="auto") == "stop"
+    assert finish(tool_choice="required") == "tool_calls"
+
+
 def test_logprobs() -> None:
     choice = plan({"max_tokens": 3, "logprobs": True, "top_logprobs": 2})["choices"][0]
     entries = choice["logprobs"]["content"]
