@@ -17,9 +17,20 @@ from typing import Any
 
 DEFAULT_MODEL = "*"
 
-# 500/503/429/context_length answer an OpenAI error; reset aborts the TCP connection; stall sends
+# 500/503/429/context_length answer an OpenAI error; insufficient_quota is the 429 OpenAI sends when
+# the account's credit is spent (it names no wait); reset aborts the TCP connection; stall sends
 # headers and then nothing; cut sends about half the response and closes; timeout never answers.
-FAILURE_KINDS = ("500", "503", "429", "reset", "stall", "cut", "context_length", "timeout")
+FAILURE_KINDS = (
+    "500",
+    "503",
+    "429",
+    "insufficient_quota",
+    "reset",
+    "stall",
+    "cut",
+    "context_length",
+    "timeout",
+)
 
 
 class BehaviourError(ValueError):

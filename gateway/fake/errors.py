@@ -133,6 +133,14 @@ def rate_limited(model: str, unit: str, limit: int, used: int, requested: int, w
     return error_body(message, unit, None, "rate_limit_exceeded")
 
 
+def insufficient_quota() -> RequestError:
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For more information "
+        "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors."
+    )
+    return RequestError(429, error_body(message, "insufficient_quota", None, "insufficient_quota"))
+
+
 def request_too_large(model: str, limit: int, requested: int) -> dict[str, Any]:
     message = (
         f"Request too large for {model} in organization {ORGANIZATION} on tokens per min (TPM): "

@@ -208,6 +208,8 @@ async def _fail(
         raise errors.overloaded()
     if kind == "429":
         raise _injected_429(exchange, model, behaviour)
+    if kind == "insufficient_quota":
+        raise errors.insufficient_quota()
     if kind == "context_length":
         window = behaviour.context_window or 128_000
         raise errors.context_length(window, max(prompt, window + 1 - cap), cap)

@@ -31,6 +31,7 @@ def eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
         ("500", openai.InternalServerError, 500),
         ("503", openai.InternalServerError, 503),
         ("429", openai.RateLimitError, 429),
+        ("insufficient_quota", openai.RateLimitError, 429),
         ("context_length", openai.BadRequestError, 400),
     ],
 )
@@ -62,6 +63,14 @@ def test_injected_429_headers(client: openai.OpenAI, fake: FakeUpstream) -> None
     assert headers["x-ratelimit-reset-requests"] == "2.5s"
     assert caught.value.code == "rate_limit_exceeded"
     assert fake.stats()["rate_limited"] == 1 and fake.stats()["limit_rejections"] == 0
+
+
+def test_insufficient_quota_names_no_wait(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.configure(failure_kind="insufficient_quota", failure_rate=1.0)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert caught.value.code == "insufficient_quota" and caught.value.type == "insufficient_quota"
+    assert "retry-after" not in caught.value.response.headers  # spent credit does not come back by waiting
 
 
 def test_context_window(client: openai.OpenAI, fake: FakeUpstream) -> None:
