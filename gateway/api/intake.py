@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from gateway.config.model import LimitSettings
 from gateway.errors import ForbiddenField, InvalidRequest, PayloadTooLarge
+from gateway.limits.estimate import whole_number
 
 # Fields that would choose the upstream URL or credential in some SDK or gateway. The gateway alone
 # decides where a request goes, so a request carrying any of them is refused, not quietly cleaned.
@@ -46,8 +48,9 @@ STEERING_FIELDS = frozenset(
         "provider_url",
     }
 )
-# Extension objects whose contents the gateway or a pass-through adapter reads as parameters.
-EXTENSION_OBJECTS = ("metadata", "extra_body")
+# Extension objects whose contents a pass-through adapter would read as parameters. ``metadata`` is not
+# one: it is OpenAI's free-form tagging object (up to 16 string pairs), passed on as data.
+EXTENSION_OBJECTS = ("extra_body",)
 
 _MAX_REQUEST_ID = 128
 
@@ -111,7 +114,7 @@ def require_model(body: dict[str, Any]) -> str:
     return model
 
 
-def check_chat(body: dict[str, Any]) -> str:
+def check_chat(body: dict[str, Any], max_n: int = LimitSettings.max_n) -> str:
     model = require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -123,6 +126,12 @@ def check_chat(body: dict[str, Any]) -> str:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean", param="stream")
+    if "n" in body:
+        # n multiplies the tokens a request reserves on its provider's buckets: capped before anything else
+        # (other bad values, 0 or a string, reserve for one choice and are the provider's to refuse).
+        n = whole_number(body["n"])
+        if n is not None and n > max_n:
+            raise InvalidRequest(f"n is too large: {n}; the most choices per request is {max_n}", param="n")
     reject_steering(body)
     return model
 

@@ -6,8 +6,12 @@ Semantics shared by all of them:
   the most relative headroom) that is not cooling down and has room in all its buckets is chosen, and the
   cost is taken from its buckets and the quotas together, all or nothing.
 - A bucket has room when ``level >= cost``, or when it is full and the cost exceeds its capacity (the
-  request then leaves it in debt). Levels refill continuously up to the capacity.
-- ``settle`` reconciles token buckets with actual usage; ``settle(r, None)`` gives everything back.
+  request then takes the whole bucket, leaving it empty: admission never puts a bucket in debt, and the
+  reservation records what was taken). Levels refill continuously up to the capacity.
+- ``settle`` reconciles token buckets with actual usage, which may leave a bucket in debt by up to one
+  capacity (the provider really used it); ``settle(r, None)`` gives everything back.
+- No number a caller passes (costs, usage, cooldown seconds) can make a Redis key's TTL overflow: TTLs and
+  cooldowns are capped (``decide.MAX_TTL_SECONDS``, ``decide.MAX_COOLDOWN_SECONDS``).
 """
 
 from __future__ import annotations

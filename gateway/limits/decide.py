@@ -1,14 +1,19 @@
 """The admission decision as a pure function of bucket levels and cooldowns.
 
-``LocalLimiter`` calls it directly; ``admit_v3.lua`` is the same algorithm, line for line, so the
+``LocalLimiter`` calls it directly; ``admit_v4.lua`` is the same algorithm, line for line, so the
 Redis and in-process limiters answer identically (the semantic tests run one table against both).
+
+A reservation takes at most a bucket's capacity (``need``): a request larger than the bucket may drain
+it when it is full, never push it into debt, so no number a client chooses can hold a bucket below
+empty. Actual usage at reconciliation may (the provider really counted it), by at most one capacity
+per request beyond what was reserved (``refunds``), so no number a provider reports can either.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.limits.model import BucketSpec, BucketState, Candidate, Reservation, Strategy
 
@@ -24,8 +29,18 @@ class Decision:
 
 
 def need(bucket: BucketSpec) -> float:
-    """The level a request needs: its cost, or a full bucket when the cost exceeds the capacity (debt)."""
+    """The level a request needs, and what it takes: its cost, or the whole bucket when the cost exceeds
+    the capacity (it is admitted only into a full bucket, which it leaves empty)."""
     return min(bucket.cost, bucket.capacity)
+
+
+def reserved(buckets: tuple[BucketSpec, ...]) -> tuple[BucketSpec, ...]:
+    """The buckets as charged: each cost cut to what admission took (``need``), so settling reconciles
+    against what was really taken. The usual case (every cost within its capacity) allocates nothing."""
+    for b in buckets:
+        if b.cost > b.capacity:
+            return tuple(b if b.cost <= b.capacity else replace(b, cost=b.capacity) for b in buckets)
+    return buckets
 
 
 def wait(bucket: BucketSpec, level: float) -> float:
@@ -92,20 +107,31 @@ def skipped(candidates: Sequence[Candidate], codes: Sequence[tuple[int, int]]) -
 
 
 TTL_MARGIN_SECONDS = 10.0  # the Lua scripts use the same margin
+# No bucket key outlives this, whatever its level (the Lua scripts use the same cap): a TTL computed
+# from a level that something drove absurdly low must still be a number Redis accepts.
+MAX_TTL_SECONDS = 3600.0
+# Cooldowns longer than this are cut to it, in every implementation (callers cap lower, from config).
+MAX_COOLDOWN_SECONDS = 3600.0
 
 
 def idle_ttl(bucket: BucketSpec, level: float) -> float:
-    """How long an untouched bucket must be kept: twice its time to refill fully, plus a margin.
+    """How long an untouched bucket must be kept: twice its time to refill fully, plus a margin, at most
+    ``MAX_TTL_SECONDS``.
 
     After that it is full again, and a missing bucket reads as full, so expiring it changes nothing.
     """
-    return 2 * max(0.0, bucket.capacity - level) / bucket.refill_per_sec + TTL_MARGIN_SECONDS
+    return min(2 * max(0.0, bucket.capacity - level) / bucket.refill_per_sec + TTL_MARGIN_SECONDS, MAX_TTL_SECONDS)
 
 
 def refunds(reservation: Reservation, actual_tokens: int | None) -> list[tuple[BucketSpec, float]]:
     """What settling gives back per bucket (negative = charge): the reserved-minus-actual tokens, or
-    everything, request counts included, when the request never reached the provider."""
+    everything, request counts included, when the request never reached the provider.
+
+    A usage report is a provider's number: a negative one counts as 0, and a request is charged at most
+    one bucket capacity beyond its reservation, so no report can hold a bucket in debt for long.
+    """
     if actual_tokens is None:
         return [(b, b.cost) for b in reservation.buckets if b.cost]
+    used = max(0, actual_tokens)
     tokens = (b for b in reservation.buckets if b.kind == "tokens")
-    return [(b, b.cost - actual_tokens) for b in tokens if b.cost != actual_tokens]
+    return [(b, max(b.cost - used, -b.capacity)) for b in tokens if b.cost != used]

@@ -12,6 +12,8 @@ from typing import Any
 
 _PER_MESSAGE = 4  # role and separators, as OpenAI's chat format counts them
 _PER_REQUEST = 3  # the assistant reply's priming
+# Both names set the answer's cap; OpenAI's newer one wins when both are sent.
+OUTPUT_PARAMS = ("max_completion_tokens", "max_tokens")
 
 
 def _text_bytes(value: Any) -> int:
@@ -27,7 +29,8 @@ def _text_bytes(value: Any) -> int:
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
-    """>>> prompt_tokens({"messages": [{"role": "user", "content": "Hello there"}]})
+    """
+    >>> prompt_tokens({"messages": [{"role": "user", "content": "Hello there"}]})
     12
     """
     messages = body.get("messages")
@@ -38,14 +41,30 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def output_tokens(body: dict[str, Any], default: int) -> int:
-    """What the provider will reserve for the answer: the request's cap, else the configured default."""
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value * max(1, _choices(body))
-    return default * max(1, _choices(body))
+    """What the provider will reserve for the answer: the request's cap, else the configured default, for
+    each of the ``n`` choices. The caller bounds both numbers first (``routing.bounds``, intake's ``n``)."""
+    for name in OUTPUT_PARAMS:
+        value = whole_number(body.get(name))
+        if value is not None and value > 0:
+            return value * _choices(body)
+    return default * _choices(body)
+
+
+def whole_number(value: Any) -> int | None:
+    """An integer, or a float with an integral value (JSON ``16384.0``); None for anything else.
+
+    >>> whole_number(3), whole_number(3.0), whole_number(2.5), whole_number(True), whole_number("3")
+    (3, 3, None, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _choices(body: dict[str, Any]) -> int:
-    n = body.get("n")
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    n = whole_number(body.get("n"))
+    return n if n is not None and n > 0 else 1

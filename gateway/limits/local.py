@@ -1,19 +1,38 @@
 """Token buckets in this process: the single-replica default and the fallback while Redis is down.
 
 Decisions contain no ``await``, so each one is atomic under asyncio, as a Lua script is in Redis.
+
+The table is bounded (``max_buckets``): end users are chosen by clients, and a flood of distinct ones
+must not grow memory without end. Over the bound, one bucket is evicted per new one: of the oldest
+few, the one soonest full again (an evicted bucket reads as full, so that one loses the least); the
+others go to the back of the line, so long-lived busy buckets (an account's) keep their levels.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.limits.decide import decide, idle_ttl, refunds, skipped, state
+from gateway.errors import bounded_seconds
+from gateway.limits.decide import (
+    MAX_COOLDOWN_SECONDS,
+    decide,
+    idle_ttl,
+    need,
+    refunds,
+    reserved,
+    skipped,
+    state,
+)
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
 
+MAX_BUCKETS = 50_000  # about 10 MB of levels; far above the accounts, keys and active end users of a replica
+_EVICTION_SAMPLE = 8
 
-@dataclass
+
+@dataclass(slots=True)
 class _Level:
     level: float
     at: float  # clock time of ``level``
@@ -23,9 +42,12 @@ class _Level:
 class LocalLimiter:
     mode = "local"
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, sweep_every: float = 30.0) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, sweep_every: float = 30.0, max_buckets: int = MAX_BUCKETS
+    ) -> None:
         self._clock = clock
         self._sweep_every = sweep_every
+        self._max_buckets = max_buckets
         self._next_sweep = clock() + sweep_every
         self._buckets: dict[str, _Level] = {}
         self._cooldowns: dict[str, float] = {}  # "dep:<id>" | "acct:<account>" -> expiry
@@ -62,8 +84,8 @@ class LocalLimiter:
         if decision.chosen is not None:
             charged = (*candidates[decision.chosen].buckets, *quotas)
             for bucket in charged:
-                self._store(bucket, self.level(bucket, now) - bucket.cost, now)
-            reservation = Reservation(charged)
+                self._store(bucket, self.level(bucket, now) - need(bucket), now)
+            reservation = Reservation(reserved(charged))
         return Admission(
             chosen=decision.chosen,
             retry_after=decision.retry_after,
@@ -86,9 +108,10 @@ class LocalLimiter:
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
     ) -> None:
         now = self._clock()
+        until = now + bounded_seconds(seconds, MAX_COOLDOWN_SECONDS)
         keys = [f"dep:{deployment_id}"] + ([f"acct:{account}"] if account else [])
         for key in keys:
-            self._cooldowns[key] = max(self._cooldowns.get(key, 0.0), now + seconds)
+            self._cooldowns[key] = max(self._cooldowns.get(key, 0.0), until)
         for bucket in drain:
             self._store(bucket, min(0.0, self.level(bucket, now)), now)
 
@@ -115,8 +138,22 @@ class LocalLimiter:
     def _store(self, bucket: BucketSpec, level: float, now: float) -> None:
         if level >= bucket.capacity:
             self._buckets.pop(bucket.name, None)  # full reads the same as absent
-        else:
+            return
+        entry = self._buckets.get(bucket.name)
+        if entry is None:
+            if len(self._buckets) >= self._max_buckets:
+                self._evict_one()
             self._buckets[bucket.name] = _Level(level, now, now + idle_ttl(bucket, level))
+        else:
+            entry.level, entry.at, entry.expires = level, now, now + idle_ttl(bucket, level)
+
+    def _evict_one(self) -> None:
+        sample = list(itertools.islice(self._buckets.items(), _EVICTION_SAMPLE))
+        victim = min(sample, key=lambda item: item[1].expires)[0]
+        for name, entry in sample:
+            del self._buckets[name]
+            if name != victim:
+                self._buckets[name] = entry
 
     def _sweep(self, now: float) -> None:
         """Forget buckets that have refilled and cooldowns that ended; amortised over many admits."""

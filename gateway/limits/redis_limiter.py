@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 from redis.exceptions import NoScriptError
 
-from gateway.limits.decide import refunds, skipped, state
+from gateway.errors import bounded_seconds
+from gateway.limits.decide import MAX_COOLDOWN_SECONDS, refunds, reserved, skipped, state
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
 from gateway.limits.pipe import Pipe
 from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts
@@ -36,14 +37,14 @@ class RedisLimiter:
         keys, args = encode_admit(self.keys, candidates, quotas, strategy)
         packed = orjson.dumps(args)
         if self.pipe is not None:
-            reply = await self._fast("admit_v3", keys, packed)
+            reply = await self._fast("admit_v4", keys, packed)
         else:
-            reply = await self._call("admit_v3", keys, [packed])
+            reply = await self._call("admit_v4", keys, [packed])
         chosen, retry_after, blocked, skips, levels = reply
         picked = None if int(chosen) < 0 else int(chosen)
         reservation = None
         if picked is not None:
-            reservation = Reservation((*candidates[picked].buckets, *quotas))
+            reservation = Reservation(reserved((*candidates[picked].buckets, *quotas)))
         return Admission(
             chosen=picked,
             retry_after=float(retry_after),
@@ -71,7 +72,7 @@ class RedisLimiter:
         cooling = [self.keys.deployment_cooldown(deployment_id)]
         if account:
             cooling.append(self.keys.account_cooldown(account))
-        args: Args = [len(cooling), math.ceil(max(0.0, seconds) * 1000)]
+        args: Args = [len(cooling), math.ceil(bounded_seconds(seconds, MAX_COOLDOWN_SECONDS) * 1000)]
         for bucket in drain:
             args += [bucket.capacity, bucket.refill_per_sec]
         await self._call("cooldown_v2", cooling + [self.keys.bucket(b.name) for b in drain], args)
@@ -128,7 +129,7 @@ class RedisLimiter:
 def encode_admit(
     layout: KeyLayout, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy
 ) -> tuple[list[str], Args]:
-    """KEYS and the arguments for ``admit_v3.lua``, sent as one JSON array in one ARGV (the protocol is
+    """KEYS and the arguments for ``admit_v4.lua``, sent as one JSON array in one ARGV (the protocol is
     described at the top of the script).
 
     Buckets and cooldowns shared by several candidates (one account's limits) are passed once.

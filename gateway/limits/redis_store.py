@@ -20,7 +20,7 @@ RedisClient = Redis | RedisCluster
 # What counts as "Redis is unavailable": its own errors, socket errors and our deadline.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
-SCRIPTS = ("admit_v3", "settle_v2", "cooldown_v2", "cooldowns_v1", "correct_v2", "levels_v2", "heartbeat_v1")
+SCRIPTS = ("admit_v4", "settle_v2", "cooldown_v2", "cooldowns_v1", "correct_v2", "levels_v2", "heartbeat_v1")
 
 
 def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:
@@ -66,7 +66,7 @@ def split_cluster_flag(url: str) -> tuple[str, bool]:
 class KeyLayout:
     """Every key carries the hash tag ``{prefix}``, so one script call stays in one Cluster slot.
 
-    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v3.lua``); the first kept
+    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v4.lua``); the first kept
     hashes under ``b``/``cd``, and the new names keep a replica of each version off the other's keys.
 
     >>> KeyLayout("llmgw").bucket("acct:openai-main:tpm")

@@ -4,7 +4,11 @@ Every Redis call is bounded by ``deadline`` (tens of milliseconds). The first fa
 ``degraded``: provider-protection buckets then run locally with each capacity and refill divided by the
 number of live replicas (so the fleet together stays near the provider's limit), and quota buckets
 follow ``fail_mode``: "closed" refuses requests that carry quotas with a 503, "open" ignores quotas.
-A background task probes Redis while degraded and switches back by itself when it answers.
+A background task probes Redis while degraded and switches back by itself when it answers. After
+Redis refused a write for lack of memory (maxmemory with ``noeviction``), answering is not enough: memory
+hovers at the limit as keys expire and are rewritten, and a probe landing in a dip would switch back only
+for the next admissions to fail again. The probe then also asks for room (used memory below
+``ROOM`` of maxmemory), so the limiter stays degraded, once, until memory is really freed.
 
 State is not carried across a switch: buckets and cooldowns taken locally are not copied to Redis.
 """
@@ -17,29 +21,44 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.errors import ServiceUnavailable
-from gateway.limits.decide import refunds
+from gateway.limits.decide import refunds, reserved
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
 from gateway.limits.pipe import Pipe
 from gateway.limits.redis_limiter import RedisLimiter
 from gateway.limits.redis_store import REDIS_FAILURES, Scripts, build_client, warm
 from gateway.limits.replicas import ReplicaRegistry
+from gateway.limits.share import scaled
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+ROOM = 0.9  # after an out-of-memory refusal, Redis is used again once below this share of maxmemory
 
 
 class Unavailable(enum.Enum):
     REDIS = "Redis is unavailable"
 
 
-def scaled(bucket: BucketSpec, divisor: int) -> BucketSpec:
-    """This replica's share of a bucket while each replica limits on its own."""
-    return replace(bucket, capacity=bucket.capacity / divisor, refill_per_sec=bucket.refill_per_sec / divisor)
+def out_of_memory(error: BaseException) -> bool:
+    """Redis refused a write at maxmemory (redis-py's OutOfMemoryError, or the pipe's reply error)."""
+    return "maxmemory" in str(error)
+
+
+def has_room(info: dict[str, Any]) -> bool:
+    """``INFO memory`` (one server's, or a cluster's per-node map) says every server is below ``ROOM``.
+
+    >>> has_room({"used_memory": 950, "maxmemory": 1000}), has_room({"used_memory": 950, "maxmemory": 0})
+    (False, True)
+    """
+    if "used_memory" not in info:
+        return all(has_room(node) for node in info.values() if isinstance(node, dict))
+    limit = int(info.get("maxmemory") or 0)
+    return limit == 0 or int(info["used_memory"]) < ROOM * limit
 
 
 class ResilientLimiter:
@@ -74,6 +93,7 @@ class ResilientLimiter:
         self.replicas = ReplicaRegistry(client, scripts, self.redis.keys, replica_id, heartbeat_interval)
         self._divisor = local_fallback_divisor_source or (lambda: self.replicas.live)
         self.mode = "redis"  # "redis" | "degraded"; set only by _set_mode
+        self._full = False  # the last degradation was Redis out of memory: probes also ask for room
         self._degraded = asyncio.Event()  # wakes the background task early
         self._task: asyncio.Task[None] | None = None
 
@@ -98,7 +118,7 @@ class ResilientLimiter:
         if admission.chosen is None:
             return admission
         # The reservation names the real buckets, so it settles correctly wherever it is settled.
-        return replace(admission, reservation=Reservation(candidates[admission.chosen].buckets))
+        return replace(admission, reservation=Reservation(reserved(candidates[admission.chosen].buckets)))
 
     async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
         """Queue the reconciliation; queued deltas go to Redis together every ``settle_interval``.
@@ -233,15 +253,19 @@ class ResilientLimiter:
                 if load_scripts:
                     await self.redis.start()
                 await self.replicas.beat()
+                if self._full and self.mode == "degraded" and not has_room(await self.redis.client.info("memory")):
+                    return  # answering, but still full: stay degraded (no log line, no switch)
         except REDIS_FAILURES as error:
             self._degrade(error)
             return
+        self._full = False
         self._set_mode("redis")
 
     def _degrade(self, error: BaseException) -> None:
         if self.mode != "degraded":
             log.warning("rate limiting degraded to local buckets: Redis failed (%r)", error)
             self._degraded.set()
+            self._full = out_of_memory(error)
         self._set_mode("degraded")
 
     def _set_mode(self, mode: str) -> None:

@@ -1,11 +1,14 @@
 """From configuration to buckets (pure): which buckets a request touches and what it costs in each.
 
 Bucket names are stable across replicas and restarts: ``acct:<account>:rpm``,
-``dep:<account>/<model>:tpm``, ``key:<key name>:rpm``, ``user:<key name>:<end user>:tpm``.
+``dep:<account>/<model>:tpm``, ``key:<key name>:rpm``, ``user:<key name>:<end user digest>:tpm``.
+Everything in a name comes from the configuration except the end user, which a client chooses: it is
+hashed to a fixed length, so a 200 KB ``user`` costs Redis what a short one does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 
@@ -39,9 +42,18 @@ def deployment_buckets(account: Account, deployment: Deployment) -> tuple[Bucket
 def quotas(key: VirtualKey, end_user: str | None, tokens: int) -> tuple[BucketSpec, ...]:
     """The caller's own quotas: the key's, and the end user's when the key sets per-user limits."""
     buckets = _per_minute(f"key:{key.name}", key.limits, tokens)
-    if end_user:
-        buckets += _per_minute(f"user:{key.name}:{end_user}", key.user_limits, tokens)
+    if end_user and (key.user_limits.rpm or key.user_limits.tpm):
+        buckets += _per_minute(f"user:{key.name}:{end_user_digest(end_user)}", key.user_limits, tokens)
     return buckets
+
+
+def end_user_digest(end_user: str) -> str:
+    """16 hex digits of the id's SHA-256: fixed length, and distinct ids collide with odds of 2^-64.
+
+    >>> end_user_digest("alice")
+    '2bd806c97f0e00af'
+    """
+    return hashlib.sha256(end_user.encode()).hexdigest()[:16]
 
 
 def ratelimit_headers(states: tuple[BucketState, ...]) -> dict[str, str]:
@@ -73,8 +85,12 @@ def duration(seconds: float) -> str:
 
 
 def remaining_from_headers(headers: Mapping[str, str], kind: str) -> float | None:
+    """A provider's ``x-ratelimit-remaining-*``, or None when absent or not a finite number; below 0 is 0."""
     raw = headers.get(f"x-ratelimit-remaining-{kind}")
+    if raw is None:
+        return None
     try:
-        return float(raw) if raw is not None else None
+        remaining = float(raw)
     except ValueError:
         return None
+    return max(0.0, remaining) if math.isfinite(remaining) else None

@@ -92,7 +92,7 @@ def test_model_outside_the_keys_allowance_is_403(gateway: GatewayProcess) -> Non
         {"base_url": "http://attacker.example"},
         {"api_key": "sk-other"},
         {"custom_llm_provider": "openai"},
-        {"metadata": {"api_base": "http://attacker.example"}},
+        {"extra_body": {"api_base": "http://attacker.example"}},
     ],
 )
 def test_upstream_steering_fields_are_refused(

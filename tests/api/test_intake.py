@@ -11,11 +11,14 @@ def test_top_level_steering_fields_are_refused(field: str) -> None:
     assert info.value.param == field and info.value.status == 400
 
 
-@pytest.mark.parametrize("holder", ["metadata", "extra_body"])
-def test_steering_inside_extension_objects_is_refused(holder: str) -> None:
+def test_steering_inside_extra_body_is_refused() -> None:
     with pytest.raises(ForbiddenField) as info:
-        reject_steering({"model": "m", holder: {"api_base": "http://evil.example"}})
-    assert info.value.param == f"{holder}.api_base"
+        reject_steering({"model": "m", "extra_body": {"api_base": "http://evil.example"}})
+    assert info.value.param == "extra_body.api_base"
+
+
+def test_metadata_is_free_form_tagging() -> None:
+    reject_steering({"model": "m", "metadata": {"project": "checkout", "endpoint": "/cart", "proxy": "edge-1"}})
 
 
 def test_user_content_that_mentions_steering_words_passes() -> None:

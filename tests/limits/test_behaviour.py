@@ -35,12 +35,25 @@ async def test_refill_stops_at_capacity(limiter: Impl) -> None:
     assert await limiter.levels([fast]) == [5]
 
 
-async def test_debt_delays_the_next_request(limiter: Impl) -> None:
+async def test_a_request_larger_than_the_bucket_drains_it_without_debt(limiter: Impl) -> None:
     big = bucket("dep:a/m:tpm", capacity=10, refill=100, cost=25, kind="tokens")
     only = [Candidate("a/m", "a", (big,))]
-    assert (await limiter.admit(only, [])).chosen == 0
+    admitted = await limiter.admit(only, [])
+    assert admitted.chosen == 0
+    assert admitted.reservation is not None and admitted.reservation.buckets[0].cost == 10  # what it took
     refused = await limiter.admit(only, [])
-    assert refused.retry_after == pytest.approx(0.25, abs=0.02)  # from -15 back to full at 100/s
+    assert refused.retry_after == pytest.approx(0.1, abs=0.02)  # from 0 (not -15) back to full at 100/s
+
+
+@pytest.mark.parametrize(("used", "level"), [(15, -5), (25, -10), (10**18, -10), (4, 6)])
+async def test_usage_beyond_a_drained_bucket_is_debt_of_at_most_one_capacity(
+    limiter: Impl, used: int, level: float
+) -> None:
+    big = bucket("dep:a/m:tpm", capacity=10, refill=0.001, cost=25, kind="tokens")
+    admitted = await limiter.admit([Candidate("a/m", "a", (big,))], [])
+    assert admitted.reservation is not None
+    await limiter.settle(admitted.reservation, used)  # the provider really used it: that may be debt
+    assert await limiter.levels([big]) == [pytest.approx(level, abs=0.01)]
 
 
 async def test_settle_gives_back_unused_tokens(limiter: Impl) -> None:
@@ -106,9 +119,11 @@ async def test_cooldown_expires(limiter: Impl) -> None:
 async def test_cooldown_drains_buckets_without_repaying_debt(limiter: Impl) -> None:
     full = bucket("acct:a:tpm", capacity=100, refill=0.001, cost=10, kind="tokens")
     owed = bucket("dep:a/m:tpm", capacity=10, refill=0.001, cost=25, kind="tokens")
-    await limiter.admit([Candidate("a/m", "a", (owed,))], [])
+    admitted = await limiter.admit([Candidate("a/m", "a", (owed,))], [])
+    assert admitted.reservation is not None
+    await limiter.settle(admitted.reservation, 15)  # took the 10 it held, used 15: 5 in debt
     await limiter.cooldown("a/m", "a", 1, drain=[full, owed])
-    assert await limiter.levels([full, owed]) == pytest.approx([0, -15], abs=0.01)
+    assert await limiter.levels([full, owed]) == pytest.approx([0, -5], abs=0.01)
 
 
 async def test_correct_lowers_but_never_raises(limiter: Impl) -> None:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from gateway.limits import decide, redis_store
+from gateway.limits import decide, estimate, redis_store, resilient, specs
 from gateway.limits.decide import COOLDOWN, Decision, refunds
 from gateway.limits.model import BucketSpec, Candidate, Reservation
 
@@ -15,7 +15,7 @@ TOKENS = BucketSpec("acct:a:tpm", 100, 1, 40, "tokens")
 REQUESTS = BucketSpec("acct:a:rpm", 10, 1, 1, "requests")
 
 
-@pytest.mark.parametrize("module", [decide, redis_store])
+@pytest.mark.parametrize("module", [decide, redis_store, specs, resilient, estimate])
 def test_docstring_examples(module: object) -> None:
     failures, _ = doctest.testmod(module)  # type: ignore[arg-type]
     assert failures == 0

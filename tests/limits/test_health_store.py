@@ -20,7 +20,7 @@ from limits import test_cluster
 from limits.redis_procs import SHARED_URL, RedisServer, free_port
 
 DEP = "openai-main/gpt-4o"
-SETTINGS = CircuitSettings(failure_threshold=3, min_requests=10, open_seconds=0.4)
+SETTINGS = CircuitSettings(failure_threshold=3, error_rate_threshold=0.5, min_requests=10, open_seconds=0.4)
 DEADLINE = 0.05  # for the failure tests; the others allow more, so a busy machine does not fail them
 cluster_url = test_cluster.cluster_url  # the limiter tests' three-node Redis Cluster fixture, reused
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from gateway.limits.decide import reserved
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import BucketSpec, Candidate, Strategy
 from gateway.limits.redis_limiter import RedisLimiter
@@ -155,7 +156,22 @@ CASES = [
         retry_after=3.0,
         blocked=True,
     ),
-    Case("debt-when-full", [cand("a/m", rpm("dep:a/m:rpm", 10, 25))], 0, after={A: -15}),
+    # A cost above the capacity is admitted into a full bucket and takes what it holds: the bucket is
+    # drained, never left in debt (a client-chosen debt locked every other tenant out, issue 8).
+    Case("over-capacity-drains-a-full-bucket", [cand("a/m", rpm("dep:a/m:rpm", 10, 25))], 0, after={A: 0}),
+    Case(
+        "over-capacity-quota-drains-too",
+        [cand("a/m", A)],
+        0,
+        quotas=[rpm("key:k:rpm", 10, 10**18)],
+        after={A: 9, Q: 0},
+    ),
+    Case(
+        "over-capacity-never-goes-below-empty",
+        [cand("a/m", rpm("dep:a/m:rpm", 10, 9.5e300))],
+        0,
+        after={A: 0},
+    ),
     Case(
         "debt-waits-until-full",
         [cand("a/m", rpm("dep:a/m:rpm", 10, 25))],
@@ -188,7 +204,7 @@ async def test_admission_table(limiter: Impl, case: Case) -> None:
     else:
         assert admission.reservation is not None
         charged = (*case.candidates[case.chosen].buckets, *case.quotas)
-        assert admission.reservation.buckets == charged
+        assert admission.reservation.buckets == reserved(charged)  # each cost as taken: at most the capacity
     if case.after:
         levels = await limiter.levels(list(case.after))
         assert levels == pytest.approx(list(case.after.values()), abs=0.05)

@@ -30,11 +30,15 @@ from limits.redis_procs import SHARED_URL
 from ratelimit.support import ACCOUNT, QUOTA_KEY, Bucket, Fleet, account, config, key, settled_bucket, wait_for
 
 from gateway.fake.testing import FakeUpstream
-from gateway.limits import estimate
+from gateway.limits import estimate, specs
 
 USER = "alice"
 # bucket name -> tokens per minute (capacity; refill is capacity / 60 per second)
-BUCKETS = {f"acct:{ACCOUNT}:tpm": 6000, "key:quota:tpm": 12000, f"user:quota:{USER}:tpm": 6000}
+BUCKETS = {
+    f"acct:{ACCOUNT}:tpm": 6000,
+    "key:quota:tpm": 12000,
+    f"user:quota:{specs.end_user_digest(USER)}:tpm": 6000,  # end users are named by digest
+}
 HEADERS = {"authorization": f"Bearer {QUOTA_KEY}"}
 EXACT = 0.01  # tokens: float rounding of the stored levels only
 

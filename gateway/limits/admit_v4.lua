@@ -1,5 +1,7 @@
--- admit_v3: choose a candidate with room and charge it and the caller's quotas, all or nothing.
+-- admit_v4: choose a candidate with room and charge it and the caller's quotas, all or nothing.
 -- The same algorithm as gateway/limits/decide.py; Redis TIME is the only clock.
+-- v4 (against v3): a charge takes at most the bucket's capacity, so a request larger than a bucket
+-- drains it instead of leaving it in debt; no TTL exceeds MAX_TTL_MS, whatever the numbers.
 --
 -- KEYS: the distinct bucket keys (nb of them), then the distinct cooldown keys.
 -- ARGV[1]: one JSON array (packing ~40 separate arguments cost the gateway more CPU than the rest of
@@ -10,12 +12,13 @@
 -- Returns: {chosen (0-based, -1 = none), retry_after, blocked_by_quota (0/1),
 --           {candidate index (0-based), skip code (-1 = cooldown, k = its k-th bucket is full)}...,
 --           {quota levels after the decision}}. Floats are returned as strings (Redis truncates numbers).
--- v3 storage (every script agrees): a bucket is a string "<level> <TIME of that level>"
+-- Storage (v3 and later; every script agrees): a bucket is a string "<level> <TIME of that level>"
 -- with a TTL, a cooldown a string "<TIME it ends>" with a TTL, so one MGET reads every key the call
 -- touches and one SET ... PX writes each charged bucket (v2 made three calls per bucket).
 -- A missing bucket is full; a missing cooldown is over.
 
 local MARGIN = 10 -- seconds past twice the refill time before an idle bucket expires (decide.py agrees)
+local MAX_TTL_MS = 3600000 -- decide.MAX_TTL_SECONDS
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 
@@ -93,8 +96,8 @@ if chosen >= 0 or nc == 0 then candidate_wait = 0 end
 
 local stamp = string.format('%.17g', now)
 local function charge(i, cost)
-  level[i] = level[i] - cost
-  local ttl = math.ceil((2 * math.max(0, cap[i] - level[i]) / rate[i] + MARGIN) * 1000)
+  level[i] = level[i] - need(i, cost)
+  local ttl = math.min(math.ceil((2 * math.max(0, cap[i] - level[i]) / rate[i] + MARGIN) * 1000), MAX_TTL_MS)
   redis.call('SET', KEYS[i], string.format('%.17g', level[i]) .. ' ' .. stamp, 'PX', ttl)
 end
 
