@@ -1,13 +1,22 @@
-"""The only place that talks HTTP to providers: pooled aiohttp sessions, timeouts, error mapping.
+"""The only place that talks HTTP to providers: pooled aiohttp sessions, timeouts, bounds, error mapping.
 
 aiohttp is the upstream client because it measured about 4x cheaper per call than httpx on this
-machine kind (DESIGN.md); that CPU is most of the gateway's per-request budget. One session (one
+machine kind (ARCHITECTURE.md); that CPU is most of the gateway's per-request budget. One session (one
 connection pool) per provider account, built in the app lifespan.
 
-Timeouts: ``connect`` bounds TCP/TLS set-up, ``first_byte`` bounds the wait for response headers,
-``stream_idle`` bounds each gap between body reads, ``total`` bounds the whole exchange. Every
-failure becomes an ``UpstreamError`` subclass; a cancelled caller closes its connection at once
-(aiohttp drops rather than reuses a connection whose response was not read to the end).
+Timeouts: ``pool`` bounds the wait for a free connection in the account's pool, a semaphore of
+``server.max_connections_per_account`` (aiohttp's own limit queued inside ``connect``, so a full pool read
+as a provider timeout and opened its circuit; running out is now an ``UpstreamPoolExhausted``);
+``connect`` bounds DNS, TCP and TLS set-up, ``first_byte`` the wait for response headers, ``stream_idle``
+each gap between body reads, ``total`` the whole exchange.
+
+Bounds (``server.*``): a header line over ``max_response_header_bytes``, a body over ``max_response_bytes``,
+an SSE event over ``max_stream_event_bytes``, a stream over ``max_stream_bytes``, a bad status line and a
+2xx that is not what was asked for are ``UpstreamProtocol`` failures. Sizes count inflated bytes: aiohttp
+inflates a compressed body piece by piece as it is read, so a gzip bomb costs what the bound allows, and
+reading yields to the event loop every ``_YIELD_EVERY`` bytes, so inflating never holds the loop (or the
+attempt's timeout) for long. A cancelled caller closes its connection at once (aiohttp drops rather than
+reuses a connection whose response was not read to the end).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import aiohttp
+import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -29,48 +39,124 @@ from tenacity import (
     stop_before_delay,
 )
 
-from gateway.config.model import Account, Timeouts
-from gateway.errors import UpstreamConnection, UpstreamError, UpstreamTimeout
+from gateway.config.model import Account, ServerSettings
+from gateway.errors import (
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamPoolExhausted,
+    UpstreamProtocol,
+    UpstreamTimeout,
+    redact,
+    redact_bytes,
+)
+from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.sse import SSEDecoder
 
-_MAX_ERROR_BODY = 64 * 1024
+_MAX_ERROR_BODY = 64 * 1024  # an error answer is read this far; its message is all that is kept
+_YIELD_EVERY = 1024 * 1024  # bytes read back to back (an inflating body never waits) between yields
 
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Rules:
+    """What a provider's answer may be, and what reading its errors needs."""
+
+    max_body: int
+    max_event: int
+    max_stream: int
+    max_retry_after: float
+    secrets: tuple[str, ...]
+
+
+class Slot:
+    """A place in an account's connection pool, given back exactly once, by whoever holds it last."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: asyncio.Semaphore) -> None:
+        self._pool: asyncio.Semaphore | None = pool
+
+    def release(self) -> None:
+        if self._pool is not None:
+            self._pool.release()
+            self._pool = None
+
+
+@dataclass(eq=False)
 class Exchange:
-    """An upstream response whose headers have arrived; the body is read with ``read`` or ``events``."""
+    """An upstream response whose headers have arrived; the body is read with ``json``, ``read`` or ``events``.
+    It holds its pool slot until the body is read or the exchange closed."""
 
     response: aiohttp.ClientResponse
     deadline: float
     idle: float
+    rules: Rules
+    slot: Slot
 
     @property
     def headers(self) -> Mapping[str, str]:
         return self.response.headers
 
+    async def json(self) -> bytes:
+        """The body of an answer that must be a JSON object. Only its shape is checked here (content type,
+        first and last byte): the one parse happens later, where usage is read."""
+        body = await self.read()
+        content_type = self.response.headers.get("content-type", "application/json")
+        if "json" not in content_type.lower() or not _json_object(body):
+            raise UpstreamProtocol(
+                f"the upstream answered {self.response.status} with a body that is not a JSON object "
+                f"({self._quoted(content_type)}, {len(body)} bytes)"
+            )
+        return body
+
     async def read(self) -> bytes:
-        """The whole body. Providers send non-streamed answers at once, so a gap longer than the idle
-        timeout means a stalled upstream, not a slow one."""
+        """The whole body, up to ``max_body`` bytes. Providers send non-streamed answers at once, so a gap
+        longer than the idle timeout means a stalled upstream, not a slow one."""
+        content, limit = self.response.content, self.rules.max_body
+        pieces: list[bytes] = []
+        size = unyielded = 0
+        complete = False
         try:
             async with asyncio.timeout_at(self._loop_deadline(self.idle)):
-                return await self.response.read()
+                while piece := await content.readany():
+                    size += len(piece)
+                    if size > limit:
+                        raise UpstreamProtocol(
+                            f"the upstream answer is over {limit} bytes (server.max_response_bytes)",
+                            code="upstream_response_too_large",
+                        )
+                    pieces.append(piece)
+                    unyielded += len(piece)
+                    if unyielded >= _YIELD_EVERY:
+                        unyielded = 0
+                        await asyncio.sleep(0)
+            complete = True
         except TimeoutError:
             raise UpstreamTimeout("the upstream response did not complete in time") from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-            raise UpstreamConnection(f"the upstream connection failed mid-response ({type(e).__name__})") from None
+        except aiohttp.ClientError as e:
+            raise _broken(e, "mid-response") from None
         finally:
-            self.response.release()
+            if complete:
+                self.release()
+            else:
+                self.close()
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def events(self) -> AsyncGenerator[bytes, None]:
-        """SSE data payloads as they arrive; raises UpstreamError if the stream breaks or idles."""
-        decoder = SSEDecoder()
+        """SSE data payloads as they arrive; raises UpstreamError if the stream breaks, idles or outgrows its
+        bounds. Error events pass through redacted of every configured secret."""
+        rules = self.rules
+        decoder = SSEDecoder(rules.max_event)
         content = self.response.content
         loop = asyncio.get_running_loop()
         mono_to_loop = loop.time() - time.monotonic()
+        total = unyielded = 0
         try:
+            content_type = self.response.headers.get("content-type", "text/event-stream")
+            if "text/event-stream" not in content_type.lower():
+                raise UpstreamProtocol(f"the upstream answered a stream request with {self._quoted(content_type)}")
             async with asyncio.timeout(None) as timer:
                 while True:
                     now = time.monotonic()
@@ -78,80 +164,190 @@ class Exchange:
                     chunk = await content.readany()
                     if not chunk:
                         break
+                    total += len(chunk)
+                    if total > rules.max_stream:
+                        raise UpstreamProtocol(
+                            f"the upstream stream is over {rules.max_stream} bytes (server.max_stream_bytes)",
+                            code="upstream_stream_too_large",
+                        )
                     for event in decoder.feed(chunk):
-                        yield event
+                        yield redact_bytes(event, rules.secrets) if b'"error"' in event else event
+                    unyielded += len(chunk)
+                    if unyielded >= _YIELD_EVERY:
+                        unyielded = 0
+                        await asyncio.sleep(0)
         except TimeoutError:
             raise UpstreamTimeout("the upstream stream went idle or ran past its deadline") from None
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
-            raise UpstreamConnection(f"the upstream stream broke ({type(e).__name__})") from None
+        except aiohttp.ClientError as e:
+            raise _broken(e, "mid-stream") from None
         finally:
             self.close()
         if decoder.pending.strip():
             raise UpstreamConnection("the upstream stream ended in the middle of an event")
 
+    def release(self) -> None:
+        """Done with a body read to its end: the connection goes back to the pool."""
+        self.response.release()
+        self.slot.release()
+
     def close(self) -> None:
         self.response.close()
+        self.slot.release()
+
+    def _quoted(self, value: str) -> str:
+        """A header value fit for an error message: the provider chose it, so it may hold anything."""
+        return repr(redact(value[:100], self.rules.secrets))
 
     def _loop_deadline(self, within: float) -> float:
         remaining = min(self.deadline - time.monotonic(), within)
         return asyncio.get_running_loop().time() + remaining
 
 
+def stream_error(payload: bytes) -> UpstreamProtocol | None:
+    """Pure: the failure a stream event reports when it is an error object rather than a chunk.
+
+    >>> stream_error(b'{"error": {"message": "overloaded", "type": "server_error"}}').message
+    'the upstream stream opened with an error: overloaded'
+    """
+    if b'"error"' not in payload:
+        return None
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) and not parsed.get("choices") else None
+    if not error:
+        return None
+    message = error.get("message") if isinstance(error, dict) else error
+    return UpstreamProtocol(f"the upstream stream opened with an error: {str(message)[:1000]}")
+
+
+def _json_object(body: bytes) -> bool:
+    """Pure: starts with ``{`` and ends with ``}`` (around whitespace); a cheap shape check, no parse."""
+    return body[:64].lstrip()[:1] == b"{" and body[-64:].rstrip()[-1:] == b"}"
+
+
+def _broken(error: aiohttp.ClientError, when: str) -> UpstreamError:
+    name = type(error).__name__
+    if isinstance(error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return UpstreamConnection(f"the upstream connection failed {when} ({name})")
+    return UpstreamProtocol(f"the upstream broke HTTP {when} ({name})")  # e.g. a bad status or header line
+
+
 class Upstream:
-    def __init__(self, accounts: tuple[Account, ...], timeouts: Timeouts, max_connections: int) -> None:
+    def __init__(
+        self,
+        accounts: tuple[Account, ...],
+        server: ServerSettings,
+        metrics: Metrics,
+        secrets: tuple[str, ...],
+        max_retry_after: float,
+    ) -> None:
         self._accounts = accounts
-        self._timeouts = timeouts
-        self._max_connections = max_connections
+        self._server = server
+        self._timeouts = server.timeouts
+        self._metrics = metrics
+        self._rules = Rules(
+            server.max_response_bytes, server.max_stream_event_bytes, server.max_stream_bytes, max_retry_after, secrets
+        )
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._pools: dict[str, asyncio.Semaphore] = {}
 
     async def start(self) -> None:
-        t = self._timeouts
+        t, header_bytes = self._timeouts, self._server.max_response_header_bytes
         for account in self._accounts:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            # limit=0: the connector never queues (a queue ``connect`` would time); the semaphore bounds it.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             self._sessions[account.name] = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect),
                 skip_auto_headers=("User-Agent",),
                 auto_decompress=True,
+                max_line_size=header_bytes,
+                max_field_size=header_bytes,
             )
+            self._pools[account.name] = asyncio.Semaphore(self._server.max_connections_per_account)
 
     async def close(self) -> None:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
 
+    async def slot(self, account: Account) -> Slot:
+        """A place in the account's pool, waiting up to ``timeouts.pool`` for one; the wait is measured only
+        when there is one (a free slot costs no clock reads)."""
+        pool = self._pools[account.name]
+        if not pool.locked():
+            await pool.acquire()  # free: returns without suspending
+            return Slot(pool)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeouts.pool):
+                await pool.acquire()
+        except TimeoutError:
+            self._metrics.pool_timeouts.labels(account.name).inc()
+            raise UpstreamPoolExhausted(
+                f"every connection to provider account {account.name!r} is busy "
+                f"(server.max_connections_per_account: {self._server.max_connections_per_account}); "
+                f"none came free within {self._timeouts.pool}s"
+            ) from None
+        finally:
+            self._metrics.pool_wait.labels(account.name).observe(time.monotonic() - started)
+        return Slot(pool)
+
     async def send(
-        self, account: Account, provider: Provider, url: str, headers: Mapping[str, str], body: bytes
+        self, slot: Slot, account: Account, provider: Provider, url: str, headers: Mapping[str, str], body: bytes
     ) -> Exchange:
-        """POST and wait for the headers; an error status is read, translated and raised."""
+        """POST and wait for the headers, holding ``slot`` (from ``slot()``): the exchange returned keeps it,
+        a failure gives it back. An error status is read, translated and raised."""
         t = self._timeouts
         deadline = time.monotonic() + t.total
+        error: UpstreamError
         try:
             async with asyncio.timeout(min(t.first_byte, t.total)):
-                response = await self._sessions[account.name].post(url, data=body, headers=headers)
+                response = await self._sessions[account.name].post(
+                    url, data=body, headers=headers, allow_redirects=False
+                )
         except TimeoutError:
-            raise UpstreamTimeout("the upstream did not answer in time") from None
+            error = UpstreamTimeout("the upstream did not answer in time")
         except aiohttp.ClientConnectorError:
-            raise UpstreamConnection(
+            error = UpstreamConnection(
                 f"could not connect to provider account {account.name!r}", code="upstream_connect_failed"
-            ) from None
-        except aiohttp.ClientConnectionError as e:
-            raise UpstreamConnection(f"the upstream connection failed ({type(e).__name__})") from None
-        exchange = Exchange(response, deadline, t.stream_idle)
-        if response.status >= 400:
-            raise await _error(exchange, provider)
-        return exchange
+            )
+        except aiohttp.ClientError as e:
+            error = _broken(e, "before its answer")
+        except BaseException:
+            slot.release()
+            raise
+        else:
+            exchange = Exchange(response, deadline, t.stream_idle, self._rules, slot)
+            if response.status >= 400:
+                raise await _error(exchange, provider)
+            if response.status >= 300:
+                exchange.close()
+                raise UpstreamProtocol(f"the upstream answered {response.status} (redirects are not followed)")
+            return exchange
+        slot.release()
+        raise error
 
 
 async def _error(exchange: Exchange, provider: Provider) -> UpstreamError:
+    rules, content = exchange.rules, exchange.response.content
+    pieces: list[bytes] = []
+    left = min(_MAX_ERROR_BODY, rules.max_body)
     try:
         async with asyncio.timeout(min(5.0, exchange.idle)):
-            body = await exchange.response.content.read(_MAX_ERROR_BODY)
+            while left > 0 and (piece := await content.read(left)):
+                pieces.append(piece)
+                left -= len(piece)
     except (TimeoutError, aiohttp.ClientError):
-        body = b""
+        pass  # what arrived is all there is to read
     finally:
         exchange.close()
-    return provider.from_error(exchange.response.status, body, exchange.response.headers)
+    response = exchange.response
+    return provider.from_error(
+        response.status, b"".join(pieces), response.headers, rules.secrets, rules.max_retry_after
+    )
 
 
 async def retrying(

@@ -61,9 +61,7 @@ def completion(content: str = "ok", prompt_tokens: int = 5, completion_tokens: i
             "object": "chat.completion",
             "created": int(time.time()),
             "model": "gpt-4o-mini",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from gateway.routing.health import CircuitSettings
 
@@ -167,5 +168,18 @@ class Settings:
         return tuple(d for a in self.accounts for d in a.deployments)
 
     def secrets(self) -> tuple[str, ...]:
-        """Every provider credential, for redacting upstream text."""
-        return tuple(a.api_key.reveal() for a in self.accounts if a.api_key is not None)
+        """Every credential the configuration holds, for redaction by value (``errors.redact``): provider
+        keys (from the environment or files) and credentials in URLs (the userinfo's password or token, or
+        a ``password`` query parameter, of ``state.redis_url`` and every ``base_url``), raw and
+        percent-decoded. Longest first, so a secret containing another is removed whole; values under 8
+        characters are left out, as they would match ordinary text."""
+        found = {a.api_key.reveal() for a in self.accounts if a.api_key is not None}
+        for url in (self.redis_url, *(a.base_url for a in self.accounts)):
+            try:
+                parts = urlsplit(url)
+            except ValueError:  # not a URL the gateway could use either
+                continue
+            userinfo = parts.password if parts.password is not None else parts.username
+            for value in ([userinfo] if userinfo else []) + parse_qs(parts.query).get("password", []):
+                found |= {value, unquote(value)}
+        return tuple(sorted((s for s in found if len(s) >= 8), key=lambda s: (-len(s), s)))

@@ -12,11 +12,11 @@ in ``providers/__init__.py``; ``tests/providers/test_conformance.py`` then runs 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.config.model import Account, Deployment, Secret
+from gateway.config.model import Account, Deployment, LimitSettings, Secret
 from gateway.errors import InvalidRequest, UpstreamStatus
 
 Endpoint = Literal["chat", "embeddings"]
@@ -39,6 +39,20 @@ class Param:
     allowed: Callable[[Any], bool] | None = None  # values outside this are unsupported
 
 
+class ErrorReader(Protocol):
+    """An error answer (status, at most the first 64 KB of its body, headers) -> UpstreamStatus, its text
+    redacted of ``secrets`` and its Retry-After finite, non-negative and at most ``max_retry_after``."""
+
+    def __call__(
+        self,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        secrets: Sequence[str] = (),
+        max_retry_after: float = LimitSettings.max_retry_after_seconds,
+    ) -> UpstreamStatus: ...
+
+
 class StreamTranslator(Protocol):
     """Per request: one upstream SSE event's data in, zero or more OpenAI chunk payloads out."""
 
@@ -56,7 +70,7 @@ class Provider:
     chat_params: Mapping[str, Param]
     embedding_params: Mapping[str, Param]
     unsupported: frozenset[str]
-    from_error: Callable[[int, bytes, Mapping[str, str]], UpstreamStatus]
+    from_error: ErrorReader
     to_request: Callable[[dict[str, Any], Deployment, Provider, Endpoint], dict[str, Any]]
     # None: the provider already answers in OpenAI's format and bytes pass through untouched.
     from_response: Callable[[bytes, Deployment], bytes] | None = None

@@ -6,13 +6,16 @@ Groq or Gemini differ from OpenAI only by what they refuse.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import email.utils
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from gateway.config.model import Account, Deployment, Secret
-from gateway.errors import UpstreamStatus, redact
+from gateway.config.model import Account, Deployment, LimitSettings, Secret
+from gateway.errors import UpstreamStatus, bounded_seconds, redact
 from gateway.providers.base import Endpoint, Param, Provider, UnsupportedParameter
 
 # Every parameter of CreateChatCompletionRequest in the OpenAI API specification.
@@ -126,20 +129,61 @@ def to_request(body: dict[str, Any], deployment: Deployment, provider: Provider,
     return out
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` (preferred, finer) or ``retry-after``; HTTP dates are ignored."""
+def retry_after(headers: Mapping[str, str], cap: float) -> float | None:
+    """Pure: the seconds a provider asks for, from ``retry-after-ms`` (finer; OpenAI and Azure send it) or
+    ``retry-after`` (seconds, or an HTTP date read against the answer's own ``Date``, so the two clocks
+    need not agree); None when neither says anything usable. Whatever they say comes out finite, at least
+    0 and at most ``cap`` (``limits.max_retry_after_seconds``): a deployment is never cooled for longer.
+
+    >>> retry_after({"retry-after": "inf"}, 300.0), retry_after({"retry-after-ms": "1e15"}, 300.0)
+    (300.0, 300.0)
+    >>> retry_after({"retry-after": "-5"}, 300.0), retry_after({"retry-after": "nan"}, 300.0)
+    (0.0, None)
+    """
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
         raw = headers.get(name)
-        if raw:
-            try:
-                return max(0.0, float(raw) / scale)
-            except ValueError:
-                continue
+        if not raw:
+            continue
+        seconds = _number(raw)
+        if seconds is None and name == "retry-after":
+            seconds = _date_delay(raw, headers.get("date"))
+        if seconds is not None and not math.isnan(seconds):
+            return bounded_seconds(seconds / scale, cap)
     return None
 
 
-def from_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamStatus:
-    """Pure: an OpenAI-style error answer -> UpstreamStatus (message redacted of anything key-like)."""
+def _number(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _date_delay(raw: str, date: str | None) -> float | None:
+    """Seconds from the answer's ``Date`` to the HTTP date ``raw``; None without a ``Date`` to read it against."""
+    if date is None:
+        return None
+    try:
+        until, now = email.utils.parsedate_to_datetime(raw), email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return (_utc(until) - _utc(now)).total_seconds()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def from_error(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[str] = (),
+    max_retry_after: float = LimitSettings.max_retry_after_seconds,
+) -> UpstreamStatus:
+    """Pure: an OpenAI-style error answer -> UpstreamStatus. Everything taken from it is redacted of every
+    configured secret and anything key-shaped (providers echo the credential they refused); the code and
+    param are kept to 128 characters, as they end up in logs."""
     message, code, param = f"upstream answered HTTP {status}", None, None
     try:
         parsed = orjson.loads(body) if body else None
@@ -150,9 +194,11 @@ def from_error(status: int, body: bytes, headers: Mapping[str, str]) -> Upstream
     error = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(error, dict):
         message = str(error.get("message") or message)
-        raw_code = error.get("code")
-        code = str(raw_code) if isinstance(raw_code, str) else None
-        param = error.get("param") if isinstance(error.get("param"), str) else None
+        raw_code, raw_param = error.get("code"), error.get("param")
+        code = redact(raw_code[:128], secrets) if isinstance(raw_code, str) else None
+        param = redact(raw_param[:128], secrets) if isinstance(raw_param, str) else None
     if code is None and "context length" in message.lower():
         code = "context_length_exceeded"
-    return UpstreamStatus(status, redact(message), code=code, param=param, retry_after=retry_after(headers))
+    return UpstreamStatus(
+        status, redact(message, secrets), code=code, param=param, retry_after=retry_after(headers, max_retry_after)
+    )
