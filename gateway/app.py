@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.api.respond import openai_error
@@ -18,6 +19,7 @@ from gateway.api.routes import routes
 from gateway.config import config_path, load_settings, with_flags
 from gateway.config.model import Settings
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.http_bounds import GUARD, ClientGuard
 from gateway.lifecycle import install_drain
 from gateway.runtime import Runtime
 
@@ -34,6 +36,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             405,
         )
     return openai_error(InvalidRequest(str(getattr(exc, "detail", "bad request"))), status)
+
+
+async def _client_left(request: Request, exc: Exception) -> Response:
+    """A client that left mid-upload: nobody to answer (the proxy endpoints log it as a 499 themselves)."""
+    return Response(status_code=499)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -58,13 +65,17 @@ def _tune_collector() -> None:
 def build_app(settings: Settings) -> Starlette:
     runtime = Runtime.build(settings)
 
+    def refused(reason: str) -> None:
+        runtime.metrics.connections_refused.labels(reason).inc()
+
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[Mapping[str, Any]]:
         await runtime.start()
         _tune_collector()
         restore = install_drain(runtime, settings.server.drain_delay_seconds)
         try:
-            yield
+            # The lifespan state reaches every connection of this worker (gateway.http_bounds).
+            yield {GUARD: ClientGuard.build(settings.server, runtime.log, refused)}
         finally:
             restore()
             await runtime.close()
@@ -72,7 +83,7 @@ def build_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={HTTPException: _http_error, ClientDisconnect: _client_left, Exception: _internal_error},
     )
     app.state.runtime = runtime
     return app

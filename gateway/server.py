@@ -13,6 +13,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.config import CONFIG_ENV
 from gateway.config.model import Settings
+from gateway.http_bounds import BoundedHttpTools
 
 
 def _config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
@@ -21,13 +22,14 @@ def _config(settings: Settings, app: Any, **extra: Any) -> uvicorn.Config:
         host=settings.server.host,
         port=settings.server.port,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpTools,  # httptools (fast) with bounds on what clients send (see http_bounds)
         lifespan="on",
         access_log=False,
         proxy_headers=False,
         server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=max(1, round(settings.server.shutdown_grace_seconds)),
+        timeout_keep_alive=max(1, round(settings.server.keepalive_timeout_seconds)),  # uvicorn counts whole seconds
         **extra,
     )
 

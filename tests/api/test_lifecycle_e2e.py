@@ -58,8 +58,7 @@ def test_client_disconnect_mid_stream_closes_the_upstream_stream(gateway: Gatewa
     gone = time.monotonic()
     wait_for(lambda: disconnects(fake) > before, 1.5)
     assert time.monotonic() - gone < 1.0
-    log = gateway.logs()
-    assert '"status":499' in log
+    wait_for(lambda: '"status":499' in gateway.logs(), 2)  # the log is written by its own thread
 
 
 def test_health_and_readiness(gateway: GatewayProcess) -> None:
@@ -83,6 +82,7 @@ def test_one_json_log_line_per_request_without_prompt_text(gateway: GatewayProce
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": secret_prompt}]},
         timeout=5,
     )
+    wait_for(lambda: "log-check-1" in gateway.logs(), 2)  # the log is written by its own thread
     lines = [line for line in gateway.logs().splitlines() if "log-check-1" in line]
     assert len(lines) == 1
     record = httpx.Response(200, content=lines[0]).json()
@@ -192,3 +192,35 @@ def test_several_workers_share_one_port(tmp_path: Path, fake: FakeUpstream, fake
         assert float(line.rsplit(" ", 1)[1]) == 20
     finally:
         assert gw.stop() == 0
+
+
+def inflight(gateway: GatewayProcess) -> float:
+    text = httpx.get(f"{gateway.url}/metrics", timeout=5).text
+    return float(next(x for x in text.splitlines() if x.startswith("gateway_inflight_requests ")).split()[1])
+
+
+def test_inflight_gauge_returns_to_zero_after_every_kind_of_request(
+    gateway: GatewayProcess, fake: FakeUpstream
+) -> None:
+    """Issue 8, finding 13: the gauge was incremented per request and never decremented."""
+    url = f"{gateway.base_url}/chat/completions"
+    assert httpx.post(url, json=BODY, headers=HEADERS, timeout=5).status_code == 200
+    with httpx.stream("POST", url, json={**BODY, "stream": True}, headers=HEADERS, timeout=5) as streamed:
+        assert streamed.status_code == 200 and "[DONE]" in streamed.read().decode()
+    assert httpx.post(url, json=BODY, timeout=5).status_code == 401
+    assert httpx.post(url, json={"model": "gpt-4o"}, headers=HEADERS, timeout=5).status_code == 400
+    embedded = httpx.post(
+        f"{gateway.base_url}/embeddings", json={"model": "text-embedding-3-small", "input": "x"}, headers=HEADERS
+    )
+    assert embedded.status_code == 200
+    fake.configure(model="*", failure_rate=1.0, failure_kind="500")
+    assert httpx.post(url, json={**BODY, "model": "gpt-4o"}, headers=HEADERS, timeout=5).status_code >= 500
+    fake.configure(model="*", failure_rate=0.0, latency_ms=1500)
+    with pytest.raises(httpx.ReadTimeout):  # gone while the upstream thinks
+        httpx.post(url, json=BODY, headers=HEADERS, timeout=0.3)
+    fake.configure(model="*", latency_ms=0, tokens_per_second=20)
+    with httpx.stream("POST", url, json={**BODY, "stream": True}, headers=HEADERS, timeout=5) as cut:
+        for line in cut.iter_lines():  # gone mid-stream
+            if line.startswith("data: "):
+                break
+    wait_for(lambda: inflight(gateway) == 0, 5)
