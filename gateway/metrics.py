@@ -83,7 +83,7 @@ class Metrics:
         self.routed = Counter("gateway_routed_total", "Requests routed by policy rule", ["route", "rule"], registry=r)
         self.circuit_open = Gauge(
             "gateway_circuit_open",
-            "1 while a deployment's circuit is open",
+            "1 while a deployment's circuit is open or half-open (out of normal service), 0 once closed",
             ["deployment"],
             registry=r,
             multiprocess_mode="max",

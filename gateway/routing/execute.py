@@ -26,12 +26,15 @@ from gateway.errors import (
     ServiceUnavailable,
     UpstreamConnection,
     UpstreamError,
+    UpstreamPoolExhausted,
     UpstreamStatus,
     UpstreamTimeout,
+    bounded_seconds,
 )
 from gateway.limits import specs
 from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.providers.base import Endpoint, UnsupportedParameter
+from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
 from gateway.runtime import Runtime
 from gateway.upstream import Exchange, retrying
@@ -72,7 +75,7 @@ def trigger(error: GatewayError) -> str | None:
         return str(status) if status in (408, 409, 429) else None
     if isinstance(error, UpstreamTimeout):
         return "timeout"
-    if isinstance(error, UpstreamConnection):
+    if isinstance(error, UpstreamConnection | UpstreamPoolExhausted):  # protocol errors included
         return "connection"
     return None
 
@@ -85,8 +88,9 @@ def may_fall_back(error: GatewayError, retry_on: frozenset[str]) -> bool:
 
 
 def counts_against_circuit(error: GatewayError) -> bool:
-    """Provider trouble, not capacity (429 goes to the limiter's cooldown) nor the request's fault (4xx)."""
-    return trigger(error) in ("5xx", "timeout", "connection")
+    """Provider trouble, not capacity (429 goes to the limiter's cooldown), the request's fault (4xx) nor
+    the gateway's own full connection pool."""
+    return trigger(error) in ("5xx", "timeout", "connection") and not isinstance(error, UpstreamPoolExhausted)
 
 
 async def attempt(
@@ -103,9 +107,16 @@ async def attempt(
     errors: list[GatewayError] = []
     payloads: dict[str, dict[str, Any]] = {}
     remaining: list[PlanEntry] = []
+    # Embeddings are bounded by their body size alone (each input has its own window, not their sum).
+    ask = bounds.asked(body, demand.prompt) if endpoint == "chat" else None
+    default_output = rt.settings.limits.max_output_tokens
     for entry in plan.entries:
         deployment = deployments[entry.deployment]
         target = rt.targets[deployment.account]
+        over = None if ask is None else bounds.check(deployment, ask, default_output)
+        if over is not None:  # before anything is reserved: its reservation could not be consumed
+            errors.append(over)
+            continue
         try:
             payloads[entry.deployment] = target.provider.to_request(body, deployment, target.provider, endpoint)
         except UnsupportedParameter as e:
@@ -125,7 +136,7 @@ async def attempt(
         entry = group[admission.chosen or 0]
         remaining.remove(entry)
         deployment = deployments[entry.deployment]
-        if not rt.health.allow(deployment.id):  # half-open and its probes are taken
+        if not rt.health.allow(deployment.id, entry.last_resort):  # half-open and its probes are taken
             await _give_back(rt, admission.reservation, None)
             errors.append(ServiceUnavailable(f"{deployment.id} is recovering; its probe requests are taken"))
             continue
@@ -175,25 +186,31 @@ async def _send(
         if last and not await _charge_retry(rt, deployment):
             no_room = True  # the provider would count this try too: only with room in its buckets
             raise last[-1]
+        # Waiting for a connection is the gateway's own queue, not an attempt: a full pool raises
+        # UpstreamPoolExhausted before anything is counted or reported to the circuit.
+        slot = await rt.upstream.slot(target.account)
         record.attempts += 1
         record.tried.append(deployment.id)
         rt.health.started(deployment.id)
         started = time.monotonic()
         try:
             async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
-                exchange = await rt.upstream.send(target.account, target.provider, url, headers, data)
+                exchange = await rt.upstream.send(slot, target.account, target.provider, url, headers, data)
                 observe_remaining(rt, deployment, exchange)
                 result = await finish(exchange)
         except TimeoutError:
+            slot.release()
             error: UpstreamError = UpstreamTimeout("the attempt ran past its time limit")
             _record(rt, record, deployment, started, error)
             last.append(error)
             raise error from None
         except UpstreamError as e:
+            slot.release()
             _record(rt, record, deployment, started, e)
             last.append(e)
             raise
         except BaseException:  # the client left: not the provider's failure, but no longer in flight
+            slot.release()
             _record(rt, record, deployment, started, None, counted=False)
             raise
         _record(rt, record, deployment, started, None)
@@ -218,8 +235,9 @@ async def _charge_retry(rt: Runtime, deployment: Deployment) -> bool:
 
 
 def _worth_retrying(error: BaseException) -> bool:
-    """Retry the same deployment for transient trouble; a 429 or a too-long prompt moves on instead."""
-    return isinstance(error, UpstreamError) and trigger(error) in ("5xx", "timeout", "connection")
+    """Retry the same deployment for transient trouble; a 429, a too-long prompt or a full connection pool
+    (another account has its own) moves on instead."""
+    return isinstance(error, UpstreamError) and counts_against_circuit(error)
 
 
 def _record(
@@ -254,34 +272,47 @@ async def admit(
     candidates = [specs.candidate(rt.targets[d.account].account, d, demand.tokens) for d in remaining]
     budget = rt.settings.limits.queue_timeout_seconds if may_wait else 0.0
     deadline = time.monotonic() + budget
-    if not rt.wait_line.busy(demand.group) or not may_wait:
-        admission = await limiter.admit(candidates, demand.quotas, strategy)
-        if _settled(record, admission, budget, may_wait):
-            return admission
-        if not may_wait:
-            return None
-    waited = time.monotonic()
-    async with rt.wait_line.turn(demand.group):
-        while True:
+    try:
+        if not rt.wait_line.busy(demand.group) or not may_wait:
             admission = await limiter.admit(candidates, demand.quotas, strategy)
-            if _settled(record, admission, deadline - time.monotonic(), True):
-                rt.metrics.queue_wait.observe(time.monotonic() - waited)
+            if _settled(rt, record, admission, budget, may_wait):
                 return admission
-            await asyncio.sleep(admission.retry_after)
+            if not may_wait:
+                return None
+        waited = time.monotonic()
+        async with rt.wait_line.turn(demand.group):
+            while True:
+                admission = await limiter.admit(candidates, demand.quotas, strategy)
+                if _settled(rt, record, admission, deadline - time.monotonic(), True):
+                    rt.metrics.queue_wait.observe(time.monotonic() - waited)
+                    return admission
+                await asyncio.sleep(admission.retry_after)
+    except ServiceUnavailable:  # the caller's quotas cannot be checked (Redis down, fail_mode closed)
+        rt.metrics.throttled.labels("limiter_unavailable").inc()
+        raise
 
 
-def _settled(record: RequestRecord, admission: Admission, budget: float, final: bool) -> bool:
-    """True when admitted; raises when waiting cannot help; False when it is worth waiting."""
+def _settled(rt: Runtime, record: RequestRecord, admission: Admission, budget: float, final: bool) -> bool:
+    """True when admitted; raises when waiting cannot help; False when it is worth waiting.
+
+    A refusal's Retry-After comes from the buckets' refill and cooldowns, capped at
+    ``limits.max_retry_after_seconds`` (a bucket a provider drove far into debt must not say "come back
+    next year"); each refusal counts in ``gateway_throttled_total`` by reason.
+    """
     record.extra_headers.update(specs.ratelimit_headers(admission.quota))
     if admission.chosen is not None:
         return True
+    cap = rt.settings.limits.max_retry_after_seconds
     if admission.blocked_by_quota:
-        raise RateLimited("this key's rate limit is exhausted", retry_after=admission.retry_after)
+        rt.metrics.throttled.labels("key_quota").inc()
+        retry_after = bounded_seconds(admission.retry_after, cap)
+        raise RateLimited("this key's rate limit is exhausted", retry_after=retry_after)
     if final and admission.retry_after > budget:
+        rt.metrics.throttled.labels("capacity").inc()
         reasons = ", ".join(f"{d}: {why}" for d, why in admission.skipped)
         raise RateLimited(
             f"no deployment has capacity right now ({reasons})",
-            retry_after=admission.retry_after,
+            retry_after=bounded_seconds(admission.retry_after, cap),
             code="capacity_exhausted",
         )
     return False
@@ -299,14 +330,18 @@ async def _after_failure(
     if isinstance(error, UpstreamStatus) and error.upstream_status == 429:
         account = rt.targets[deployment.account].account
         whole_account = error.code == "insufficient_quota"
+        # However long the provider asks for, a cooldown ends within limits.max_retry_after_seconds.
+        seconds = bounded_seconds(error.retry_after or DEFAULT_COOLDOWN, rt.settings.limits.max_retry_after_seconds)
         await rt.limiter.cooldown(
             deployment.id,
             account.name if whole_account else None,
-            error.retry_after or DEFAULT_COOLDOWN,
+            seconds,
             drain=specs.deployment_buckets(account, deployment),
         )
-    # A connection that never opened cost the provider nothing; anything else counted as a request.
-    never_sent = isinstance(error, UpstreamConnection) and error.code == "upstream_connect_failed"
+    # A connection that never opened (or never came free) cost the provider nothing; anything else counted.
+    never_sent = isinstance(error, UpstreamPoolExhausted) or (
+        isinstance(error, UpstreamConnection) and error.code == "upstream_connect_failed"
+    )
     await _give_back(rt, reservation, None if never_sent else 0)
 
 

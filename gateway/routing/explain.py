@@ -47,7 +47,7 @@ def explain(
         if found is None:
             mode: Mode = "chat" if endpoint == "chat" else "embedding"
             found = direct_plan(candidates(index, key, features.model, mode), policy, snapshot, features.model)
-        error = empty_plan_error(found, snapshot) if not found.entries else None
+        error = empty_plan_error(found) if not found.entries else None
     except GatewayError as e:
         return {"policy_version": policy.version, "error": {"status": e.status, "code": e.code, "message": e.message}}
     shown = asdict(replace(features, body={}))

@@ -14,6 +14,9 @@ Deliberate approximations:
   sends about ``half_open_probes`` (one per replica when replicas outnumber probes). Permits taken by
   requests that never report are granted again after ``open_seconds``.
 - Any outcome reported while half-open counts as a probe, even from a request sent before the opening.
+- A last-resort attempt (``allow(last_resort=True)``: every circuit of the request's plan is open and this
+  deployment is the least bad of them) goes through an open circuit without changing it: its outcome is
+  counted like any other, and the circuit still recovers through its half-open probes, here as in Redis.
 - A transition this replica made but has not yet sent wins over the merged view until it is sent.
 - Latency averages use successful requests only: a fast error is not a fast deployment.
 """
@@ -34,8 +37,14 @@ VIEW_TTL = 1.0  # seconds a cached DeploymentState may lag the window's decay (i
 
 @dataclass(frozen=True)
 class CircuitSettings:
-    failure_threshold: int = 5  # consecutive failures that open the circuit
-    error_rate_threshold: float = 0.5  # or: error rate over the window above this ...
+    """Defaults from tests/protection/test_brownout_e2e.py: two providers failing half their requests keep
+    answering about 94 % through fallback (as with no breaker; 5 consecutive failures or a 50 % error rate
+    opened both circuits at once), while a provider that is down for good is cut off after about 20 tries.
+    A run of 20 failures at 50 % comes once in about two million attempts; 10 would at 500 attempts/s
+    come every few seconds."""
+
+    failure_threshold: int = 20  # consecutive failures that open the circuit (what trips it at low traffic)
+    error_rate_threshold: float = 0.8  # or: error rate over the window above this ...
     min_requests: int = 20  # ... once the window has at least this many attempts
     window_seconds: float = 30.0
     open_seconds: float = 15.0  # open -> half_open after this
@@ -108,6 +117,7 @@ class _Window:
 
 @dataclass(slots=True)
 class _Deployment:
+    name: str
     circuit: Circuit = "closed"
     open_until: float = 0.0  # local clock
     permits: int = 0  # probes left in this half-open period
@@ -129,9 +139,16 @@ class _Deployment:
 class Health:
     """One per replica (per process): in-process state plus the latest merged view from Redis."""
 
-    def __init__(self, settings: CircuitSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: CircuitSettings,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, Circuit], None] | None = None,
+    ) -> None:
+        """``on_change(deployment, circuit)`` hears of every transition of this replica's view."""
         self.settings = settings
         self._clock = clock
+        self._on_change = on_change
         self._deployments: dict[str, _Deployment] = {}
         self._attached = False  # True while merges arrive: decide on fleet counts, not the local window
         self._replicas = 1
@@ -140,13 +157,15 @@ class Health:
         now = self._clock()
         return Snapshot({name: self._state(d, now) for name, d in self._deployments.items()})
 
-    def allow(self, deployment: str) -> bool:
+    def allow(self, deployment: str, last_resort: bool = False) -> bool:
+        """May a request be sent now? A half-open circuit admits its probes; ``last_resort`` (every circuit
+        of the plan is open and this is the least bad) is let through whatever the circuit."""
         d = self._get(deployment)
         circuit = self._advance(d, self._clock())
         if circuit == "half_open" and d.permits > 0:
             d.permits -= 1
             return True
-        return circuit == "closed"
+        return circuit == "closed" or last_resort
 
     def started(self, deployment: str) -> None:
         d = self._get(deployment)
@@ -190,7 +209,7 @@ class Health:
         now = self._clock()
         self._attached, self._replicas = True, max(1, replicas)
         for name in remote.keys() - self._deployments.keys():
-            self._deployments[name] = _Deployment()
+            self._deployments[name] = _Deployment(name)
         for name, d in self._deployments.items():
             r, p, d.view = remote.get(name, _UNKNOWN), d.pending, None
             d.base_attempts, d.base_failures = r.attempts, r.failures
@@ -217,7 +236,7 @@ class Health:
 
     def _get(self, deployment: str) -> _Deployment:
         d = self._deployments.get(deployment)
-        return d if d is not None else self._deployments.setdefault(deployment, _Deployment())
+        return d if d is not None else self._deployments.setdefault(deployment, _Deployment(deployment))
 
     def _state(self, d: _Deployment, now: float) -> DeploymentState:
         if d.view is not None and now < d.view_until:
@@ -236,7 +255,7 @@ class Health:
     def _advance(self, d: _Deployment, now: float) -> Circuit:
         """Apply the transitions that time alone makes."""
         if d.circuit == "open" and now >= d.open_until:
-            d.circuit = "half_open"
+            self._move(d, "half_open")
             self._grant(d, now)
         elif d.circuit == "half_open" and d.permits <= 0 and now - d.permits_at >= self.settings.open_seconds:
             self._grant(d, now)  # the probes never reported: let new ones through
@@ -255,13 +274,21 @@ class Health:
         too_many = attempts >= s.min_requests and failures > s.error_rate_threshold * attempts
         return d.consecutive >= s.failure_threshold or too_many
 
+    def _move(self, d: _Deployment, circuit: Circuit) -> None:
+        if circuit != d.circuit:
+            d.circuit = circuit
+            if self._on_change is not None:
+                self._on_change(d.name, circuit)
+
     def _open(self, d: _Deployment, now: float) -> None:
-        d.circuit, d.open_until, d.permits = "open", now + self.settings.open_seconds, 0
+        self._move(d, "open")
+        d.open_until, d.permits = now + self.settings.open_seconds, 0
         d.pending.event = "open"
 
     def _close(self, d: _Deployment) -> None:
         """Close and forget the failures that opened it (the script does the same on the "close" event)."""
-        d.circuit, d.permits, d.consecutive = "closed", 0, 0
+        self._move(d, "closed")
+        d.permits, d.consecutive = 0, 0
         d.base_attempts = d.base_failures = 0.0
         d.window = _Window()
         p = d.pending
@@ -272,12 +299,14 @@ class Health:
         """Take the fleet's circuit (its counts were already taken by ``merge``)."""
         if r.circuit == "closed":
             if d.circuit != "closed":
-                d.circuit, d.permits = "closed", 0
+                self._move(d, "closed")
+                d.permits = 0
                 d.window = _Window()  # the failures that opened it must not re-open it if Redis goes away
         elif r.circuit == "open":
-            d.circuit, d.open_until, d.permits = "open", now + r.retry_in, 0
+            self._move(d, "open")
+            d.open_until, d.permits = now + r.retry_in, 0
         elif d.circuit != "half_open":
-            d.circuit = "half_open"
+            self._move(d, "half_open")
             self._grant(d, now)
 
     def _sample(self, d: _Deployment, latency_s: float, ttft_s: float | None) -> None:

@@ -3,6 +3,9 @@
 Nothing is applied unless everything holds: ``PolicyError.errors`` lists every problem found, each
 ``file:line: key.path: what``, so an admin fixes them all in one pass and an invalid edit never
 replaces a working policy. See ``policies/README.md`` for the format.
+
+Hostile files cost only a refusal: the files together are read up to ``policies.max_bytes``, YAML
+nesting and chain nesting are capped at ``MAX_DEPTH`` levels, and nothing recurses deeper than that.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.model import Deployment
+from gateway.config.model import POLICY_MAX_BYTES, Deployment
 from gateway.routing.policy.conditions import Path, Report, parse_match
-from gateway.routing.policy.document import Document, dotted, parse
+from gateway.routing.policy.document import MAX_DEPTH, Document, dotted, parse
 from gateway.routing.policy.model import (
     RETRY_ON_DEFAULT,
     STRATEGIES,
@@ -83,6 +86,7 @@ class _Loader:
         self.aliases: dict[str, _Entry] = {}
         self.defaults: _Entry | None = None
         self.expanded: dict[str, tuple[str, ...]] = {}
+        self.declares_routes = False  # some file says `routes:`, even `routes: {}`
 
     def error(self, doc: Document, path: Path, message: str) -> None:
         self.problems.append((doc.file, doc.line(path), f"{dotted(path)}: {message}" if path else message))
@@ -109,6 +113,7 @@ class _Loader:
             elif value is not None and not isinstance(value, dict):
                 self.error(doc, (key,), f"expected a mapping of names, got {value!r}")
             else:
+                self.declares_routes |= key == "routes"
                 table = {"chains": self.chains, "routes": self.routes, "aliases": self.aliases}[key]
                 for name, item in (value or {}).items():
                     self.name(doc, (key, name), table, _Entry(doc, (key, name), item))
@@ -131,11 +136,20 @@ class _Loader:
             self.items(e.doc, e.path, e.value)
             graph[name] = [i[len(CHAIN) :].strip() for i in _strings(e.value) if i.startswith(CHAIN)]
         reported: set[frozenset[str]] = set()
-        for cycle in _cycles(graph):
+        cycles, depth = _walk(graph)
+        for cycle in cycles:
             if frozenset(cycle) not in reported:
                 reported.add(frozenset(cycle))
                 e = self.chains[cycle[0]]
                 self.error(e.doc, e.path, f"chains form a cycle: {' -> '.join(CHAIN + c for c in cycle)}")
+        deep = next((name for name in self.chains if depth.get(name, 0) > MAX_DEPTH), None)
+        if deep is not None:
+            path = [deep]
+            while len(path) < 3:
+                path.append(max((n for n in graph[path[-1]] if n in graph), key=lambda n: depth.get(n, 0)))
+            e = self.chains[deep]
+            shown = " -> ".join(CHAIN + c for c in path)
+            self.error(e.doc, e.path, f"chains nest more than {MAX_DEPTH} deep ({shown} -> ...)")
 
     def expand(self, items: list[str], visiting: frozenset[str] = frozenset()) -> list[str]:
         out: list[str] = []
@@ -144,7 +158,7 @@ class _Loader:
                 out.append(item)
                 continue
             name = item[len(CHAIN) :].strip()
-            if name in visiting or name not in self.chains:
+            if name in visiting or name not in self.chains or len(visiting) >= MAX_DEPTH:
                 continue  # reported by check_chains
             if name not in self.expanded:
                 self.expanded[name] = tuple(self.expand(_strings(self.chains[name].value), visiting | {name}))
@@ -328,41 +342,66 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _cycles(graph: Mapping[str, list[str]]) -> list[list[str]]:
-    """Every cycle reachable by depth-first search, as the path that closes it: [a, b, a]."""
+def _walk(graph: Mapping[str, list[str]]) -> tuple[list[list[str]], dict[str, int]]:
+    """Depth-first, without recursion (a policy may chain thousands of chains): every cycle found, as
+    the path that closes it ([a, b, a]), and each chain's nesting depth (a cycle counts once).
+
+    >>> _walk({"a": ["b"], "b": ["a", "c"], "c": []})
+    ([['a', 'b', 'a']], {'c': 1, 'b': 2, 'a': 3})
+    """
     found: list[list[str]] = []
-    done: set[str] = set()
-
-    def visit(node: str, stack: list[str]) -> None:
-        if node in stack:
-            found.append(stack[stack.index(node) :] + [node])
-            return
-        if node in done or node not in graph:
-            return
-        for nxt in graph[node]:
-            visit(nxt, stack + [node])
-        done.add(node)
-
+    depth: dict[str, int] = {}
     for start in graph:
-        visit(start, [])
-    return found
+        if start in depth:
+            continue
+        stack, pending, on_stack = [start], [iter(graph[start])], {start}
+        while stack:
+            nxt = next(pending[-1], None)
+            if nxt is None:
+                node = stack.pop()
+                pending.pop()
+                on_stack.discard(node)
+                depth[node] = 1 + max((depth.get(n, 0) for n in graph[node]), default=0)
+            elif nxt in on_stack:
+                found.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt in graph and nxt not in depth:
+                stack.append(nxt)
+                pending.append(iter(graph[nxt]))
+                on_stack.add(nxt)
+    return found, depth
 
 
-def load_policies(directory: str, deployments: Mapping[str, Deployment]) -> Policy:
+def load_policies(
+    directory: str,
+    deployments: Mapping[str, Deployment],
+    *,
+    max_bytes: int = POLICY_MAX_BYTES,
+    require_routes: bool = False,
+) -> Policy:
     """Load and check every policy file in ``directory`` against the configured deployments.
 
-    A missing or empty directory is the empty policy (no routes). Raises ``PolicyError``.
+    A missing or empty directory is the empty policy (no routes), unless ``require_routes``: a reload
+    must find a file that says ``routes:`` (``routes: {}`` to serve none), so a directory that vanished
+    or files being replaced never empty the policy. Raises ``PolicyError``.
     """
     shown = os.path.normpath(directory)  # errors name policies/a.yaml, not config/../policies/a.yaml
     files: list[tuple[str, bytes]] = []
     problems: list[str] = []
+    budget = max_bytes
     for name in policy_files(directory):
         path = os.path.join(directory, name)
         try:
             with open(path, "rb") as f:
-                files.append((name, f.read()))
+                data = f.read(budget + 1)  # never more than the limit, whatever the file's size
         except OSError as e:
             problems.append(f"{os.path.join(shown, name)}:1: cannot read: {e.strerror}")
+            continue
+        if len(data) > budget:
+            over = f"the policy files together are over {max_bytes} bytes (policies.max_bytes)"
+            problems.append(f"{os.path.join(shown, name)}:1: {over}")
+            break
+        budget -= len(data)
+        files.append((name, data))
     loader = _Loader(deployments)
     for name, data in files:
         path = os.path.join(shown, name)
@@ -380,6 +419,11 @@ def load_policies(directory: str, deployments: Mapping[str, Deployment]) -> Poli
     routes = {name: loader.route(name, e, defaults) for name, e in loader.routes.items()}
     aliases = {name: target for name, e in loader.aliases.items() if (target := loader.alias(name, e)) is not None}
     problems += loader.errors()
+    if require_routes and not loader.declares_routes and not problems:
+        problems.append(
+            f"{shown}: no file declares routes (the directory is missing, empty or its files say nothing); "
+            "the last good policy keeps serving. To serve no routes, write a file containing `routes: {}`"
+        )
     if problems:
         raise PolicyError(problems)
     chains = {name: loader.expanded.get(name) or tuple(loader.expand([CHAIN + name])) for name in loader.chains}

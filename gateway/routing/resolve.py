@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config.model import Deployment, Mode, Settings, VirtualKey
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied, ServiceUnavailable
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
 from gateway.routing.policy import Policy
-from gateway.routing.select import Excluded, Plan, PlanEntry
+from gateway.routing.select import Excluded, Plan, PlanEntry, last_resort
 from gateway.routing.snapshot import Snapshot
 
 
@@ -66,7 +66,7 @@ def candidates(index: ModelIndex, key: VirtualKey, model: str, mode: Mode) -> tu
 
 def direct_plan(found: tuple[Deployment, ...], policy: Policy, snapshot: Snapshot, model: str) -> Plan:
     """A plan for a model name that is not a route: its deployments in config order, open circuits left
-    out, the policy's default fallback triggers and retries."""
+    out (all open: the least bad as a last resort), the policy's default fallback triggers and retries."""
     entries: list[PlanEntry] = []
     excluded: list[Excluded] = []
     for n, d in enumerate(found):
@@ -83,6 +83,8 @@ def direct_plan(found: tuple[Deployment, ...], policy: Policy, snapshot: Snapsho
                     state.circuit == "half_open",
                 )
             )
+    if not entries and (spare := last_resort(excluded, snapshot)) is not None:
+        entries.append(spare)
     return Plan(
         route=model,
         rule=None,
@@ -93,20 +95,15 @@ def direct_plan(found: tuple[Deployment, ...], policy: Policy, snapshot: Snapsho
         retries=policy.defaults.retries,
         admit_strategy="first",
         policy_version=policy.version,
-        reason=None if entries else "every deployment's circuit is open",
+        reason=None if entries else f"no deployment serves {model!r}",
     )
 
 
-def empty_plan_error(plan: Plan, snapshot: Snapshot) -> GatewayError:
+def empty_plan_error(plan: Plan) -> GatewayError:
     """Why nothing can serve the request, as the error the client should see (pure)."""
     if plan.rule is None and not plan.excluded:
         return InvalidRequest(plan.reason or "no routing rule matches this request", code="no_matching_rule")
-    kinds = {x.kind for x in plan.excluded}
-    if "circuit_open" in kinds:
-        soonest = min(snapshot.state(x.deployment).retry_in for x in plan.excluded if x.kind == "circuit_open")
-        return ServiceUnavailable(
-            f"every deployment that could serve this request is failing ({plan.reason})", retry_after=max(soonest, 0.1)
-        )
+    kinds = {x.kind for x in plan.excluded}  # never only open circuits: the least bad is planned
     details = "; ".join(f"{x.deployment}: {x.reason}" for x in plan.excluded)
     if kinds == {"not_allowed"}:
         return PermissionDenied(f"this key may not use any deployment of {plan.route!r}", param="model")

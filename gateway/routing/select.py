@@ -11,12 +11,15 @@
 5. The fallback chain follows, filtered the same way, in its listed order, without repeats.
 
 A half-open deployment keeps its place, marked ``probe`` (the health module admits its probes).
+When every deployment left after the lasting filters has its circuit open, the least bad of them
+(the one that half-opens soonest, then the lowest error rate, then the listed order) is still
+planned, marked ``last_resort``: a fleet in a brownout answers what it can instead of refusing all.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -41,6 +44,7 @@ class PlanEntry:
     why: str
     stage: Stage
     probe: bool = False  # circuit half-open: this attempt tests whether it has recovered
+    last_resort: bool = False  # every circuit is open: tried anyway, once, as a probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +193,21 @@ def _entry(deployment: str, score: float | None, why: str, stage: Stage, s: Depl
     return PlanEntry(deployment, score, f"{why} (circuit half-open: probe)" if probe else why, stage, probe)
 
 
+def last_resort(excluded: Sequence[Excluded], snapshot: Snapshot) -> PlanEntry | None:
+    """The least bad of the deployments excluded only for an open circuit; None when there are none.
+
+    >>> last_resort([Excluded("a/x", "circuit open, retry in 9.0s", "circuit_open")], snapshot).deployment
+    'a/x'
+    """
+    shut = [x for x in excluded if x.kind == "circuit_open"]
+    if not shut:
+        return None
+    best = min(shut, key=lambda x: (snapshot.state(x.deployment).retry_in, snapshot.state(x.deployment).error_rate))
+    s = snapshot.state(best.deployment)
+    why = f"last resort: every circuit is open, this one half-opens soonest (in {s.retry_in:.1f}s)"
+    return PlanEntry(best.deployment, s.retry_in, why, best.stage, last_resort=True)
+
+
 def _no_rule(policy: Policy, route: Route, f: Features) -> Plan:
     sought = f"tier={f.tier}, task={f.task}, prompt_tokens={f.prompt_tokens}, endpoint={f.endpoint}"
     return Plan(
@@ -245,6 +264,8 @@ def plan(
     entries = _order(rule, usable(rule.candidates, "candidate"), features, rng)
     for n, (i, _, s) in enumerate(usable(rule.fallback, "fallback"), start=1):
         entries.append(_entry(i, None, f"fallback #{n}", "fallback", s))
+    if not entries and (spare := last_resort(excluded, snapshot)) is not None:
+        entries.append(spare)  # it stays in ``excluded`` too: its circuit is open
     return Plan(
         route=route.name,
         rule=rule.name,

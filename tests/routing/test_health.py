@@ -10,7 +10,9 @@ from gateway.routing.health import CircuitSettings, Delta, Health, RemoteState, 
 from gateway.routing.snapshot import DeploymentState, Snapshot
 
 DEP = "openai-main/gpt-4o-mini"
-SETTINGS = CircuitSettings(failure_threshold=3, min_requests=10, window_seconds=10.0, open_seconds=5.0)
+SETTINGS = CircuitSettings(
+    failure_threshold=3, error_rate_threshold=0.5, min_requests=10, window_seconds=10.0, open_seconds=5.0
+)
 
 
 class Clock:
@@ -110,6 +112,42 @@ def test_probe_failure_reopens_for_another_period(health: Health, clock: Clock) 
     outcome(health, False)
     assert (state(health).circuit, state(health).retry_in) == ("open", 5.0)
     assert not health.allow(DEP)
+
+
+def test_a_last_resort_goes_through_an_open_circuit_without_changing_it(health: Health, clock: Clock) -> None:
+    open_circuit(health)
+    clock.now += 1.0
+    assert not health.allow(DEP)
+    assert health.allow(DEP, last_resort=True)
+    outcome(health, True)
+    assert (state(health).circuit, state(health).retry_in) == ("open", 4.0)  # its probes decide, as in Redis
+    clock.now += 4.0
+    assert [health.allow(DEP) for _ in range(3)] == [True, True, False]
+    assert health.allow(DEP, last_resort=True)  # half-open, its probes taken: still a last resort
+
+
+def test_every_transition_is_reported(clock: Clock) -> None:
+    seen: list[tuple[str, str]] = []
+    health = Health(SETTINGS, clock, on_change=lambda deployment, circuit: seen.append((deployment, circuit)))
+    open_circuit(health)
+    clock.now += 5.0
+    assert state(health).circuit == "half_open"
+    assert health.allow(DEP)
+    outcome(health, False)  # the probe failed
+    clock.now += 5.0
+    health.allow(DEP)
+    outcome(health, True)
+    health.merge({"b/m": RemoteState(circuit="open", retry_in=3.0)})
+    health.merge({})
+    assert seen == [
+        (DEP, "open"),
+        (DEP, "half_open"),
+        (DEP, "open"),
+        (DEP, "half_open"),
+        (DEP, "closed"),
+        ("b/m", "open"),
+        ("b/m", "closed"),
+    ]
 
 
 def test_ewma_of_latency_and_ttft_from_successes(health: Health) -> None:

@@ -5,7 +5,9 @@ from gateway.config.model import Deployment, VirtualKey
 from gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamStatus, UpstreamTimeout
 from gateway.providers.base import UnsupportedParameter
 from gateway.routing.execute import final_error
-from gateway.routing.resolve import ModelIndex, candidates
+from gateway.routing.policy import Policy
+from gateway.routing.resolve import ModelIndex, candidates, direct_plan
+from gateway.routing.snapshot import DeploymentState, Snapshot
 
 
 def dep(account: str, model: str, mode: str = "chat") -> Deployment:
@@ -73,3 +75,20 @@ def test_final_error() -> None:
     assert mixed.status == 504
     unsupported = UnsupportedParameter("logprobs", "groq")
     assert final_error([unsupported]) is unsupported
+
+
+def test_direct_plan_all_open_tries_the_one_that_half_opens_soonest() -> None:
+    found = candidates(INDEX, key("*"), "gpt-4o-mini", "chat")
+    policy = Policy(version="v", routes={}, aliases={}, chains={})
+    both = Snapshot(
+        {
+            "a/gpt-4o-mini": DeploymentState(circuit="open", retry_in=3.0),
+            "b/gpt-4o-mini": DeploymentState(circuit="open", retry_in=1.0),
+        }
+    )
+    p = direct_plan(found, policy, both, "gpt-4o-mini")
+    assert [(e.deployment, e.last_resort) for e in p.entries] == [("b/gpt-4o-mini", True)]
+    assert [x.kind for x in p.excluded] == ["circuit_open", "circuit_open"]
+    one = Snapshot({"a/gpt-4o-mini": DeploymentState(circuit="open", retry_in=3.0)})
+    p = direct_plan(found, policy, one, "gpt-4o-mini")
+    assert [(e.deployment, e.last_resort) for e in p.entries] == [("b/gpt-4o-mini", False)]

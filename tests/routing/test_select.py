@@ -267,6 +267,39 @@ def test_everything_excluded_gives_an_empty_plan_with_the_reasons(tmp_path: Path
     assert p.excluded[0].kind == "context_window"
 
 
+def test_every_circuit_open_plans_the_least_bad_as_a_last_resort_and_keeps_the_reasons(tmp_path: Path) -> None:
+    rules = "- candidates: [a/small, b/cheap]\n  fallback: [c/mid]\n"
+    states = snap(
+        a__small=DeploymentState(circuit="open", retry_in=4.0, error_rate=0.2),
+        b__cheap=DeploymentState(circuit="open", retry_in=1.5, error_rate=0.9),  # half-opens soonest
+        c__mid=DeploymentState(circuit="open", retry_in=1.5, error_rate=0.95),
+    )
+    p = run(policy(tmp_path, rules), snapshot=states)
+    assert [(e.deployment, e.stage, e.last_resort, e.probe) for e in p.entries] == [
+        ("b/cheap", "candidate", True, False)
+    ]
+    assert p.entries[0].why == "last resort: every circuit is open, this one half-opens soonest (in 1.5s)"
+    assert [(x.deployment, x.kind) for x in p.excluded] == [
+        ("a/small", "circuit_open"),
+        ("b/cheap", "circuit_open"),
+        ("c/mid", "circuit_open"),
+    ]
+    assert p.reason is None
+    half = snap(a__small=DeploymentState(circuit="open", retry_in=4.0), b__cheap=DeploymentState(circuit="half_open"))
+    assert [(e.deployment, e.last_resort) for e in run(policy(tmp_path, rules), snapshot=half).entries] == [
+        ("b/cheap", False),
+        ("c/mid", False),
+    ]  # something is not open: no last resort
+
+
+def test_no_last_resort_for_deployments_excluded_for_lasting_reasons(tmp_path: Path) -> None:
+    states = snap(a__big=DeploymentState(circuit="open", retry_in=1.0))
+    p = run(policy(tmp_path, "- candidates: [a/small, a/big]\n"), feats(prompt_tokens=9000), states)
+    assert [e.deployment for e in p.entries] == ["a/big"] and p.entries[0].last_resort
+    p = run(policy(tmp_path, "- candidates: [a/small]\n"), feats(prompt_tokens=9000), states)
+    assert p.entries == () and p.excluded[0].kind == "context_window"
+
+
 def test_a_model_that_is_not_a_route_gives_none_and_aliases_resolve(tmp_path: Path) -> None:
     p = policy(tmp_path, "- candidates: [a/small]\n", "aliases:\n  auto: r\n")
     assert plan(p, feats(model="gpt-4o"), Snapshot(), random.Random(1), DEPLOYMENTS) is None
@@ -286,6 +319,7 @@ def test_the_plan_carries_retry_settings_and_renders_as_json(tmp_path: Path) -> 
             "why": "priority: listed #1 (circuit half-open: probe)",
             "stage": "candidate",
             "probe": True,
+            "last_resort": False,
         }
     ]
     assert doc["policy_version"] == p.policy_version and len(p.policy_version) == 12
