@@ -106,7 +106,8 @@ def _load(path: str | None) -> tuple[Settings, Policy] | None:
         _complain("configuration", e.errors)
         return None
     try:
-        return settings, load_policies(settings.policy_dir, {d.id: d for d in settings.deployments})
+        deployments = {d.id: d for d in settings.deployments}
+        return settings, load_policies(settings.policy_dir, deployments, max_bytes=settings.policy_max_bytes)
     except PolicyError as e:
         _complain(f"routing policy in {settings.policy_dir}", e.errors)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -19,9 +20,11 @@ from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
 from gateway.providers import REGISTRY
 from gateway.providers.base import Provider
+from gateway.routing import tokens
 from gateway.routing.health import Health
 from gateway.routing.reload import PolicyStore
 from gateway.routing.resolve import ModelIndex
+from gateway.routing.snapshot import Circuit
 from gateway.upstream import Upstream
 
 
@@ -50,6 +53,7 @@ class Runtime:
     policies: PolicyStore
     deployments: dict[str, Deployment]
     wait_line: WaitLine = field(default_factory=WaitLine)
+    rng: random.Random = field(default_factory=random.Random)  # seeded from os.urandom: clients cannot steer it
     draining: bool = False
     ready: bool = False
     background: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -62,11 +66,20 @@ class Runtime:
             headers = {"content-type": "application/json", **provider.auth(account.api_key)}
             targets[account.name] = Target(account, provider, MappingProxyType(headers))
         metrics = Metrics()
-        log = accesslog.configure(settings.server.access_log)
+        log = accesslog.configure(
+            settings.server.access_log, settings.server.access_log_queue, settings.secrets(), metrics.log_dropped.inc
+        )
 
         replica_id = f"{os.uname().nodename}:{os.getpid()}"
         deployments = {d.id: d for d in settings.deployments}
-        health = Health(settings.circuit)
+
+        def on_circuit(deployment: str, circuit: Circuit) -> None:
+            metrics.circuit_open.labels(deployment).set(0 if circuit == "closed" else 1)
+            log.warning("circuit", {"deployment": deployment, "circuit": circuit})
+
+        health = Health(settings.circuit, on_change=on_circuit)
+        for deployment in deployments:
+            metrics.circuit_open.labels(deployment).set(0)
 
         def on_limiter_mode(mode: str) -> None:
             metrics.limiter_degraded.set(1 if mode == "degraded" else 0)
@@ -77,7 +90,9 @@ class Runtime:
             keys=KeyRing(settings.keys, settings.admin_key_sha256),
             index=ModelIndex.build(settings),
             targets=targets,
-            upstream=Upstream(settings.accounts, settings.server.timeouts, settings.server.max_connections_per_account),
+            upstream=Upstream(
+                settings.accounts, settings.server, metrics, settings.secrets(), settings.limits.max_retry_after_seconds
+            ),
             metrics=metrics,
             log=log,
             secrets=settings.secrets(),
@@ -88,6 +103,7 @@ class Runtime:
                 fail_mode=settings.limits.fail_mode,
                 prefix=settings.limits.key_prefix,
                 on_mode_change=on_limiter_mode,
+                workers=settings.server.workers,  # without Redis, each worker enforces its share
             ),
             health=health,
             health_sync=HealthSync(
@@ -97,7 +113,7 @@ class Runtime:
                 prefix=settings.limits.key_prefix,
                 deadline=settings.limits.redis_deadline_ms / 1000,
             ),
-            policies=PolicyStore(settings.policy_dir, deployments, metrics, log),
+            policies=PolicyStore(settings.policy_dir, deployments, metrics, log, max_bytes=settings.policy_max_bytes),
             deployments=deployments,
         )
 
@@ -107,10 +123,16 @@ class Runtime:
         return self.limiter.mode
 
     async def start(self) -> None:
-        await self.upstream.start()
-        await self.limiter.start()
-        await self.health_sync.start()
-        await self.policies.start()
+        accesslog.adopt(self.log, "uvicorn.error")  # the server's own errors: JSON lines, redacted, never blocking
+        # tiktoken's encoding takes 0.2 s or more to load: in a thread, alongside the rest, never in a request.
+        loading = asyncio.ensure_future(asyncio.to_thread(tokens.encoding))
+        try:
+            await self.upstream.start()
+            await self.limiter.start()
+            await self.health_sync.start()
+            await self.policies.start()
+        finally:
+            await loading
         self.metrics.limiter_degraded.set(1 if self.limiter.mode == "degraded" else 0)
         self.ready = True
 
@@ -131,3 +153,4 @@ class Runtime:
         await self.health_sync.close()
         await self.limiter.close()
         await self.upstream.close()
+        await asyncio.to_thread(accesslog.close, self.log)  # last: flush every line, including the above's

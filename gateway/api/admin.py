@@ -11,7 +11,7 @@ from starlette.responses import Response
 from gateway.api.intake import parse_object
 from gateway.api.respond import openai_error
 from gateway.config.model import Deployment
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest, redact
 from gateway.providers.base import Endpoint
 from gateway.routing.explain import ADMIN_VIEW, explain
 from gateway.runtime import Runtime
@@ -51,7 +51,7 @@ def effective_config(rt: Runtime) -> dict[str, Any]:
             {
                 "name": a.name,
                 "kind": a.kind,
-                "base_url": a.base_url,
+                "base_url": redact(a.base_url, rt.secrets),  # a password in its userinfo stays hidden
                 "api_version": a.api_version,
                 "credential": "set" if a.api_key is not None else "none",
                 "limits": {"rpm": a.limits.rpm, "tpm": a.limits.tpm},
@@ -120,7 +120,7 @@ async def reload_policies(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     if (denied := _denied(request)) is not None:
         return denied
-    rejection = rt.policies.reload("admin API")
+    rejection = await rt.policies.refresh("admin API")
     status = policy_status(rt)
     return _json(status, 200 if rejection is None else 422)
 

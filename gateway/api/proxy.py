@@ -7,12 +7,11 @@ need their own response (``StreamRelay``) and the hot path skips a layer of exce
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -31,18 +30,21 @@ from gateway.routing.features import Features, features_from, refine
 from gateway.routing.resolve import candidates, direct_plan, empty_plan_error
 from gateway.routing.select import Plan, plan
 from gateway.runtime import Runtime
-from gateway.upstream import Exchange
+from gateway.upstream import Exchange, stream_error
 
 
 async def _read_json(exchange: Exchange) -> bytes:
-    return await exchange.read()
+    return await exchange.json()
 
 
 async def _first_event(exchange: Exchange) -> tuple[bytes, AsyncGenerator[bytes, None]]:
-    """A stream counts as answered only once its first event is here; until then fallback is invisible."""
+    """A stream counts as answered only once its first event is here; until then fallback is invisible.
+    A stream that opens with an error event failed before its first byte: it falls back too."""
     events = exchange.events()
     try:
         first = await events.__anext__()
+        if (failure := stream_error(first)) is not None:
+            raise failure
     except StopAsyncIteration:
         raise UpstreamConnection("the upstream stream ended before its first event") from None
     except BaseException:
@@ -68,29 +70,46 @@ class ProxyEndpoint:
         request = Request(scope, receive)
         rt: Runtime = request.app.state.runtime
         record = RequestRecord(request_id(request), self.path, time.perf_counter())
-        rt.metrics.inflight.inc()
-        reservation: Reservation | None = None
+        rt.metrics.inflight.inc()  # finish() takes it back: it runs once for every request, streams included
+        settlement: tuple[Reservation, int] | None = None
         try:
-            response, reservation = await self._handle(rt, request, record)
+            response, settlement = await self._handle(rt, request, record)
         except GatewayError as e:
             response = error_response(e, record)
+        except ClientDisconnect:  # gone mid-upload: nobody to answer; a 499 line, no traceback
+            record.status = 499
+            response = Response(status_code=499)
+        except Exception:  # a bug: still one answer, one line (with the traceback) and the in-flight gauge back
+            rt.log.exception("unhandled error", {"request_id": record.request_id, "endpoint": self.path})
+            response = error_response(GatewayError("the gateway failed to handle this request"), record)
         if isinstance(response, StreamRelay):
             await response(scope, receive, send)  # finishes and settles itself
             return
         finish(rt, record, disconnected=record.status == 499)
         await response(scope, receive, send)
-        # Reconcile after the answer is out, so the caller never waits for it. Without a usage
-        # report (or after a disconnect) the reservation stands as the best estimate.
-        if reservation is not None and record.prompt_tokens is not None:
-            await rt.limiter.settle(reservation, record.prompt_tokens + (record.completion_tokens or 0))
+        # Reconcile after the answer is out, so the caller never waits for it.
+        if settlement is not None:
+            await rt.limiter.settle(*settlement)
 
     async def _handle(
         self, rt: Runtime, request: Request, record: RequestRecord
-    ) -> tuple[Response | StreamRelay, Reservation | None]:
+    ) -> tuple[Response | StreamRelay, tuple[Reservation, int] | None]:
+        """The response, and for a JSON answer the reservation with the tokens to settle it with.
+
+        Settling uses the provider's usage report; a JSON answer without one settles at the best estimate
+        (the prompt plus the answer's bytes / 3, never more than was reserved). A client that left before
+        the answer (JSON, or a stream before its first event) keeps its reservation: the provider was sent
+        the request and counts what it generates (a JSON answer is generated whole whether or not anyone
+        reads it). Reservations are bounded by what one request can consume (``routing.bounds``, intake's
+        ``n`` ceiling) and never push a bucket into debt, so keeping one costs no more than serving it.
+        """
         key = rt.keys.authenticate(request.headers.get("authorization"))
         record.key_name = key.name
         body = parse_object(await read_body(request, rt.settings.server.max_body_bytes))
-        model = check_chat(body) if self.endpoint == "chat" else check_embeddings(body)
+        if self.endpoint == "chat":
+            model = check_chat(body, rt.settings.limits.max_n)
+        else:
+            model = check_embeddings(body)
         chosen, features = await route(rt, record, body, key, request.headers, self.endpoint)
         record.model = model
         record.stream = self.endpoint == "chat" and body.get("stream") is True
@@ -113,9 +132,12 @@ class ProxyEndpoint:
         usage_of(answered.result, record)
         if record.prompt_tokens is not None:
             _cost_header(record, answered.deployment, record.prompt_tokens, record.completion_tokens or 0, False)
+            used = record.prompt_tokens + (record.completion_tokens or 0)
         else:
             _cost_header(record, answered.deployment, wants.prompt, wants.tokens - wants.prompt, estimated=True)
-        return json_response(answered.result, record), answered.reservation
+            used = min(wants.tokens, wants.prompt + len(answered.result) // 3)
+        reservation = answered.reservation
+        return json_response(answered.result, record), None if reservation is None else (reservation, used)
 
 
 # Counting a prompt this long (estimated) exactly takes a third of a millisecond or more: off the
@@ -141,7 +163,7 @@ async def route(
         features = await asyncio.to_thread(refine, features, thresholds)
     else:
         features = refine(features, thresholds)
-    found = plan(policy, features, snapshot, random.Random(record.request_id), rt.deployments)
+    found = plan(policy, features, snapshot, rt.rng, rt.deployments)  # the gateway's randomness, not the client's
     if found is None:
         mode: Mode = "chat" if endpoint == "chat" else "embedding"
         found = direct_plan(candidates(rt.index, key, features.model, mode), policy, snapshot, features.model)
@@ -150,7 +172,7 @@ async def route(
             record.rule = f"{found.route}/{found.rule}"
         rt.metrics.routed.labels(found.route, found.rule or "none").inc()
     if not found.entries:
-        raise empty_plan_error(found, snapshot)
+        raise empty_plan_error(found)
     return found, features
 
 

@@ -64,11 +64,14 @@ def usage_of(body: bytes, record: RequestRecord) -> None:
 
 
 def finish(rt: Runtime, record: RequestRecord, disconnected: bool = False) -> None:
-    """Count, measure and log one finished request."""
+    """Count, measure and log one finished request: called exactly once per request (JSON, stream, error,
+    disconnect), so the in-flight gauge goes back down here."""
     latency = time.perf_counter() - record.started
     m = rt.metrics
+    m.inflight.dec()
     if disconnected:
         record.status = 499  # nginx's convention: the client closed the request
+        record.error_code = record.error_code or "client_disconnected"
         m.disconnects.labels(record.endpoint).inc()
     m.requests.labels(record.endpoint, record.model or "none", str(record.status)).inc()
     m.duration.labels(record.endpoint).observe(latency)

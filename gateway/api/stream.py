@@ -51,27 +51,32 @@ class StreamRelay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = self.record
         record.status = 200
-        headers = _HEADERS + [(k.encode(), v.encode()) for k, v in trace_headers(record).items()]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
         guard = DisconnectGuard(receive)
-        async with guard:
-            try:
-                await self._relay(send)
-            except GatewayError as e:
-                record.error_code = e.code or e.type
-                await send({"type": "http.response.body", "body": encode(to_openai_error(e)), "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        await self.rest.aclose()
-        finish(self.rt, record, disconnected=guard.disconnected)
-        used = self._used()
-        if self.reservation is not None and used is not None:
-            await self.rt.limiter.settle(self.reservation, used)
+        try:
+            headers = _HEADERS + [(k.encode(), v.encode()) for k, v in trace_headers(record).items()]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async with guard:
+                try:
+                    await self._relay(send)
+                except GatewayError as e:
+                    record.error_code = e.code or e.type
+                    error = encode(to_openai_error(e))
+                    await send({"type": "http.response.body", "body": error, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:  # whatever happened, the upstream is closed and the request counted, logged and settled once
+            await self.rest.aclose()
+            finish(self.rt, record, disconnected=guard.disconnected)
+            used = self._used()
+            if self.reservation is not None and used is not None:
+                await self.rt.limiter.settle(self.reservation, used)
 
     def _used(self) -> int | None:
         """Tokens to reconcile with: the provider's usage chunk; else, for a stream that ran to its end, an
         estimate from what was relayed. A stream cut short (client gone, upstream failed) without a usage
-        report keeps its whole reservation (None): the provider counted what it generated, or max_tokens,
-        which can be far more than the events that reached the client."""
+        report keeps what its reservation took (None): the provider counted what it generated, or max_tokens,
+        which can be far more than the events that reached the client. That is bounded: max_tokens and n
+        were checked against the deployment before admission (``routing.bounds``), and a reservation never
+        takes more than a bucket holds."""
         record = self.record
         if record.prompt_tokens is not None and record.completion_tokens is not None:
             return record.prompt_tokens + record.completion_tokens
