@@ -24,7 +24,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -35,47 +34,6 @@ from gateway.errors import redact
 LOGGER = "gateway.access"
 _BATCH = 512  # lines per wake-up of the writer, at most: bounds the time it holds the GIL to redact
 _LEVELS = MappingProxyType({10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"})
-
-
-@dataclass
-class RequestRecord:
-    """What one request did; filled in as it goes, logged and measured once at the end."""
-
-    request_id: str
-    endpoint: str
-    started: float
-    key_name: str | None = None
-    model: str | None = None
-    deployment: str | None = None
-    rule: str | None = None  # "route/rule" when a policy routed the request
-    attempts: int = 0
-    stream: bool = False
-    status: int = 0
-    ttft_ms: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    error_code: str | None = None
-    tried: list[str] = field(default_factory=list)
-    extra_headers: dict[str, str] = field(default_factory=dict)  # e.g. the caller's x-ratelimit-*
-
-    def as_log(self, latency_ms: float) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "endpoint": self.endpoint,
-            "key": self.key_name,
-            "model": self.model,
-            "rule": self.rule,
-            "deployment": self.deployment,
-            "attempts": self.attempts,
-            "tried": self.tried,
-            "stream": self.stream,
-            "status": self.status,
-            "latency_ms": round(latency_ms, 2),
-            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "error": self.error_code,
-        }
 
 
 class LineWriter:

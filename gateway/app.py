@@ -21,6 +21,7 @@ from gateway.config.model import Settings
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.http_bounds import GUARD, ClientGuard
 from gateway.lifecycle import install_drain
+from gateway.providers import REGISTRY
 from gateway.runtime import Runtime
 
 _log = logging.getLogger("gateway")
@@ -92,4 +93,4 @@ def build_app(settings: Settings) -> Starlette:
 def create_app() -> Starlette:
     """Factory for uvicorn worker processes: the config path and the serve command's flags arrive through
     the environment (GATEWAY_CONFIG, GATEWAY_SERVE_FLAGS)."""
-    return build_app(with_flags(load_settings(config_path(None, os.environ)), os.environ))
+    return build_app(with_flags(load_settings(config_path(None, os.environ), kinds=REGISTRY), os.environ))

@@ -14,6 +14,7 @@ import orjson
 from gateway.config import FLAGS_ENV, ConfigError, config_path, load_settings, with_flags
 from gateway.config.defaults import DEMO_ADMIN_KEY, DEMO_KEY, DEMO_PREMIUM_KEY
 from gateway.config.model import Settings
+from gateway.providers import REGISTRY
 from gateway.routing.policy import Policy
 
 
@@ -101,7 +102,7 @@ def _load(path: str | None) -> tuple[Settings, Policy] | None:
     from gateway.routing.policy_load import PolicyError, load_policies
 
     try:
-        settings = load_settings(path)
+        settings = load_settings(path, kinds=REGISTRY)
     except ConfigError as e:
         _complain("configuration", e.errors)
         return None
@@ -116,7 +117,9 @@ def _load(path: str | None) -> tuple[Settings, Policy] | None:
 def _explain(path: str | None, args: argparse.Namespace) -> int:
     import orjson
 
-    from gateway.routing.explain import ADMIN_VIEW, explain
+    from gateway.api.intake import check
+    from gateway.errors import GatewayError
+    from gateway.routing.explain import ADMIN_VIEW, explain, refusal
     from gateway.routing.resolve import ModelIndex
     from gateway.routing.snapshot import Snapshot
 
@@ -134,16 +137,22 @@ def _explain(path: str | None, args: argparse.Namespace) -> int:
             return 1
     headers = dict(h.split(":", 1) for h in args.header if ":" in h)
     deployments = {d.id: d for d in settings.deployments}
-    result = explain(
-        policy,
-        deployments,
-        ModelIndex.build(settings),
-        Snapshot(),
-        request,
-        key,
-        {k.strip(): v.strip() for k, v in headers.items()},
-        args.endpoint,
-    )
+    try:
+        check(request, args.endpoint, settings.limits.max_n)
+    except GatewayError as e:
+        result = refusal(policy, e)
+    else:
+        result = explain(
+            policy,
+            deployments,
+            ModelIndex.build(settings),
+            Snapshot(),
+            request,
+            key,
+            {k.strip(): v.strip() for k, v in headers.items()},
+            args.endpoint,
+            settings.limits.default_output_tokens,
+        )
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     return 0 if "error" not in result else 1
 
@@ -171,7 +180,6 @@ def _banner(settings: Settings, upstream: str | None) -> str:
 def _serve(path: str | None, args: argparse.Namespace) -> int:
     from gateway import demo, server
     from gateway.config.defaults import default_document
-    from gateway.providers import REGISTRY
 
     wanted = path is None and default_document(os.environ, frozenset(REGISTRY))["demo"]
     try:

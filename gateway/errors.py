@@ -11,7 +11,7 @@ Exception tree::
     ├── PayloadTooLarge          413 body over server.max_body_bytes
     ├── RateLimited              429 carries retry_after seconds
     ├── ServiceUnavailable       503 draining, or nothing can serve right now
-    └── UpstreamError            a provider failed; .retryable says whether another deployment may try
+    └── UpstreamError            a provider failed (gateway.failures says what that means for the request)
         ├── UpstreamStatus       the provider answered an error status (429 → 429, 5xx → 502, 4xx kept)
         ├── UpstreamTimeout      504 connect, first-byte, idle or total timeout
         ├── UpstreamConnection   502 refused, reset, or cut before a complete answer
@@ -114,7 +114,6 @@ class ServiceUnavailable(GatewayError):
 class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
-    retryable = True
 
 
 class UpstreamStatus(UpstreamError):
@@ -134,18 +133,14 @@ class UpstreamStatus(UpstreamError):
         self.retry_after = retry_after
         if upstream_status == 429:
             self.status, self.type = 429, "rate_limit_error"
-            self.retryable = True
         elif upstream_status >= 500:
             self.status = 502
-            self.retryable = True
         elif upstream_status in (401, 403):
             # The gateway's own credential was refused: the caller's request is fine, ours is not.
             self.status = 502
-            self.retryable = True
             self.message = "the upstream provider rejected the gateway's credentials for this deployment"
         else:
             self.status, self.type = upstream_status, "invalid_request_error"
-            self.retryable = code == "context_length_exceeded"
 
     def headers(self) -> dict[str, str]:
         if self.status == 429:

@@ -6,35 +6,28 @@ import asyncio
 import logging
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
-from gateway import accesslog
+from gateway import accesslog, tokens
 from gateway.auth import KeyRing
-from gateway.config.model import Account, Deployment, Settings
+from gateway.config.model import Deployment, Settings
 from gateway.limits import Limiter, build_limiter
-from gateway.limits.health_store import HealthSync
-from gateway.limits.model import BucketSpec
 from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
 from gateway.providers import REGISTRY
 from gateway.providers.base import Provider
-from gateway.routing import tokens
+from gateway.routing.admission import Admitter
 from gateway.routing.health import Health
+from gateway.routing.health_sync import HealthSync
+from gateway.routing.outcomes import Recorder
 from gateway.routing.reload import PolicyStore
 from gateway.routing.resolve import ModelIndex
+from gateway.routing.sending import Sender, Target
 from gateway.routing.snapshot import Circuit
+from gateway.routing.walk import Steps
 from gateway.upstream import Upstream
-
-
-@dataclass(frozen=True)
-class Target:
-    """An account with what sending to it needs, resolved once: adapter and fixed headers."""
-
-    account: Account
-    provider: Provider
-    headers: MappingProxyType[str, str]
 
 
 @dataclass
@@ -57,14 +50,22 @@ class Runtime:
     draining: bool = False
     ready: bool = False
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    steps: Steps = field(init=False)  # the request path's admit, send and record, over the parts above
+
+    def __post_init__(self) -> None:
+        accounts = {name: (t.account, t.provider) for name, t in self.targets.items()}
+        limits = self.settings.limits
+        self.steps = Steps(
+            admit=Admitter(self.limiter, self.wait_line, accounts, limits, self.metrics, self.spawn),
+            send=Sender(self.upstream, self.targets),
+            record=Recorder(self.health, self.metrics),
+            max_output_tokens=limits.max_output_tokens,
+        )
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
-        targets = {}
-        for account in settings.accounts:
-            provider = REGISTRY[account.kind]
-            headers = {"content-type": "application/json", **provider.auth(account.api_key)}
-            targets[account.name] = Target(account, provider, MappingProxyType(headers))
+    def build(cls, settings: Settings, registry: Mapping[str, Provider] = REGISTRY) -> Runtime:
+        """Everything for ``settings``; ``registry`` is every provider kind there is (tests add their own)."""
+        targets = {a.name: Target.of(a, registry[a.kind]) for a in settings.accounts}
         metrics = Metrics()
         log = accesslog.configure(
             settings.server.access_log, settings.server.access_log_queue, settings.secrets(), metrics.log_dropped.inc
@@ -141,9 +142,6 @@ class Runtime:
         task = asyncio.ensure_future(work)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
-
-    def correct_soon(self, bucket: BucketSpec, remaining: float) -> None:
-        self.spawn(self.limiter.correct(bucket, remaining))
 
     async def close(self) -> None:
         self.ready = False

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import aiohttp
-import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -39,7 +38,7 @@ from tenacity import (
     stop_before_delay,
 )
 
-from gateway.config.model import Account, ServerSettings
+from gateway.config.model import Account, Deployment, ServerSettings
 from gateway.errors import (
     UpstreamConnection,
     UpstreamError,
@@ -50,8 +49,7 @@ from gateway.errors import (
     redact_bytes,
 )
 from gateway.metrics import Metrics
-from gateway.providers.base import Provider
-from gateway.sse import SSEDecoder
+from gateway.providers.base import Provider, StreamTranslator
 
 _MAX_ERROR_BODY = 64 * 1024  # an error answer is read this far; its message is all that is kept
 _YIELD_EVERY = 1024 * 1024  # bytes read back to back (an inflating body never waits) between yields
@@ -94,6 +92,7 @@ class Exchange:
     idle: float
     rules: Rules
     slot: Slot
+    provider: Provider  # whose framing a stream has
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -145,17 +144,19 @@ class Exchange:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def events(self) -> AsyncGenerator[bytes, None]:
-        """SSE data payloads as they arrive; raises UpstreamError if the stream breaks, idles or outgrows its
-        bounds. Error events pass through redacted of every configured secret."""
+        """The stream's events as they arrive, framed as the provider frames them (SSE data payloads, for
+        most); raises UpstreamError if the stream breaks, idles or outgrows its bounds. Error events pass
+        through redacted of every configured secret."""
         rules = self.rules
-        decoder = SSEDecoder(rules.max_event)
+        decoder = self.provider.decoder(rules.max_event)
         content = self.response.content
         loop = asyncio.get_running_loop()
         mono_to_loop = loop.time() - time.monotonic()
         total = unyielded = 0
         try:
-            content_type = self.response.headers.get("content-type", "text/event-stream")
-            if "text/event-stream" not in content_type.lower():
+            expected = self.provider.stream_type
+            content_type = self.response.headers.get("content-type", expected)
+            if expected not in content_type.lower():
                 raise UpstreamProtocol(f"the upstream answered a stream request with {self._quoted(content_type)}")
             async with asyncio.timeout(None) as timer:
                 while True:
@@ -185,6 +186,24 @@ class Exchange:
         if decoder.pending.strip():
             raise UpstreamConnection("the upstream stream ended in the middle of an event")
 
+    def answer_events(self, deployment: Deployment) -> AsyncGenerator[bytes, None]:
+        """The stream as OpenAI chunk payloads: the events themselves for an OpenAI-compatible provider, else
+        what its translator makes of each, as it arrives (never buffered to the end)."""
+        if self.provider.stream is None:
+            return self.events()
+        return self._translated(self.provider.stream(deployment))
+
+    async def _translated(self, translator: StreamTranslator) -> AsyncGenerator[bytes, None]:
+        events = self.events()
+        try:
+            async for event in events:
+                for chunk in translator.feed(event):
+                    yield chunk
+            for chunk in translator.finish():
+                yield chunk
+        finally:
+            await events.aclose()
+
     def release(self) -> None:
         """Done with a body read to its end: the connection goes back to the pool."""
         self.response.release()
@@ -201,25 +220,6 @@ class Exchange:
     def _loop_deadline(self, within: float) -> float:
         remaining = min(self.deadline - time.monotonic(), within)
         return asyncio.get_running_loop().time() + remaining
-
-
-def stream_error(payload: bytes) -> UpstreamProtocol | None:
-    """Pure: the failure a stream event reports when it is an error object rather than a chunk.
-
-    >>> stream_error(b'{"error": {"message": "overloaded", "type": "server_error"}}').message
-    'the upstream stream opened with an error: overloaded'
-    """
-    if b'"error"' not in payload:
-        return None
-    try:
-        parsed = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    error = parsed.get("error") if isinstance(parsed, dict) and not parsed.get("choices") else None
-    if not error:
-        return None
-    message = error.get("message") if isinstance(error, dict) else error
-    return UpstreamProtocol(f"the upstream stream opened with an error: {str(message)[:1000]}")
 
 
 def _json_object(body: bytes) -> bool:
@@ -320,7 +320,7 @@ class Upstream:
             slot.release()
             raise
         else:
-            exchange = Exchange(response, deadline, t.stream_idle, self._rules, slot)
+            exchange = Exchange(response, deadline, t.stream_idle, self._rules, slot, provider)
             if response.status >= 400:
                 raise await _error(exchange, provider)
             if response.status >= 300:
@@ -386,9 +386,7 @@ def same_deployment_retries(
     """Tries of one request on one deployment: exponential backoff with jitter, at least the provider's
     Retry-After, never past ``deadline`` (monotonic); the last failure is re-raised as it was.
 
-    >>> async for attempt in same_deployment_retries(1, 0.2, 2.0, deadline, transient):
-    ...     with attempt:
-    ...         await send()
+    Used as tenacity's iterator: ``async for attempt in same_deployment_retries(...): with attempt: ...``.
     """
 
     def wait(state: RetryCallState) -> float:

@@ -9,6 +9,8 @@ from harness import UPSTREAM_KEY, GatewayProcess, config_text, free_port, start_
 
 from gateway.fake.testing import FakeUpstream
 
+pytest_plugins = ["redis_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def fake() -> Iterator[FakeUpstream]:

@@ -1,6 +1,7 @@
 import orjson
 import pytest
 
+from gateway import failures
 from gateway.config.model import Account, Limits, Secret, ServerSettings, Settings
 from gateway.errors import (
     RateLimited,
@@ -45,7 +46,7 @@ def test_upstream_status_mapping() -> None:
     assert UpstreamStatus(401, "Incorrect API key sk-x").status == 502
     assert "sk-x" not in UpstreamStatus(401, "Incorrect API key sk-x").message
     bad = UpstreamStatus(400, "bad")
-    assert bad.status == 400 and not bad.retryable
+    assert bad.status == 400 and not failures.triggers(bad)
 
 
 def test_retry_after_headers_are_finite_whatever_they_are_given() -> None:

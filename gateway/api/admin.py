@@ -8,13 +8,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.intake import parse_object
+from gateway.api.intake import check, parse_object
 from gateway.api.respond import openai_error
 from gateway.config.model import Deployment
 from gateway.errors import GatewayError, InvalidRequest, redact
-from gateway.providers.base import Endpoint
-from gateway.routing.explain import ADMIN_VIEW, explain
+from gateway.routing.explain import ADMIN_VIEW, explain, refusal
 from gateway.runtime import Runtime
+from gateway.types import Endpoint
 
 
 def _deployment(d: Deployment) -> dict[str, Any]:
@@ -146,8 +146,13 @@ async def explain_route(request: Request) -> Response:
         endpoint: Endpoint = "embeddings" if body.get("endpoint") == "embeddings" else "chat"
     except GatewayError as e:
         return openai_error(e)
+    policy = rt.policies.current
+    try:
+        check(query, endpoint, rt.settings.limits.max_n)
+    except GatewayError as e:
+        return _json(refusal(policy, e))
     result = explain(
-        rt.policies.current,
+        policy,
         rt.deployments,
         rt.index,
         rt.health.snapshot(),
@@ -155,5 +160,6 @@ async def explain_route(request: Request) -> Response:
         key,
         {str(k): str(v) for k, v in headers.items()},
         endpoint,
+        rt.settings.limits.default_output_tokens,
     )
     return _json(result)

@@ -10,7 +10,8 @@ from starlette.requests import Request
 
 from gateway.config.model import LimitSettings
 from gateway.errors import ForbiddenField, InvalidRequest, PayloadTooLarge
-from gateway.limits.estimate import whole_number
+from gateway.tokens import whole_number
+from gateway.types import Endpoint
 
 # Fields that would choose the upstream URL or credential in some SDK or gateway. The gateway alone
 # decides where a request goes, so a request carrying any of them is refused, not quietly cleaned.
@@ -134,6 +135,11 @@ def check_chat(body: dict[str, Any], max_n: int = LimitSettings.max_n) -> str:
             raise InvalidRequest(f"n is too large: {n}; the most choices per request is {max_n}", param="n")
     reject_steering(body)
     return model
+
+
+def check(body: dict[str, Any], endpoint: Endpoint, max_n: int) -> str:
+    """The model a chat or embeddings body asks for, once the body is checked as serving checks it."""
+    return check_chat(body, max_n) if endpoint == "chat" else check_embeddings(body)
 
 
 def check_embeddings(body: dict[str, Any]) -> str:

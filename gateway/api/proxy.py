@@ -15,35 +15,41 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.accesslog import RequestRecord
 from gateway.api.disconnect import DisconnectGuard
 from gateway.api.intake import check_chat, check_embeddings, parse_object, read_body, request_id
-from gateway.api.respond import error_response, finish, json_response, usage_of
+from gateway.api.respond import error_response, finish, json_response
 from gateway.api.stream import StreamRelay
-from gateway.config.model import Deployment, Mode, VirtualKey
+from gateway.config.model import Deployment, VirtualKey
 from gateway.errors import GatewayError, UpstreamConnection
-from gateway.limits import estimate, specs
+from gateway.limits import specs
 from gateway.limits.model import Reservation
-from gateway.providers.base import Endpoint
-from gateway.routing.execute import Demand, attempt
+from gateway.record import RequestRecord
+from gateway.routing.decision import decide
 from gateway.routing.features import Features, features_from, refine
-from gateway.routing.resolve import candidates, direct_plan, empty_plan_error
-from gateway.routing.select import Plan, plan
+from gateway.routing.resolve import empty_plan_error
+from gateway.routing.select import Plan
+from gateway.routing.walk import Demand, walk
 from gateway.runtime import Runtime
-from gateway.upstream import Exchange, stream_error
+from gateway.types import Endpoint, Usage
+from gateway.upstream import Exchange
 
 
-async def _read_json(exchange: Exchange) -> bytes:
-    return await exchange.json()
+async def _read_json(exchange: Exchange, deployment: Deployment) -> tuple[bytes, Usage | None]:
+    """The answer in OpenAI's shape (translated when the provider speaks another) and its usage."""
+    body = await exchange.json()
+    provider = exchange.provider
+    if provider.from_response is not None:
+        body = provider.from_response(body, deployment)
+    return body, provider.usage(body)
 
 
-async def _first_event(exchange: Exchange) -> tuple[bytes, AsyncGenerator[bytes, None]]:
+async def _first_event(exchange: Exchange, deployment: Deployment) -> tuple[bytes, AsyncGenerator[bytes, None]]:
     """A stream counts as answered only once its first event is here; until then fallback is invisible.
     A stream that opens with an error event failed before its first byte: it falls back too."""
-    events = exchange.events()
+    events = exchange.answer_events(deployment)
     try:
         first = await events.__anext__()
-        if (failure := stream_error(first)) is not None:
+        if (failure := exchange.provider.stream_error(first)) is not None:
             raise failure
     except StopAsyncIteration:
         raise UpstreamConnection("the upstream stream ended before its first event") from None
@@ -53,11 +59,11 @@ async def _first_event(exchange: Exchange) -> tuple[bytes, AsyncGenerator[bytes,
     return first, events
 
 
-def demand(body: dict[str, Any], key: VirtualKey, features: Features, default_output: int) -> Demand:
+def demand(key: VirtualKey, features: Features) -> Demand:
     """Pure: the tokens this request will likely use and the quota buckets it draws on. The prompt count
     and end user are the routing features' (computed once; exact when routing needed it)."""
     prompt = features.prompt_tokens
-    tokens = prompt + (estimate.output_tokens(body, default_output) if features.endpoint == "chat" else 0)
+    tokens = prompt + features.output_tokens
     return Demand(tokens, specs.quotas(key, features.end_user, tokens), features.model, prompt)
 
 
@@ -113,12 +119,14 @@ class ProxyEndpoint:
         chosen, features = await route(rt, record, body, key, request.headers, self.endpoint)
         record.model = model
         record.stream = self.endpoint == "chat" and body.get("stream") is True
-        wants = demand(body, key, features, rt.settings.limits.default_output_tokens)
+        wants = demand(key, features)
         async with DisconnectGuard(request.receive) as guard:
             if record.stream:
-                streamed = await attempt(rt, record, chosen, rt.deployments, body, self.endpoint, wants, _first_event)
+                streamed = await walk(
+                    rt.steps, record, chosen, rt.deployments, body, self.endpoint, wants, _first_event
+                )
             else:
-                answered = await attempt(rt, record, chosen, rt.deployments, body, self.endpoint, wants, _read_json)
+                answered = await walk(rt.steps, record, chosen, rt.deployments, body, self.endpoint, wants, _read_json)
         if guard.disconnected:
             record.status = 499
             return Response(status_code=499), None
@@ -129,15 +137,16 @@ class ProxyEndpoint:
             relay = StreamRelay(rt, record, first, rest, _wants_usage(body), streamed.reservation, wants.prompt)
             return relay, None
         record.deployment = answered.deployment.id
-        usage_of(answered.result, record)
-        if record.prompt_tokens is not None:
-            _cost_header(record, answered.deployment, record.prompt_tokens, record.completion_tokens or 0, False)
-            used = record.prompt_tokens + (record.completion_tokens or 0)
+        answer, usage = answered.result
+        if usage is not None:
+            record.prompt_tokens, record.completion_tokens = usage.prompt, usage.completion
+            _cost_header(record, answered.deployment, usage.prompt, usage.completion, False)
+            used = usage.total
         else:
             _cost_header(record, answered.deployment, wants.prompt, wants.tokens - wants.prompt, estimated=True)
-            used = min(wants.tokens, wants.prompt + len(answered.result) // 3)
+            used = min(wants.tokens, wants.prompt + len(answer) // 3)
         reservation = answered.reservation
-        return json_response(answered.result, record), None if reservation is None else (reservation, used)
+        return json_response(answer, record), None if reservation is None else (reservation, used)
 
 
 # Counting a prompt this long (estimated) exactly takes a third of a millisecond or more: off the
@@ -156,18 +165,15 @@ async def route(
     """The plan for this request: the policy's, for a route or alias; otherwise the model's deployments."""
     policy = rt.policies.current  # read once: this request sees one policy version throughout
     record.extra_headers["x-gateway-policy-version"] = policy.version
-    features = features_from(body, key, headers, endpoint, trusted=key.trusted)
+    features = features_from(body, key, headers, endpoint, key.trusted, rt.settings.limits.default_output_tokens)
     snapshot = rt.health.snapshot()
     thresholds = policy.thresholds(features.model)
     if features.prompt_tokens > _COUNT_IN_THREAD:
         features = await asyncio.to_thread(refine, features, thresholds)
     else:
         features = refine(features, thresholds)
-    found = plan(policy, features, snapshot, rt.rng, rt.deployments)  # the gateway's randomness, not the client's
-    if found is None:
-        mode: Mode = "chat" if endpoint == "chat" else "embedding"
-        found = direct_plan(candidates(rt.index, key, features.model, mode), policy, snapshot, features.model)
-    else:
+    found = decide(policy, features, snapshot, rt.rng, rt.deployments, rt.index, key)  # the gateway's randomness
+    if not found.direct:
         if found.rule is not None:  # no rule matched: there is no rule to name (the error says why)
             record.rule = f"{found.route}/{found.rule}"
         rt.metrics.routed.labels(found.route, found.rule or "none").inc()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from starlette.responses import Response
 
-from gateway.accesslog import RequestRecord
 from gateway.errors import GatewayError, to_openai_error
+from gateway.record import RequestRecord
 from gateway.runtime import Runtime
 
 JSON = "application/json"
@@ -52,15 +51,6 @@ def take_usage(record: RequestRecord, usage: Any) -> None:
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         record.prompt_tokens = prompt if isinstance(prompt, int) else record.prompt_tokens
         record.completion_tokens = completion if isinstance(completion, int) else record.completion_tokens
-
-
-def usage_of(body: bytes, record: RequestRecord) -> None:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if isinstance(parsed, dict):
-        take_usage(record, parsed.get("usage"))
 
 
 def finish(rt: Runtime, record: RequestRecord, disconnected: bool = False) -> None:

@@ -13,11 +13,11 @@ from collections.abc import AsyncGenerator
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gateway.accesslog import RequestRecord
 from gateway.api.disconnect import DisconnectGuard
 from gateway.api.respond import finish, take_usage, trace_headers
 from gateway.errors import GatewayError, UpstreamConnection, to_openai_error
 from gateway.limits.model import Reservation
+from gateway.record import RequestRecord
 from gateway.runtime import Runtime
 from gateway.sse import DONE, encode
 

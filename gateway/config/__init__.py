@@ -13,6 +13,7 @@ from gateway.config.model import (
     Account,
     Deployment,
     Limits,
+    ProviderFacts,
     Secret,
     ServerSettings,
     Settings,
@@ -45,14 +46,15 @@ def config_path(cli_path: str | None, env: Mapping[str, str]) -> str | None:
     return cli_path or env.get(CONFIG_ENV) or None
 
 
-def load_settings(path: str | None, env: Mapping[str, str] | None = None) -> Settings:
-    """Load and validate; raises ConfigError listing every problem, each prefixed with the file."""
-    from gateway.providers import REGISTRY
-
+def load_settings(
+    path: str | None, env: Mapping[str, str] | None = None, *, kinds: Mapping[str, ProviderFacts]
+) -> Settings:
+    """Load and validate against the provider ``kinds`` there are (``gateway.providers.REGISTRY``); raises
+    ConfigError listing every problem, each prefixed with the file."""
     env = dict(os.environ if env is None else env)
     if path is None:
         source, base_dir = "<built-in default>", os.getcwd()
-        doc = default_document(env, frozenset(REGISTRY))
+        doc = default_document(env, frozenset(kinds))
         if doc["demo"]:
             env.setdefault(DEMO_UPSTREAM_KEY_ENV, DEMO_UPSTREAM_KEY)
     else:
@@ -60,7 +62,7 @@ def load_settings(path: str | None, env: Mapping[str, str] | None = None) -> Set
         doc = read_yaml(path)
     errors: list[str] = []
     doc = interpolate(doc, env, "", errors)
-    settings, more = build_settings(doc, source=source, env=env, base_dir=base_dir, registry=REGISTRY)
+    settings, more = build_settings(doc, source=source, env=env, base_dir=base_dir, registry=kinds)
     errors += more
     if errors or settings is None:
         raise ConfigError([f"{source}: {e}" for e in errors])

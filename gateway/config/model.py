@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gateway.routing.health import CircuitSettings
-
-Mode = Literal["chat", "embedding"]
+from gateway.types import Mode
 
 POLICY_MAX_BYTES = 1024 * 1024  # all policy files together; a larger directory is refused
 
@@ -37,6 +35,22 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+class ProviderFacts(Protocol):
+    """What reading a config must know of a provider kind. ``gateway.providers.Provider`` has it; the
+    registry is passed in by the caller, so configuration never imports the providers."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def default_base_url(self) -> str | None: ...
+    @property
+    def needs_credential(self) -> bool: ...
+    @property
+    def needs_api_version(self) -> bool: ...
+    @property
+    def default_api_version(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,23 @@ class VirtualKey:
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
+
+
+@dataclass(frozen=True)
+class CircuitSettings:
+    """Defaults from tests/protection/test_brownout_e2e.py: two providers failing half their requests keep
+    answering about 94 % through fallback (as with no breaker; 5 consecutive failures or a 50 % error rate
+    opened both circuits at once), while a provider that is down for good is cut off after about 20 tries.
+    A run of 20 failures at 50 % comes once in about two million attempts; 10 would at 500 attempts/s
+    come every few seconds."""
+
+    failure_threshold: int = 20  # consecutive failures that open the circuit (what trips it at low traffic)
+    error_rate_threshold: float = 0.8  # or: error rate over the window above this ...
+    min_requests: int = 20  # ... once the window has at least this many attempts
+    window_seconds: float = 30.0
+    open_seconds: float = 15.0  # open -> half_open after this
+    half_open_probes: int = 2  # probe requests allowed while half-open (fleet-wide, approximately)
+    ewma_alpha: float = 0.2
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from gateway import catalog
 from gateway.config.model import (
     CAPABILITIES,
     POLICY_MAX_BYTES,
     Account,
+    CircuitSettings,
     Deployment,
     Limits,
     LimitSettings,
     Price,
+    ProviderFacts,
     Secret,
     ServerSettings,
     Settings,
@@ -40,11 +42,6 @@ from gateway.config.reader import (
     _str,
     _str_list,
 )
-from gateway.routing.health import CircuitSettings
-
-if TYPE_CHECKING:
-    from gateway.providers.base import Provider
-
 
 # Each server setting: its check and what the error says it wants.
 _SERVER_FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {
@@ -306,7 +303,7 @@ TOP_LEVEL = frozenset({"server", "state", "providers", "keys", "admin", "policie
 
 
 def build_settings(
-    doc: Any, *, source: str, env: Mapping[str, str], base_dir: str, registry: Mapping[str, Provider]
+    doc: Any, *, source: str, env: Mapping[str, str], base_dir: str, registry: Mapping[str, ProviderFacts]
 ) -> tuple[Settings | None, list[str]]:
     """Validate an interpolated document; returns the settings or every error found."""
     r = _Reader(env, base_dir, registry)

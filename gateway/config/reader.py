@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from gateway.providers.base import Provider
+from gateway.config.model import ProviderFacts
 
 T = TypeVar("T")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -15,7 +14,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class _Reader:
-    def __init__(self, env: Mapping[str, str], base_dir: str, registry: Mapping[str, Provider]) -> None:
+    def __init__(self, env: Mapping[str, str], base_dir: str, registry: Mapping[str, ProviderFacts]) -> None:
         self.errors: list[str] = []
         self.registry = registry
         self.env = env

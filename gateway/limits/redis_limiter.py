@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from redis.exceptions import NoScriptError
 
 from gateway.errors import bounded_seconds
 from gateway.limits.decide import MAX_COOLDOWN_SECONDS, refunds, reserved, skipped, state
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
-from gateway.limits.pipe import Pipe
-from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts
+from gateway.state.pipe import Pipe
+from gateway.state.store import KeyLayout, RedisClient, Scripts
 
 Args = list[str | bytes | float | int]
 
@@ -111,15 +109,7 @@ class RedisLimiter:
     async def _fast(self, name: str, keys: list[str], packed: bytes) -> Any:
         assert self.pipe is not None
         self.round_trips += 1
-        script = self.scripts[name]
-        command = [b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *(k.encode() for k in keys)]
-        command.append(packed)
-        try:
-            return await self.pipe.call(*command)
-        except NoScriptError:  # Redis restarted and lost its script cache
-            async with asyncio.timeout(self.pipe.timeout):
-                await self.client.script_load(script.script)
-            return await self.pipe.call(*command)
+        return await self.scripts.run_on(self.pipe, name, keys, packed)
 
     async def _call(self, script: str, keys: list[str], args: Args) -> Any:
         self.round_trips += 1

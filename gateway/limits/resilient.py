@@ -27,11 +27,11 @@ from gateway.errors import ServiceUnavailable
 from gateway.limits.decide import refunds, reserved
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
-from gateway.limits.pipe import Pipe
 from gateway.limits.redis_limiter import RedisLimiter
-from gateway.limits.redis_store import REDIS_FAILURES, Scripts, build_client, warm
-from gateway.limits.replicas import ReplicaRegistry
 from gateway.limits.share import scaled
+from gateway.state.pipe import Pipe
+from gateway.state.replicas import ReplicaRegistry
+from gateway.state.store import REDIS_FAILURES, Scripts, build_client, warm
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
 
 from gateway.config.model import Account, Deployment, Limits, VirtualKey
 from gateway.limits.model import BucketSpec, BucketState, Candidate
@@ -82,15 +81,3 @@ def duration(seconds: float) -> str:
         return f"{seconds:.3g}s"
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes}m{rest}s"
-
-
-def remaining_from_headers(headers: Mapping[str, str], kind: str) -> float | None:
-    """A provider's ``x-ratelimit-remaining-*``, or None when absent or not a finite number; below 0 is 0."""
-    raw = headers.get(f"x-ratelimit-remaining-{kind}")
-    if raw is None:
-        return None
-    try:
-        remaining = float(raw)
-    except ValueError:
-        return None
-    return max(0.0, remaining) if math.isfinite(remaining) else None

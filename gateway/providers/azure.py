@@ -5,7 +5,8 @@
 
 from gateway.config.model import Account, Deployment, Secret
 from gateway.providers import openai_compat as oc
-from gateway.providers.base import Endpoint, Provider
+from gateway.providers.base import Provider
+from gateway.types import Endpoint
 
 
 def _auth(secret: Secret | None) -> dict[str, str]:
@@ -29,6 +30,8 @@ PROVIDER = Provider(
     unsupported=frozenset(),
     from_error=oc.from_error,
     to_request=oc.to_request,
+    rate_limits=oc.rate_limits,
+    stream_error=oc.stream_error,
     needs_api_version=True,
     default_api_version="2024-10-21",
 )

@@ -1,25 +1,35 @@
-"""The one contract every provider adapter fulfils.
+"""The one contract every provider adapter fulfils: the whole wire format, and nothing else.
 
-An adapter is data plus pure functions: which OpenAI parameters it takes (``params``) and which
-it cannot express (``unsupported``), how to build the upstream URL and auth headers, and how to
-translate request, response, stream events and errors. Adapters never do I/O; ``upstream.py``
-sends what they build. OpenAI-compatible providers pass bodies and stream events through as bytes
-(``from_response`` and ``stream`` are None), which keeps the hot path to one JSON parse.
+An adapter is data plus pure functions. For the request: which OpenAI parameters it takes (``params``)
+and which it cannot express (``unsupported``), the body (``to_request``), the URL, the credential's
+headers (``auth``, computed once per account) and, where a provider signs every request (AWS SigV4),
+``sign``. For the answer: the JSON body (``from_response``), the usage in it (``usage``), the stream's
+framing (``decoder``: SSE, or a binary event stream), its events (``stream``: one translator per
+request, upstream events in, OpenAI chunk payloads out, ``[DONE]`` at the end) and an error event
+arriving where an answer should (``stream_error``). For failures: the error answer (``from_error``) and
+the provider's own remaining-capacity headers (``rate_limits``). Adapters never do I/O; ``upstream.py``
+sends what they build, and the API layer relays what they translate.
 
-Adding a provider: write ``providers/<kind>.py`` exposing ``PROVIDER = Provider(...)`` and list it
-in ``providers/__init__.py``; ``tests/providers/test_conformance.py`` then runs against it.
+OpenAI-compatible providers pass bodies and stream events through as bytes (``from_response`` and
+``stream`` are None), which keeps the hot path to one JSON parse.
+
+Adding a provider: write ``providers/<kind>.py`` exposing ``PROVIDER = Provider(...)`` and list it in
+``providers/__init__.py``; ``tests/providers/test_conformance.py`` then runs against it, and
+``tests/providers/toy.py`` shows a provider that translates everything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from gateway.config.model import Account, Deployment, LimitSettings, Secret
-from gateway.errors import InvalidRequest, UpstreamStatus
-
-Endpoint = Literal["chat", "embeddings"]
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamStatus
+from gateway.sse import SSEDecoder
+from gateway.types import Endpoint, Usage
 
 
 class UnsupportedParameter(InvalidRequest):
@@ -54,11 +64,77 @@ class ErrorReader(Protocol):
 
 
 class StreamTranslator(Protocol):
-    """Per request: one upstream SSE event's data in, zero or more OpenAI chunk payloads out."""
+    """Per request: one upstream event in, zero or more OpenAI chunk payloads out (``b"[DONE]"`` last, once
+    the provider said the answer is complete). An error event raises the ``UpstreamError`` it reports."""
 
-    def feed(self, data: bytes) -> list[bytes]: ...
+    def feed(self, event: bytes) -> list[bytes]: ...
 
-    def finish(self) -> list[bytes]: ...
+    def finish(self) -> list[bytes]:
+        """At the end of the upstream stream: whatever is still owed (nothing, for a complete stream)."""
+        ...
+
+
+class Decoder(Protocol):
+    """A stream's framing: upstream bytes in arbitrary pieces -> complete events (``sse.SSEDecoder``)."""
+
+    def feed(self, chunk: bytes) -> list[bytes]: ...
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an event not yet complete (non-empty at the end of a stream means it was cut)."""
+        ...
+
+
+class Signer(Protocol):
+    """Headers that sign one request (method POST, ``url``, ``headers`` so far, ``body``) for ``account``."""
+
+    def __call__(self, account: Account, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]: ...
+
+
+def sse(max_event: int) -> Decoder:
+    return SSEDecoder(max_event)
+
+
+def openai_usage(body: bytes) -> Usage | None:
+    """The usage of an OpenAI-shaped answer (what every adapter's ``from_response`` produces)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return usage_in(parsed.get("usage") if isinstance(parsed, dict) else None)
+
+
+def usage_in(value: Any) -> Usage | None:
+    """>>> usage_in({"prompt_tokens": 5, "completion_tokens": 2}), usage_in(None)
+    (Usage(prompt=5, completion=2), None)
+    """
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if not isinstance(prompt, int):
+        return None
+    return Usage(prompt, completion if isinstance(completion, int) else 0)
+
+
+# A request, or OpenAI-compatible parameters, may say "nothing" explicitly: null, or a parameter's own
+# default. Such a value asks a provider for nothing, so a kind that lacks the feature need not refuse it
+# (the Agents SDK sends store=false to every provider); it is left out of the upstream body.
+NO_OP_VALUES: Mapping[str, tuple[Any, ...]] = {
+    "logprobs": (False,),
+    "n": (1,),
+    "store": (False,),
+    "parallel_tool_calls": (True,),
+    "logit_bias": ({},),
+    "stop": ([],),
+    "metadata": ({},),
+}
+
+
+def asks_nothing(name: str, value: Any) -> bool:
+    """>>> asks_nothing("store", False), asks_nothing("n", None), asks_nothing("n", 2)
+    (True, True, False)
+    """
+    return value is None or any(value == v and type(value) is type(v) for v in NO_OP_VALUES.get(name, ()))
 
 
 @dataclass(frozen=True)
@@ -72,9 +148,17 @@ class Provider:
     unsupported: frozenset[str]
     from_error: ErrorReader
     to_request: Callable[[dict[str, Any], Deployment, Provider, Endpoint], dict[str, Any]]
+    # The provider's own remaining capacity, from its answer's headers: {"requests": n, "tokens": n}.
+    rate_limits: Callable[[Mapping[str, str]], Mapping[str, float]]
+    # An event that is an error where an answer should be (OpenAI-style streams); None: an answer.
+    stream_error: Callable[[bytes], UpstreamError | None]
     # None: the provider already answers in OpenAI's format and bytes pass through untouched.
     from_response: Callable[[bytes, Deployment], bytes] | None = None
     stream: Callable[[Deployment], StreamTranslator] | None = None
+    usage: Callable[[bytes], Usage | None] = openai_usage  # of the (translated) JSON answer
+    decoder: Callable[[int], Decoder] = sse  # the stream's framing, given the largest event allowed
+    stream_type: str = "text/event-stream"  # the content type a stream answer must have
+    sign: Signer | None = None  # None: the static ``auth`` headers are all a request needs
     # Unknown fields (provider extensions such as vLLM's top_k) are forwarded rather than refused.
     passthrough_unknown: bool = False
     # The provider honours stream_options.include_usage, so usage can always be asked for.

@@ -17,6 +17,8 @@ PROVIDER = Provider(
     unsupported=frozenset(),
     from_error=oc.from_error,
     to_request=oc.to_request,
+    rate_limits=oc.rate_limits,
+    stream_error=oc.stream_error,
     passthrough_unknown=True,
     needs_credential=False,
 )

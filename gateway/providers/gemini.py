@@ -24,4 +24,6 @@ PROVIDER = Provider(
     unsupported=frozenset(_UNSUPPORTED),
     from_error=oc.from_error,
     to_request=oc.to_request,
+    rate_limits=oc.rate_limits,
+    stream_error=oc.stream_error,
 )

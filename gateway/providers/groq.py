@@ -16,4 +16,6 @@ PROVIDER = Provider(
     unsupported=frozenset(_UNSUPPORTED) | {"dimensions"},
     from_error=oc.from_error,
     to_request=oc.to_request,
+    rate_limits=oc.rate_limits,
+    stream_error=oc.stream_error,
 )

@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 
 from gateway.config.model import Account, Deployment, LimitSettings, Secret
-from gateway.errors import UpstreamStatus, bounded_seconds, redact
-from gateway.providers.base import Endpoint, Param, Provider, UnsupportedParameter
+from gateway.errors import UpstreamError, UpstreamProtocol, UpstreamStatus, bounded_seconds, redact
+from gateway.providers.base import Param, Provider, UnsupportedParameter, asks_nothing
+from gateway.types import Endpoint
 
 # Every parameter of CreateChatCompletionRequest in the OpenAI API specification.
 CHAT_PARAMS: tuple[str, ...] = (
@@ -104,11 +105,14 @@ def path_url(account: Account, deployment: Deployment, endpoint: Endpoint) -> st
 def to_request(body: dict[str, Any], deployment: Deployment, provider: Provider, endpoint: Endpoint) -> dict[str, Any]:
     """Pure: the client's OpenAI body -> the body this provider receives.
 
-    >>> to_request({"model": "fast", "messages": [], "stream": True}, dep, OPENAI, "chat")
-    {'model': 'gpt-4o-mini', 'messages': [], 'stream': True, 'stream_options': {'include_usage': True}}
+    For a deployment ``fast`` whose upstream model is ``gpt-4o-mini``, a stream request
+    ``{"model": "fast", "messages": [], "stream": True}`` becomes
+    ``{"model": "gpt-4o-mini", "messages": [], "stream": True, "stream_options": {"include_usage": True}}``.
 
     Usage is always requested on streams so tokens can be accounted; the relay drops the extra
-    usage chunk when the client did not ask for it.
+    usage chunk when the client did not ask for it. A parameter the provider cannot express is refused
+    (``UnsupportedParameter``), unless its value asks for nothing (``base.asks_nothing``: null, or the
+    parameter's own default), which is left out.
     """
     params = provider.params(endpoint)
     out: dict[str, Any] = {}
@@ -116,10 +120,14 @@ def to_request(body: dict[str, Any], deployment: Deployment, provider: Provider,
         rule = params.get(name)
         if rule is None:
             if name in provider.unsupported or not provider.passthrough_unknown:
+                if asks_nothing(name, value):  # e.g. store=false to a provider that stores nothing
+                    continue
                 raise UnsupportedParameter(name, provider.kind)
             out[name] = value
             continue
         if rule.allowed is not None and not rule.allowed(value):
+            if asks_nothing(name, value):  # n=null or n=1 where only one choice is possible
+                continue
             raise UnsupportedParameter(name, provider.kind)
         out[rule.target or name] = value
     out["model"] = deployment.upstream_model
@@ -202,3 +210,39 @@ def from_error(
     return UpstreamStatus(
         status, redact(message, secrets), code=code, param=param, retry_after=retry_after(headers, max_retry_after)
     )
+
+
+def stream_error(payload: bytes) -> UpstreamError | None:
+    """Pure: the failure a stream event reports when it is an error object rather than a chunk.
+
+    >>> stream_error(b'{"error": {"message": "overloaded", "type": "server_error"}}').message
+    'the upstream stream opened with an error: overloaded'
+    """
+    if b'"error"' not in payload:
+        return None
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) and not parsed.get("choices") else None
+    if not error:
+        return None
+    message = error.get("message") if isinstance(error, dict) else error
+    return UpstreamProtocol(f"the upstream stream opened with an error: {str(message)[:1000]}")
+
+
+def rate_limits(headers: Mapping[str, str]) -> dict[str, float]:
+    """The provider's own remaining capacity: OpenAI's ``x-ratelimit-remaining-{requests,tokens}`` (Azure,
+    Groq and most compatible servers send the same). Read defensively: NaN and infinity are ignored and
+    a negative count is 0.
+
+    >>> rate_limits({"x-ratelimit-remaining-requests": "12", "x-ratelimit-remaining-tokens": "nan"})
+    {'requests': 12.0}
+    """
+    found: dict[str, float] = {}
+    for kind in ("requests", "tokens"):
+        raw = headers.get(f"x-ratelimit-remaining-{kind}")
+        value = _number(raw) if raw is not None else None
+        if value is not None and math.isfinite(value):
+            found[kind] = max(0.0, value)
+    return found

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import tokens
 from gateway.config.model import Deployment
 from gateway.errors import InvalidRequest
-from gateway.limits.estimate import OUTPUT_PARAMS, whole_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +33,7 @@ class Asked:
 
 
 def asked(body: Mapping[str, Any], prompt: int) -> Asked:
-    for name in OUTPUT_PARAMS:
-        value = whole_number(body.get(name))
-        if value is not None:
-            return Asked((name, value), prompt)
-    return Asked(None, prompt)
+    return Asked(tokens.requested_output(body), prompt)
 
 
 def output_bound(deployment: Deployment, default_output: int) -> int:

@@ -1,7 +1,8 @@
 """Explain a routing decision without sending anything: the features, the rule, the plan, the exclusions.
 
 Used by ``POST /admin/explain`` (with the live health snapshot) and ``gateway explain`` (with an empty,
-all-healthy snapshot). Pure: the same inputs give the same answer.
+all-healthy snapshot), on a request they have checked as serving does (``api/intake``). Pure: the same
+inputs give the same answer, and the decision is serving's own (``decision.decide``).
 """
 
 from __future__ import annotations
@@ -11,15 +12,24 @@ from collections.abc import Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
-from gateway.api.intake import check_chat, check_embeddings
-from gateway.config.model import Deployment, Mode, VirtualKey
+from gateway.config.model import Deployment, LimitSettings, VirtualKey
 from gateway.errors import GatewayError
-from gateway.providers.base import Endpoint
+from gateway.routing.decision import decide
 from gateway.routing.features import features_from, refine
 from gateway.routing.policy import Policy
-from gateway.routing.resolve import ModelIndex, candidates, direct_plan, empty_plan_error
-from gateway.routing.select import plan
+from gateway.routing.resolve import ModelIndex, empty_plan_error
 from gateway.routing.snapshot import Snapshot
+from gateway.types import Endpoint
+
+
+def refusal(policy: Policy, error: GatewayError) -> dict[str, Any]:
+    """What explain says of a request serving would refuse before any plan (a malformed body, a model that
+    does not exist or that the key may not use)."""
+    return {
+        "policy_version": policy.version,
+        "error": {"status": error.status, "code": error.code, "message": error.message},
+    }
+
 
 ADMIN_VIEW = VirtualKey(name="(explain)", key_sha256="0" * 64, tier="standard", models=frozenset({"*"}))
 
@@ -33,23 +43,20 @@ def explain(
     key: VirtualKey = ADMIN_VIEW,
     headers: Mapping[str, str] | None = None,
     endpoint: Endpoint = "chat",
+    default_output: int = LimitSettings.default_output_tokens,
     seed: str = "explain",
 ) -> dict[str, Any]:
-    """>>> explain(policy, deployments, index, Snapshot(), {"model": "agent-default", "messages": [...]})["rule"]
-    'agent-default/standard'
-    """
+    """With policies/platform.yaml, ``explain(...)["rule"]`` for a standard-tier request to ``agent-default``
+    is ``"agent-default/standard"``; tests/routing/test_decision.py shows the whole answer. Headers are
+    trusted (an admin may act as any tier or end user)."""
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
     try:
-        check_chat(request) if endpoint == "chat" else check_embeddings(request)
-        features = features_from(request, key, lowered, endpoint, trusted=True)
+        features = features_from(request, key, lowered, endpoint, True, default_output)
         features = refine(features, policy.thresholds(features.model))
-        found = plan(policy, features, snapshot, random.Random(seed), deployments)
-        if found is None:
-            mode: Mode = "chat" if endpoint == "chat" else "embedding"
-            found = direct_plan(candidates(index, key, features.model, mode), policy, snapshot, features.model)
+        found = decide(policy, features, snapshot, random.Random(seed), deployments, index, key)
         error = empty_plan_error(found) if not found.entries else None
     except GatewayError as e:
-        return {"policy_version": policy.version, "error": {"status": e.status, "code": e.code, "message": e.message}}
+        return refusal(policy, e)
     shown = asdict(replace(features, body={}))
     shown.pop("body", None)
     return {

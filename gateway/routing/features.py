@@ -20,13 +20,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from gateway.config.model import VirtualKey
-from gateway.limits.estimate import prompt_tokens
-from gateway.routing import tokens
-
-Endpoint = Literal["chat", "embeddings"]
+from gateway import tokens
+from gateway.config.model import LimitSettings, VirtualKey
+from gateway.types import Endpoint
 
 TIER_HEADER = "x-gateway-tier"
 END_USER_HEADER = "x-gateway-end-user"
@@ -48,7 +46,8 @@ class Features:
     tags: frozenset[str]
     prompt_tokens: int
     prompt_exact: bool
-    max_tokens: int | None
+    max_tokens: int | None  # the answer's cap the client set (one choice)
+    output_tokens: int  # what the answers may take: n x (max_tokens, else limits.default_output_tokens)
     capabilities: frozenset[str]
     stream: bool
     allowed: frozenset[str]  # the key's allowed models: "*", model names, deployment ids, route names
@@ -72,8 +71,8 @@ def _tag_list(value: Any) -> set[str]:
     return set()
 
 
-def _positive_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+def _positive(asked: tuple[str, int] | None) -> int | None:
+    return asked[1] if asked is not None and asked[1] > 0 else None
 
 
 def _has_image(messages: Any) -> bool:
@@ -89,8 +88,9 @@ def _has_image(messages: Any) -> bool:
 
 
 def required_capabilities(body: Mapping[str, Any]) -> frozenset[str]:
-    """>>> required_capabilities({"stream": True, "tools": [{"type": "function"}]})
-    frozenset({'streaming', 'tools'})
+    """
+    >>> sorted(required_capabilities({"stream": True, "tools": [{"type": "function"}]}))
+    ['streaming', 'tools']
     """
     caps: set[str] = set()
     if body.get("tools") or body.get("functions"):
@@ -108,9 +108,15 @@ def required_capabilities(body: Mapping[str, Any]) -> frozenset[str]:
 
 
 def features_from(
-    body: dict[str, Any], key: VirtualKey, headers: Mapping[str, str], endpoint: Endpoint, trusted: bool
+    body: dict[str, Any],
+    key: VirtualKey,
+    headers: Mapping[str, str],
+    endpoint: Endpoint,
+    trusted: bool,
+    default_output: int = LimitSettings.default_output_tokens,
 ) -> Features:
-    """Features of one request. ``headers`` is looked up with lower-case names (Starlette's are case-blind)."""
+    """Features of one request. ``headers`` is looked up with lower-case names (Starlette's are case-blind);
+    ``default_output`` is ``limits.default_output_tokens``, what an answer without a cap is assumed to take."""
     metadata = body.get("metadata")
     meta: Mapping[str, Any] = metadata if isinstance(metadata, dict) else {}
     chat = endpoint == "chat"
@@ -127,11 +133,10 @@ def features_from(
         end_user=end_user,
         task=_string(headers.get(TASK_HEADER)) or _string(meta.get("task")),
         tags=frozenset(_tag_list(headers.get(TAGS_HEADER)) | _tag_list(meta.get("tags"))),
-        prompt_tokens=prompt_tokens(body),
+        prompt_tokens=tokens.estimate_prompt(body),
         prompt_exact=False,
-        max_tokens=(_positive_int(body.get("max_completion_tokens")) or _positive_int(body.get("max_tokens")))
-        if chat
-        else None,
+        max_tokens=_positive(tokens.requested_output(body)) if chat else None,
+        output_tokens=tokens.output_tokens(body, default_output) if chat else 0,
         capabilities=required_capabilities(body) if chat else frozenset(),
         stream=chat and body.get("stream") is True,
         allowed=key.models,
@@ -145,7 +150,8 @@ NEAR_ABOVE = 0.7
 
 
 def near(value: int, threshold: int) -> bool:
-    """>>> near(165_000, 120_000), near(100_000, 120_000), near(300_000, 120_000)
+    """
+    >>> near(165_000, 120_000), near(100_000, 120_000), near(300_000, 120_000)
     (True, True, False)
     """
     return (1 - NEAR) * threshold <= value <= (1 + NEAR_ABOVE) * threshold

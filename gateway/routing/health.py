@@ -29,27 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.config.model import CircuitSettings
 from gateway.routing.snapshot import Circuit, DeploymentState, Snapshot
 
 Event = Literal["open", "close"]
 VIEW_TTL = 1.0  # seconds a cached DeploymentState may lag the window's decay (it is rebuilt on any change)
-
-
-@dataclass(frozen=True)
-class CircuitSettings:
-    """Defaults from tests/protection/test_brownout_e2e.py: two providers failing half their requests keep
-    answering about 94 % through fallback (as with no breaker; 5 consecutive failures or a 50 % error rate
-    opened both circuits at once), while a provider that is down for good is cut off after about 20 tries.
-    A run of 20 failures at 50 % comes once in about two million attempts; 10 would at 500 attempts/s
-    come every few seconds."""
-
-    failure_threshold: int = 20  # consecutive failures that open the circuit (what trips it at low traffic)
-    error_rate_threshold: float = 0.8  # or: error rate over the window above this ...
-    min_requests: int = 20  # ... once the window has at least this many attempts
-    window_seconds: float = 30.0
-    open_seconds: float = 15.0  # open -> half_open after this
-    half_open_probes: int = 2  # probe requests allowed while half-open (fleet-wide, approximately)
-    ewma_alpha: float = 0.2
 
 
 @dataclass(slots=True)

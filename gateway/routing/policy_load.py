@@ -67,7 +67,8 @@ def policy_files(directory: str) -> list[str]:
 
 
 def policy_version(files: Iterable[tuple[str, bytes]]) -> str:
-    """>>> policy_version([])  # the empty policy
+    """
+    >>> policy_version([])  # the empty policy
     'e3b0c44298fc'
     """
     h = hashlib.sha256()

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.config.model import Deployment, Mode, Settings, VirtualKey
+from gateway.config.model import Deployment, Settings, VirtualKey
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
 from gateway.routing.policy import Policy
 from gateway.routing.select import Excluded, Plan, PlanEntry, last_resort
 from gateway.routing.snapshot import Snapshot
+from gateway.types import Mode
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,8 @@ def _allowed(key: VirtualKey, d: Deployment) -> bool:
 def candidates(index: ModelIndex, key: VirtualKey, model: str, mode: Mode) -> tuple[Deployment, ...]:
     """The ordered deployments to try; raises 404 unknown, 403 not allowed, 400 wrong endpoint.
 
-    >>> candidates(index, key, "gpt-4o-mini", "chat")   # two accounts serve it
-    (Deployment(id='openai-a/gpt-4o-mini'), Deployment(id='openai-b/gpt-4o-mini'))
-    >>> candidates(index, key, "openai-b/gpt-4o-mini", "chat")
-    (Deployment(id='openai-b/gpt-4o-mini'),)
+    ``gpt-4o-mini`` served by accounts ``openai-a`` and ``openai-b`` gives both deployments, in config
+    order; ``openai-b/gpt-4o-mini`` gives that one deployment.
     """
     found = index.by_model.get(model)
     if found is None:
@@ -96,6 +95,7 @@ def direct_plan(found: tuple[Deployment, ...], policy: Policy, snapshot: Snapsho
         admit_strategy="first",
         policy_version=policy.version,
         reason=None if entries else f"no deployment serves {model!r}",
+        direct=True,
     )
 
 

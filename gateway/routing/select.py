@@ -33,8 +33,6 @@ Stage = Literal["candidate", "fallback"]
 ExclusionKind = Literal[
     "unknown", "not_allowed", "endpoint", "capabilities", "context_window", "max_output", "cost", "circuit_open"
 ]
-# Output tokens assumed for the cost estimate when a request sets no max_tokens.
-DEFAULT_OUTPUT_TOKENS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +65,7 @@ class Plan:
     admit_strategy: AdmitStrategy  # least-loaded asks the limiter to re-check headroom atomically
     policy_version: str = ""
     reason: str | None = None  # why the plan is empty
+    direct: bool = False  # a plain model name's deployments, not a policy route
 
     @property
     def deployments(self) -> tuple[str, ...]:
@@ -89,10 +88,11 @@ class Plan:
 
 
 def estimated_cost(d: Deployment, f: Features) -> float | None:
-    """USD for the prompt plus the answer's cap (or DEFAULT_OUTPUT_TOKENS); None when the price is unknown."""
+    """USD for the prompt plus what the answers may take (``Features.output_tokens``, the same number the
+    request reserves); None when the price is unknown."""
     if d.price is None:
         return None
-    return f.prompt_tokens * d.price.input + (f.max_tokens or DEFAULT_OUTPUT_TOKENS) * d.price.output
+    return f.prompt_tokens * d.price.input + f.output_tokens * d.price.output
 
 
 def _exclusion(
@@ -196,8 +196,10 @@ def _entry(deployment: str, score: float | None, why: str, stage: Stage, s: Depl
 def last_resort(excluded: Sequence[Excluded], snapshot: Snapshot) -> PlanEntry | None:
     """The least bad of the deployments excluded only for an open circuit; None when there are none.
 
-    >>> last_resort([Excluded("a/x", "circuit open, retry in 9.0s", "circuit_open")], snapshot).deployment
-    'a/x'
+    >>> shut = [Excluded("a/x", "circuit open", "circuit_open"), Excluded("b/y", "circuit open", "circuit_open")]
+    >>> states = {"a/x": DeploymentState("open", retry_in=9.0), "b/y": DeploymentState("open", retry_in=2.0)}
+    >>> last_resort(shut, Snapshot(states)).deployment  # the one that half-opens soonest
+    'b/y'
     """
     shut = [x for x in excluded if x.kind == "circuit_open"]
     if not shut:
@@ -231,8 +233,9 @@ def plan(
 
     With policies/platform.yaml, for a premium key:
 
-    >>> plan(policy, features, Snapshot(), random.Random(7), deployments).deployments[:3]
-    ('openai-main/gpt-4o', 'azure-eastus/gpt-4o', 'gemini/gemini-2.5-flash')
+    With policies/platform.yaml and a premium key, ``plan(...).deployments[:3]`` is
+    ``('openai-main/gpt-4o', 'azure-eastus/gpt-4o', 'gemini/gemini-2.5-flash')``
+    (tests/routing/test_policy_platform.py).
     """
     route = policy.route_for(features.model)
     if route is None:

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from gateway.app import build_app
 from gateway.config import load_settings
 from gateway.fake.testing import FakeUpstream
+from gateway.providers import REGISTRY
 
 REQUESTS = 30
 SERVING = ("gateway", "tenacity", "aiohttp", "multidict", "yarl", "redis", "hiredis", "prometheus_client", "starlette")
@@ -35,7 +36,9 @@ def client(
     path.write_text(config_text(free_port(), fake.url, fake2.url))
     threshold = gc.get_threshold()
     try:
-        with TestClient(build_app(load_settings(path)), headers={"Authorization": f"Bearer {TEST_KEY}"}) as client:
+        with TestClient(
+            build_app(load_settings(path, kinds=REGISTRY)), headers={"Authorization": f"Bearer {TEST_KEY}"}
+        ) as client:
             yield client
     finally:  # the app tuned the collector for the whole (test) process: undo it
         gc.unfreeze()

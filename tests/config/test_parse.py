@@ -9,6 +9,7 @@ from harness import EXAMPLE_CONFIG, example_config_env
 
 from gateway.auth import digest
 from gateway.config import ConfigError, load_settings
+from gateway.providers import REGISTRY
 
 KEY = digest("k")
 
@@ -21,7 +22,7 @@ def write(tmp_path: Path, text: str) -> str:
 
 def errors_of(path: str, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        load_settings(path, env or {})
+        load_settings(path, env or {}, kinds=REGISTRY)
     return info.value.errors
 
 
@@ -57,7 +58,7 @@ admin:
 
 def test_valid_config_builds_frozen_settings(tmp_path: Path) -> None:
     (tmp_path / "azure.key").write_text("azure-secret\n")
-    s = load_settings(write(tmp_path, VALID), {"OPENAI_KEY": "sk-test", "PORT": "7000"})
+    s = load_settings(write(tmp_path, VALID), {"OPENAI_KEY": "sk-test", "PORT": "7000"}, kinds=REGISTRY)
     assert s.server.port == 7000 and s.server.timeouts.connect == 2.0 and s.server.timeouts.total == 600.0
     assert s.redis_url == ""
     ids = [d.id for d in s.deployments]
@@ -75,7 +76,7 @@ def test_valid_config_builds_frozen_settings(tmp_path: Path) -> None:
 
 def test_catalog_fills_window_price_and_capabilities(tmp_path: Path) -> None:
     (tmp_path / "azure.key").write_text("x")
-    s = load_settings(write(tmp_path, VALID), {"OPENAI_KEY": "sk-test"})
+    s = load_settings(write(tmp_path, VALID), {"OPENAI_KEY": "sk-test"}, kinds=REGISTRY)
     mini = s.deployments[0]
     assert mini.context_window == 128000
     assert mini.price is not None and mini.price.input > 0
@@ -136,7 +137,7 @@ providers:
   local: {kind: openai-compatible, base_url: "http://127.0.0.1:1/v1", models: {m: {}}}
 """,
     )
-    s = load_settings(path, {"HOST": "{port: 1}"})
+    s = load_settings(path, {"HOST": "{port: 1}"}, kinds=REGISTRY)
     assert s.server.host == "{port: 1}"
 
 
@@ -156,21 +157,21 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_default_without_credentials_is_the_demo() -> None:
-    s = load_settings(None, {})
+    s = load_settings(None, {}, kinds=REGISTRY)
     assert s.demo and s.source == "<built-in default>"
     assert {d.model for d in s.deployments} >= {"gpt-4o-mini", "text-embedding-3-small"}
     assert s.keys[0].key_sha256 == digest("demo-key")
 
 
 def test_default_with_a_provider_key_routes_to_it() -> None:
-    s = load_settings(None, {"OPENAI_API_KEY": "sk-real", "GROQ_API_KEY": "gsk-real"})
+    s = load_settings(None, {"OPENAI_API_KEY": "sk-real", "GROQ_API_KEY": "gsk-real"}, kinds=REGISTRY)
     assert not s.demo
     assert {a.kind for a in s.accounts} == {"openai", "groq"}
     assert s.accounts[0].base_url == "https://api.openai.com/v1"
 
 
 def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
-    s = load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path))
+    s = load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path), kinds=REGISTRY)
     assert {a.kind for a in s.accounts} == {"openai", "azure", "groq", "gemini", "openai-compatible"}
     assert s.server.port == 8080 and s.admin_key_sha256 == digest("c")
 
@@ -186,6 +187,7 @@ def test_protection_bounds_are_read_and_checked(tmp_path: Path) -> None:
             "policies: {max_bytes: 2048}\n" + local,
         ),
         {},
+        kinds=REGISTRY,
     )
     assert (s.server.max_header_bytes, s.server.keepalive_timeout_seconds, s.server.max_stream_bytes) == (8192, 2, 1000)
     assert s.server.timeouts.pool == 0.5 and s.server.timeouts.connect == 5.0

@@ -6,38 +6,14 @@ that kill, pause or cluster Redis start their own ``redis-server`` processes on 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis_procs import SHARED_URL
 
 from gateway.limits.local import LocalLimiter
 from gateway.limits.redis_limiter import RedisLimiter
-from limits.redis_procs import SHARED_URL, RedisServer, free_port
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port()).start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def shared_client(prefix: str) -> AsyncIterator[aioredis.Redis]:
-    """A client to the shared Redis; deletes every key under the test's prefix afterwards."""
-    client = aioredis.Redis.from_url(SHARED_URL)
-    yield client
-    keys = [k async for k in client.scan_iter(match="{" + prefix + "}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture(params=["redis", "local"])

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -14,51 +9,8 @@ from redis.crc import key_slot
 
 from gateway.limits.model import BucketSpec, Candidate
 from gateway.limits.redis_limiter import RedisLimiter
-from gateway.limits.redis_store import build_client
 from gateway.limits.resilient import ResilientLimiter
-from limits.redis_procs import RedisServer, free_cluster_port
-
-
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp: Path = tmp_path_factory.mktemp("cluster")
-    ports: list[int] = []
-    for _ in range(3):
-        ports.append(free_cluster_port(after=max(ports, default=0)))
-    nodes = [
-        RedisServer(
-            port,
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", str(tmp / f"nodes-{port}.conf"),
-            "--cluster-node-timeout", "2000",
-            "--dir", str(tmp),
-            cwd=tmp,
-        )
-        for port in ports
-    ]  # fmt: skip
-    try:
-        for node in nodes:
-            node.start()
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=20,
-        )
-        deadline = time.monotonic() + 10
-        while not all(cluster_ok(p) for p in ports):
-            assert time.monotonic() < deadline, "cluster did not reach cluster_state:ok"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{ports[0]}/0?cluster=true"
-    finally:
-        for node in nodes:
-            node.kill()
-
-
-def cluster_ok(port: int) -> bool:
-    info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True)
-    return "cluster_state:ok" in info.stdout
+from gateway.state.store import build_client
 
 
 async def test_admit_settle_cooldown_on_a_cluster(cluster_url: str) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
+from redis_procs import SHARED_URL, RedisServer
 
 from gateway.limits.model import BucketSpec, Candidate
 from gateway.limits.redis_limiter import RedisLimiter, encode_admit
-from gateway.limits.redis_store import KeyLayout
-from limits.redis_procs import SHARED_URL, RedisServer
+from gateway.state.store import KeyLayout
 
 
 def rpm(name: str, capacity: float = 10, cost: float = 1, refill: float = 1.0) -> BucketSpec:

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from redis_procs import RedisServer, free_port
 
 from gateway.errors import ServiceUnavailable
 from gateway.limits.model import BucketSpec, Candidate
 from gateway.limits.resilient import ResilientLimiter, scaled
-from limits.redis_procs import RedisServer, free_port
 
 DEADLINE = 0.05
 DEP = BucketSpec("dep:a/m:rpm", capacity=10, refill_per_sec=0.001, cost=1, kind="requests")

@@ -25,8 +25,8 @@ import pytest
 from harness import TEST_KEY, UPSTREAM_KEY, free_port, start_gateway
 from policy.support import MESSAGES, NO_CIRCUIT, account, config, count, write_policy
 
+from gateway.config.model import CircuitSettings
 from gateway.fake.testing import FakeUpstream
-from gateway.routing.health import CircuitSettings
 
 pytestmark = pytest.mark.slow
 

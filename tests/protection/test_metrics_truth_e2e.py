@@ -30,9 +30,9 @@ import openai
 import pytest
 import yaml
 from harness import ADMIN_KEY, LIMITED_KEY, TEST_KEY, UPSTREAM_KEY, free_port
-from limits.redis_procs import RedisServer
 from policy.support import MESSAGES, account, write_policy
 from prometheus_client.parser import text_string_to_metric_families
+from redis_procs import RedisServer
 
 from gateway.auth import digest
 from gateway.fake.testing import FakeUpstream

@@ -23,8 +23,8 @@ import redis
 import yaml
 from harness import ADMIN_KEY, GatewayProcess, free_port, start_gateway
 from hostile import HostileUpstream, Request, chunk, hang, ok_json, status
-from limits.redis_procs import SHARED_URL, RedisServer
 from ratelimit.support import wait_for
+from redis_procs import SHARED_URL, RedisServer
 
 from gateway.auth import digest
 

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway import failures
 from gateway.config.model import Account, Deployment, Limits, Secret
 from gateway.errors import UpstreamStatus
 from gateway.providers import REGISTRY
@@ -123,9 +124,9 @@ def test_error_translation(kind: str) -> None:
         b'{"error":{"message":"slow down","code":"rate_limit_exceeded"}}',
         {"retry-after-ms": "1500", "retry-after": "2"},
     )
-    assert limited.status == 429 and limited.retry_after == 1.5 and limited.retryable
+    assert limited.status == 429 and limited.retry_after == 1.5 and failures.triggers(limited) == {"429"}
     server = provider.from_error(503, b"<html>bad gateway</html>", {})
-    assert server.status == 502 and server.retryable
+    assert server.status == 502 and failures.retry_here(server)
     ctx = provider.from_error(
         400,
         b'{"error":{"message":"This model\'s maximum context length is 8192","code":"context_length_exceeded"}}',

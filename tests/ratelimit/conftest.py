@@ -15,13 +15,10 @@ from typing import Any
 import pytest
 import redis
 from harness import UPSTREAM_KEY
-from limits import test_cluster
-from limits.redis_procs import SHARED_URL, RedisServer, free_port
 from ratelimit.support import Fleet
+from redis_procs import SHARED_URL, RedisServer, free_port
 
 from gateway.fake.testing import FakeUpstream
-
-cluster_url = test_cluster.cluster_url  # the three-node Redis Cluster of the limiter tests, reused
 
 
 @pytest.fixture

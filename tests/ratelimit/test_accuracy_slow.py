@@ -26,9 +26,9 @@ from typing import Any
 import pytest
 import redis
 from harness import TEST_KEY
-from limits.redis_procs import SHARED_URL
 from ratelimit import load
 from ratelimit.support import ACCOUNT, Fleet, account, config, on_redis, report
+from redis_procs import SHARED_URL
 
 from gateway.fake.testing import FakeUpstream
 from gateway.fake.tokens import TokenCounter

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import redis
 from harness import TEST_KEY
-from limits.redis_procs import SHARED_URL
 from ratelimit.support import ACCOUNT, BACKUP, Fleet, account, config, retry_after_seconds, wait_for
+from redis_procs import SHARED_URL
 
 from gateway.fake.testing import FakeUpstream
 

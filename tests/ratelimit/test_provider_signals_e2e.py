@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import redis
 from harness import TEST_KEY, UPSTREAM_KEY
-from limits.redis_procs import SHARED_URL
 from ratelimit.support import ACCOUNT, BACKUP, Fleet, account, config, wait_for
+from redis_procs import SHARED_URL
 
 from gateway.fake.testing import FakeUpstream
 from gateway.limits.model import BucketSpec
 from gateway.limits.redis_limiter import RedisLimiter
-from gateway.limits.redis_store import build_client
+from gateway.state.store import build_client
 
 HEADERS = {"authorization": f"Bearer {TEST_KEY}"}
 

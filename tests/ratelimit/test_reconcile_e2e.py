@@ -26,11 +26,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from limits.redis_procs import SHARED_URL
 from ratelimit.support import ACCOUNT, QUOTA_KEY, Bucket, Fleet, account, config, key, settled_bucket, wait_for
+from redis_procs import SHARED_URL
 
 from gateway.fake.testing import FakeUpstream
-from gateway.limits import estimate, specs
+from gateway.limits import specs
+from gateway.tokens import estimate_prompt
 
 USER = "alice"
 # bucket name -> tokens per minute (capacity; refill is capacity / 60 per second)
@@ -167,7 +168,7 @@ def test_disconnected_streams_never_undercount(
     reservation = 0
     for i in range(3):
         payload = body(f"leave early {i}", 60, model="gpt-4o", stream=True)
-        reservation += estimate.prompt_tokens(payload) + 60
+        reservation += estimate_prompt(payload) + 60
         status, lines = stream(url, payload, stop_after=3)
         assert status == 200 and "[DONE]" not in lines
     # the upstream streams are closed (within a second of each hang-up), not read to their end

@@ -18,9 +18,9 @@ from statistics import median
 import httpx
 import pytest
 from harness import TEST_KEY, GatewayProcess
-from limits.redis_procs import RedisServer
 from ratelimit import load
 from ratelimit.support import ACCOUNT, QUOTA_KEY, Fleet, account, config, key, report, retry_after_seconds
+from redis_procs import RedisServer
 
 from gateway.fake.testing import FakeUpstream
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 from harness import TEST_KEY, start_gateway
-from limits.redis_procs import RedisServer, free_port
 from ratelimit.support import ACCOUNT, QUOTA_KEY, Fleet, account, config, key, readiness
+from redis_procs import RedisServer, free_port
 
 from gateway.fake.testing import FakeUpstream
 

@@ -11,7 +11,6 @@ import openai
 import pytest
 import redis
 from harness import TEST_KEY, GatewayProcess
-from limits.redis_procs import SHARED_URL
 from ratelimit.support import (
     ACCOUNT,
     QUOTA_KEY,
@@ -25,6 +24,7 @@ from ratelimit.support import (
     retry_after_seconds,
     wait_for,
 )
+from redis_procs import SHARED_URL
 
 from gateway.fake.testing import FakeUpstream
 

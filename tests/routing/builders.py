@@ -48,4 +48,6 @@ def feats(**changes: Any) -> Features:
         "allowed": frozenset({"*"}),
     }
     base.update(changes)
+    # What the answers may take: the cap when the request set one, else limits.default_output_tokens.
+    base.setdefault("output_tokens", base["max_tokens"] or 1024)
     return Features(**base)

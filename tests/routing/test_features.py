@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
+from gateway import tokens
 from gateway.config.model import VirtualKey
-from gateway.limits.estimate import prompt_tokens
-from gateway.routing import tokens
 from gateway.routing.features import COUNTED_FROM, Features, features_from, refine, required_capabilities
 
 KEY = VirtualKey(name="agents", key_sha256="0" * 64, tier="standard", models=frozenset({"*"}))
@@ -31,7 +30,7 @@ def test_basic_features() -> None:
         "standard",
         "u-1",
     )
-    assert f.prompt_tokens == prompt_tokens(body) and not f.prompt_exact
+    assert f.prompt_tokens == tokens.estimate_prompt(body) and not f.prompt_exact
     assert f.max_tokens == 50 and f.total_tokens == f.prompt_tokens + 50
     assert f.allowed == frozenset({"*"}) and f.capabilities == frozenset() and not f.stream
     assert f.task is None and f.tags == frozenset()
@@ -118,7 +117,7 @@ def test_max_tokens(body: dict[str, Any], expected: int | None) -> None:
 def test_embeddings_need_no_chat_capabilities() -> None:
     f = features_from({"model": "e", "input": "hi", "stream": True, "max_tokens": 5}, KEY, {}, "embeddings", False)
     assert f.endpoint == "embeddings" and f.capabilities == frozenset() and not f.stream and f.max_tokens is None
-    assert f.prompt_tokens == prompt_tokens({"input": "hi"})
+    assert f.prompt_tokens == tokens.estimate_prompt({"input": "hi"})
 
 
 def long_body(words: int) -> dict[str, Any]:

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from gateway.routing.health import CircuitSettings, Delta, Health, RemoteState, ewma
+from gateway.config.model import CircuitSettings
+from gateway.routing.health import Delta, Health, RemoteState, ewma
 from gateway.routing.snapshot import DeploymentState, Snapshot
 
 DEP = "openai-main/gpt-4o-mini"

@@ -14,6 +14,7 @@ import pytest
 from harness import EXAMPLE_CONFIG, example_config_env
 
 from gateway.config import Settings, VirtualKey, load_settings
+from gateway.providers import REGISTRY
 from gateway.routing.features import features_from, refine
 from gateway.routing.policy import Policy
 from gateway.routing.policy_load import load_policies
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path_factory.mktemp("keys")))
+    return load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path_factory.mktemp("keys")), kinds=REGISTRY)
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from routing import builders
 from gateway.config.model import Deployment, VirtualKey
 from gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamStatus, UpstreamTimeout
 from gateway.providers.base import UnsupportedParameter
-from gateway.routing.execute import final_error
 from gateway.routing.policy import Policy
 from gateway.routing.resolve import ModelIndex, candidates, direct_plan
 from gateway.routing.snapshot import DeploymentState, Snapshot
+from gateway.routing.walk import final_error
 
 
 def dep(account: str, model: str, mode: str = "chat") -> Deployment:

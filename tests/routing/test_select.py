@@ -118,9 +118,9 @@ def test_embeddings_go_to_embedding_models_only(tmp_path: Path) -> None:
 
 def test_cost_ceiling_excludes_the_expensive_and_passes_unknown_prices(tmp_path: Path) -> None:
     p = run(policy(tmp_path, "- candidates: [a/big, b/free, b/cheap]\n  max_cost_usd: 0.005\n"))
-    # a/big: 1000 x $10/M + 256 (no max_tokens) x $30/M = $0.01768
+    # a/big: 1000 x $10/M + 1024 (no max_tokens: limits.default_output_tokens) x $30/M = $0.04072
     assert [(x.deployment, x.kind) for x in p.excluded] == [("a/big", "cost")]
-    assert p.excluded[0].reason == "estimated $0.0177 is over the rule's max_cost_usd 0.005"
+    assert p.excluded[0].reason == "estimated $0.0407 is over the rule's max_cost_usd 0.005"
     assert p.deployments == ("b/free", "b/cheap")
 
 
@@ -150,7 +150,9 @@ def test_cheapest_orders_by_estimated_cost_unknown_last(tmp_path: Path) -> None:
     p = run(policy(tmp_path, "- strategy: cheapest\n  candidates: [b/free, a/big, a/small, b/cheap]\n"))
     assert p.deployments == ("b/cheap", "a/small", "a/big", "b/free")
     cost = estimated_cost(DEPLOYMENTS["b/cheap"], feats())
-    assert cost == pytest.approx(1000 * 0.1e-6 + 256 * 0.2e-6) and p.entries[0].score == cost
+    assert cost == pytest.approx(1000 * 0.1e-6 + 1024 * 0.2e-6) and p.entries[0].score == cost
+    with_n = estimated_cost(DEPLOYMENTS["b/cheap"], feats(max_tokens=100, output_tokens=300))  # n=3
+    assert with_n == pytest.approx(1000 * 0.1e-6 + 300 * 0.2e-6)
     assert p.entries[-1].why == "cheapest: price unknown"
 
 

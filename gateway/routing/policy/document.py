@@ -59,7 +59,8 @@ class Document:
 
 
 def dotted(path: Path) -> str:
-    """>>> dotted(("routes", "agent-default", 0, "strategy"))
+    """
+    >>> dotted(("routes", "agent-default", 0, "strategy"))
     'routes.agent-default[0].strategy'
     """
     text = ""

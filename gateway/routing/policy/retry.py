@@ -5,34 +5,22 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
+from gateway.failures import CLASSES, parse_trigger
 from gateway.routing.policy.conditions import Path, Report
 from gateway.routing.policy.model import Retries
 
-# Failure classes a policy may name besides status codes.
-CLASSES = frozenset({"5xx", "timeout", "connection", "context_length"})
-# Statuses that another deployment may answer differently. Any other 4xx (400 bad request, 401/403
-# credentials, 404, 413, 422) fails the same way everywhere, so it is never a fallback trigger.
-_RETRYABLE_4XX = frozenset({408, 409, 429})
-
-
-def _trigger(item: Any) -> str | None:
-    if isinstance(item, str) and item.isdigit():
-        item = int(item)
-    if isinstance(item, int) and not isinstance(item, bool):
-        return str(item) if item in _RETRYABLE_4XX or 500 <= item <= 599 else None
-    return item if isinstance(item, str) and item in CLASSES else None
-
 
 def parse_retry_on(value: Any, path: Path, report: Report) -> frozenset[str]:
-    """>>> parse_retry_on([429, "5xx", "timeout"], (), print)
-    frozenset({'429', '5xx', 'timeout'})
+    """
+    >>> sorted(parse_retry_on([429, "5xx", "timeout"], (), print))
+    ['429', '5xx', 'timeout']
     """
     if not isinstance(value, list):
         report(path, f"expected a list of statuses and failure classes, got {value!r}")
         return frozenset()
     found: set[str] = set()
     for i, item in enumerate(value):
-        trigger = _trigger(item)
+        trigger = parse_trigger(item)
         if trigger is None:
             never = isinstance(item, int) and 400 <= item <= 499
             why = " (this status fails the same way on every deployment)" if never else ""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from redis_procs import SHARED_URL
 
-from gateway.limits.redis_store import KeyLayout, Scripts
-from gateway.limits.replicas import ReplicaRegistry
-from limits.redis_procs import SHARED_URL
+from gateway.state.replicas import ReplicaRegistry
+from gateway.state.store import KeyLayout, Scripts
 
 
 async def test_live_replicas_are_counted_and_stale_ones_dropped(prefix: str, shared_client: aioredis.Redis) -> None:

@@ -13,16 +13,15 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
+from redis_procs import SHARED_URL, RedisServer, free_port
 
-from gateway.limits.health_store import HealthSync
-from gateway.routing.health import CircuitSettings, Health
-from limits import test_cluster
-from limits.redis_procs import SHARED_URL, RedisServer, free_port
+from gateway.config.model import CircuitSettings
+from gateway.routing.health import Health
+from gateway.routing.health_sync import HealthSync
 
 DEP = "openai-main/gpt-4o"
 SETTINGS = CircuitSettings(failure_threshold=3, error_rate_threshold=0.5, min_requests=10, open_seconds=0.4)
 DEADLINE = 0.05  # for the failure tests; the others allow more, so a busy machine does not fail them
-cluster_url = test_cluster.cluster_url  # the limiter tests' three-node Redis Cluster fixture, reused
 
 Replica = tuple[Health, HealthSync]
 Make = Callable[..., Replica]
@@ -196,7 +195,7 @@ async def test_redis_down_keeps_local_state_and_recovers(
     await sync_a.sync_now()
     await sync_b.sync_now()
 
-    with caplog.at_level(logging.WARNING, logger="gateway.limits.health_store"):
+    with caplog.at_level(logging.WARNING, logger="gateway.routing.health_sync"):
         redis_server.pause()  # a hung Redis costs one deadline per sync
         start = time.monotonic()
         await sync_a.sync_now()

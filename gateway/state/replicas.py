@@ -6,7 +6,7 @@ within three heartbeats. The last count is kept for when Redis is unreachable (n
 
 from __future__ import annotations
 
-from gateway.limits.redis_store import KeyLayout, RedisClient, Scripts
+from gateway.state.store import KeyLayout, RedisClient, Scripts
 
 HEARTBEATS_TO_LIVE = 3
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.exceptions import NoScriptError, ResponseError
 
-from gateway.limits.pipe import Pipe, pack
+from gateway.state.pipe import Pipe, pack
 
 URL = "redis://127.0.0.1:6379/0"
 

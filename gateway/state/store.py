@@ -1,4 +1,4 @@
-"""Redis plumbing for the limiter: the client built from a URL, the key layout and the Lua scripts."""
+"""The Redis store: the client built from a URL, the key layout and the versioned Lua scripts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
+
+from gateway.state.pipe import Pipe
 
 RedisClient = Redis | RedisCluster
 
@@ -98,7 +100,7 @@ class KeyLayout:
 
 
 def script_text(name: str) -> str:
-    return resources.files("gateway.limits").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    return resources.files("gateway.state").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
 class Scripts:
@@ -110,6 +112,18 @@ class Scripts:
 
     def __getitem__(self, name: str) -> AsyncScript:
         return self._scripts[name]
+
+    async def run_on(self, pipe: Pipe, name: str, keys: list[str], packed: bytes) -> Any:
+        """EVALSHA of one script on the lean pipelined connection with one packed argument; a script the
+        server lost (Redis restarted and emptied its cache) is loaded again and the call repeated."""
+        script = self._scripts[name]
+        command = [b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *(k.encode() for k in keys), packed]
+        try:
+            return await pipe.call(*command)
+        except NoScriptError:
+            async with asyncio.timeout(pipe.timeout):
+                await self._client.script_load(script.script)
+            return await pipe.call(*command)
 
     async def load(self) -> None:
         """SCRIPT LOAD every script (on every primary of a cluster), so the first EVALSHA does not miss.

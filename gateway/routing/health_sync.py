@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from gateway.limits.redis_store import REDIS_FAILURES, KeyLayout, RedisClient, build_client, script_text
 from gateway.routing.health import Delta, Health, RemoteState
+from gateway.state.store import REDIS_FAILURES, KeyLayout, RedisClient, build_client, script_text
 
 log = logging.getLogger(__name__)
 

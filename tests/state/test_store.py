@@ -11,8 +11,8 @@ from redis.asyncio.connection import SSLConnection
 
 from gateway.limits import build_limiter
 from gateway.limits.local import LocalLimiter
-from gateway.limits.redis_store import SCRIPTS, KeyLayout, build_client, script_text, split_cluster_flag
 from gateway.limits.resilient import ResilientLimiter
+from gateway.state.store import SCRIPTS, KeyLayout, build_client, script_text, split_cluster_flag
 
 
 @pytest.mark.parametrize(

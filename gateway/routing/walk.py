@@ -1,0 +1,268 @@
+"""Walking a plan, the request path's loop: admit, send, record; retry or fall back.
+
+Each round asks admission for the first remaining entry of the current stage (the rule's candidates,
+then its fallback chain) that has room, in one atomic step that also charges the caller's quotas. A
+transient failure is retried on the same deployment with backoff and jitter (honouring Retry-After) up
+to ``retries.same_deployment`` times, then the plan moves on if the failure is one of the rule's
+``retry_on`` triggers (``gateway.failures``). Nothing has reached the client while this runs (a stream's
+first event is part of the attempt), so fallback is invisible to it.
+
+The loop does no I/O of its own. Its three steps are injected (``Steps``), so it is tested with fakes
+(tests/routing/test_walk.py), and the runtime wires the real ones:
+
+- ``admit`` (``routing.admission``): the limiter, the waiting line, cooldowns, the provider's own
+  remaining-capacity headers;
+- ``send`` (``routing.sending``): the provider's wire format and the account's connection pool;
+- ``record`` (``routing.outcomes``): the circuit breaker, latency averages and attempt metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from gateway import failures
+from gateway.config.model import Deployment
+from gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
+from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
+from gateway.providers.base import UnsupportedParameter
+from gateway.record import RequestRecord
+from gateway.routing import bounds
+from gateway.routing.select import Plan, PlanEntry
+from gateway.types import Endpoint
+from gateway.upstream import Exchange, Slot, retrying
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a request asks of the limiter: estimated tokens and the caller's quota buckets."""
+
+    tokens: int
+    quotas: tuple[BucketSpec, ...]
+    group: str  # requests that wait for capacity line up per group (the requested model)
+    prompt: int  # the prompt part of ``tokens``
+
+
+@dataclass
+class Answer(Generic[T]):
+    deployment: Deployment
+    result: T
+    reservation: Reservation | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One deployment's upstream request, built before anything is reserved (translation is pure)."""
+
+    url: str
+    body: bytes
+
+
+class Admit(Protocol):
+    async def admit(
+        self,
+        record: RequestRecord,
+        deployments: Sequence[Deployment],
+        demand: Demand,
+        strategy: Strategy,
+        may_wait: bool,
+    ) -> Admission | None:
+        """Reserve on one of ``deployments`` (waiting in line when ``may_wait``); None: none has room and
+        waiting is not allowed. Raises RateLimited when waiting cannot help."""
+        ...
+
+    async def give_back(self, reservation: Reservation | None, used: int | None) -> None: ...
+
+    async def failed(self, deployment: Deployment, reservation: Reservation | None, error: UpstreamError) -> None:
+        """Settle a failed attempt; a provider's 429 cools the deployment (or its account) for everyone."""
+        ...
+
+    async def another_try(self, deployment: Deployment) -> bool:
+        """Charge a same-deployment retry to the provider's request buckets; False when they are full."""
+        ...
+
+    def observe(self, deployment: Deployment, headers: Mapping[str, str]) -> None:
+        """Read the provider's own remaining capacity from an answer's headers."""
+        ...
+
+
+class Send(Protocol):
+    def prepare(self, deployment: Deployment, body: dict[str, Any], endpoint: Endpoint) -> Prepared:
+        """Translate (pure); raises UnsupportedParameter when the provider cannot express the request."""
+        ...
+
+    async def slot(self, deployment: Deployment) -> Slot:
+        """A connection of the deployment's account; raises UpstreamPoolExhausted after ``timeouts.pool``."""
+        ...
+
+    async def send(self, deployment: Deployment, prepared: Prepared, slot: Slot, request_id: str) -> Exchange:
+        """One try: the answer's headers, or an UpstreamError (the slot is then released)."""
+        ...
+
+
+class Record(Protocol):
+    def allow(self, deployment_id: str, last_resort: bool = False) -> bool:
+        """False while the circuit keeps the deployment out (a half-open one whose probes are taken)."""
+        ...
+
+    def started(self, deployment_id: str) -> None: ...
+
+    def finished(
+        self, deployment_id: str, error: UpstreamError | None, elapsed: float, stream: bool, counted: bool = True
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Steps:
+    admit: Admit
+    send: Send
+    record: Record
+    max_output_tokens: int  # limits.max_output_tokens: the output bound of a deployment that states none
+
+
+async def walk(
+    steps: Steps,
+    record: RequestRecord,
+    plan: Plan,
+    deployments: Mapping[str, Deployment],
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    demand: Demand,
+    finish: Callable[[Exchange, Deployment], Awaitable[T]],
+) -> Answer[T]:
+    """The deployment that answered, ``finish(exchange, deployment)``'s result (the answer read as the caller
+    needs it: a JSON body, a stream's first event) and the reservation to settle."""
+    errors: list[GatewayError] = []
+    prepared: dict[str, Prepared] = {}
+    remaining: list[PlanEntry] = []
+    # Embeddings are bounded by their body size alone (each input has its own window, not their sum).
+    ask = bounds.asked(body, demand.prompt) if endpoint == "chat" else None
+    for entry in plan.entries:
+        deployment = deployments[entry.deployment]
+        over = None if ask is None else bounds.check(deployment, ask, steps.max_output_tokens)
+        if over is not None:  # before anything is reserved: its reservation could not be consumed
+            errors.append(over)
+            continue
+        try:
+            prepared[entry.deployment] = steps.send.prepare(deployment, body, endpoint)
+        except UnsupportedParameter as e:
+            errors.append(e)
+            continue
+        remaining.append(entry)
+    deadline = time.monotonic() + plan.retries.deadline_s
+    while remaining:
+        stage = remaining[0].stage
+        group = [e for e in remaining if e.stage == stage]
+        last_stage = len(group) == len(remaining)
+        strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
+        candidates = [deployments[e.deployment] for e in group]
+        admission = await steps.admit.admit(record, candidates, demand, strategy, last_stage)
+        if admission is None:  # this stage is full; its fallback stage may have room
+            remaining = remaining[len(group) :]
+            continue
+        entry = group[admission.chosen or 0]
+        remaining.remove(entry)
+        deployment = deployments[entry.deployment]
+        if not steps.record.allow(deployment.id, entry.last_resort):  # half-open and its probes are taken
+            await steps.admit.give_back(admission.reservation, None)
+            errors.append(ServiceUnavailable(f"{deployment.id} is recovering; its probe requests are taken"))
+            continue
+        try:
+            result = await _tries(steps, record, deployment, prepared[deployment.id], plan, deadline, finish)
+        except UpstreamError as e:
+            errors.append(e)
+            await steps.admit.failed(deployment, admission.reservation, e)
+            if not failures.may_fall_back(e, plan.retry_on) or time.monotonic() >= deadline:
+                raise
+            if "context_length" in failures.triggers(e):  # only a larger window can help
+                window = deployment.context_window or 0
+                remaining = [r for r in remaining if (deployments[r.deployment].context_window or 0) > window]
+            continue
+        return Answer(deployment, result, admission.reservation)
+    raise final_error(errors)
+
+
+async def _tries(
+    steps: Steps,
+    record: RequestRecord,
+    deployment: Deployment,
+    prepared: Prepared,
+    plan: Plan,
+    deadline: float,
+    finish: Callable[[Exchange, Deployment], Awaitable[T]],
+) -> T:
+    """One deployment, with its same-deployment retries; every try's outcome goes to ``steps.record``."""
+    retries = plan.retries
+    last: list[UpstreamError] = []  # the previous try's failure; empty on the first try
+    no_room = False
+
+    def worth_retrying(error: BaseException) -> bool:
+        # A failure that opened the circuit (a failed half-open probe included) ends the tries here:
+        # from now on the circuit decides when this deployment sees a request again.
+        return not no_room and failures.retry_here(error) and steps.record.allow(deployment.id)
+
+    async def once() -> T:
+        nonlocal no_room
+        if last and not await steps.admit.another_try(deployment):
+            no_room = True  # the provider would count this try too: only with room in its buckets
+            raise last[-1]
+        # Waiting for a connection is the gateway's own queue, not an attempt: a full pool raises
+        # UpstreamPoolExhausted before anything is counted or reported to the circuit.
+        slot = await steps.send.slot(deployment)
+        record.attempts += 1
+        record.tried.append(deployment.id)
+        steps.record.started(deployment.id)
+        started = time.monotonic()
+
+        def failed(error: UpstreamError) -> UpstreamError:
+            slot.release()
+            steps.record.finished(deployment.id, error, time.monotonic() - started, record.stream)
+            last.append(error)
+            return error
+
+        try:
+            async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
+                exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
+                steps.admit.observe(deployment, exchange.headers)
+                result = await finish(exchange, deployment)
+        except TimeoutError:
+            raise failed(UpstreamTimeout("the attempt ran past its time limit")) from None
+        except UpstreamError as e:
+            failed(e)
+            raise
+        except BaseException:  # the client left: not the provider's failure, but no longer in flight
+            slot.release()
+            steps.record.finished(deployment.id, None, time.monotonic() - started, record.stream, counted=False)
+            raise
+        steps.record.finished(deployment.id, None, time.monotonic() - started, record.stream)
+        return result
+
+    return await retrying(
+        once,
+        retries.same_deployment,
+        retries.backoff_ms / 1000,
+        retries.backoff_max_ms / 1000,
+        deadline,
+        worth_retrying,
+    )
+
+
+def final_error(errors: list[GatewayError]) -> GatewayError:
+    """What the client sees when no candidate answered (pure).
+
+    Every candidate rate-limited -> 429 with the soonest Retry-After; every candidate refusing a
+    parameter -> that 400; otherwise the last upstream failure.
+    """
+    if not errors:
+        return ServiceUnavailable("no deployment can serve this request")
+    limited = [e for e in errors if isinstance(e, UpstreamStatus) and e.upstream_status == 429]
+    if limited and len(limited) == len(errors):
+        soonest = min((e.retry_after for e in limited if e.retry_after is not None), default=1.0)
+        return RateLimited("every deployment for this model is rate limited upstream", retry_after=soonest)
+    upstream = [e for e in errors if not isinstance(e, UnsupportedParameter)]
+    return upstream[-1] if upstream else errors[0]

@@ -1,0 +1,32 @@
+"""The gateway's vocabulary: small types every layer shares, defined once (in the spirit of Starlette's).
+
+``Endpoint`` is what a client called, ``Mode`` what a deployment serves; ``Usage`` the tokens a provider
+reports for one answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Endpoint = Literal["chat", "embeddings"]
+Mode = Literal["chat", "embedding"]
+
+
+def mode_of(endpoint: Endpoint) -> Mode:
+    """>>> mode_of("embeddings")
+    'embedding'
+    """
+    return "chat" if endpoint == "chat" else "embedding"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one answer, as the provider counted them."""
+
+    prompt: int
+    completion: int
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
