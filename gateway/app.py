@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from gateway.api.intake import request_id
 from gateway.api.respond import openai_error
 from gateway.api.routes import routes
 from gateway.config import config_path, load_settings, with_flags
@@ -22,32 +23,37 @@ from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 from gateway.http_bounds import GUARD, ClientGuard
 from gateway.lifecycle import install_drain
 from gateway.providers import REGISTRY
+from gateway.providers.base import Provider
 from gateway.runtime import Runtime
 
 _log = logging.getLogger("gateway")
 
 
+# The handlers below answer outside the endpoints (no route, wrong method, a bug), so they tag the answer with
+# its request id themselves; the endpoints do it on their own answers.
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
+    headers = {**(getattr(exc, "headers", None) or {}), "x-request-id": request_id(request)}  # 405 names Allow
     if status == 404:
-        return openai_error(ModelNotFound(f"no route {request.method} {request.url.path}", code="not_found"))
+        error = ModelNotFound(f"no route {request.method} {request.url.path}", code="not_found")
+        return openai_error(error, headers=headers)
     if status == 405:
-        return openai_error(
-            InvalidRequest(f"method {request.method} is not allowed on {request.url.path}", code="method_not_allowed"),
-            405,
-        )
-    return openai_error(InvalidRequest(str(getattr(exc, "detail", "bad request"))), status)
+        message = f"method {request.method} is not allowed on {request.url.path}"
+        return openai_error(InvalidRequest(message, code="method_not_allowed"), 405, headers)
+    return openai_error(InvalidRequest(str(getattr(exc, "detail", "bad request"))), status, headers)
 
 
 async def _client_left(request: Request, exc: Exception) -> Response:
     """A client that left mid-upload: nobody to answer (the proxy endpoints log it as a 499 themselves)."""
-    return Response(status_code=499)
+    return Response(status_code=499, headers={"x-request-id": request_id(request)})
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     _log.error("unhandled error on %s: %s", request.url.path, type(exc).__name__)
     error = GatewayError("the gateway failed to handle this request")
-    return openai_error(error)
+    return openai_error(error, headers={"x-request-id": request_id(request)})
 
 
 def _tune_collector() -> None:
@@ -63,8 +69,9 @@ def _tune_collector() -> None:
     gc.set_threshold(50_000, 20, 10)
 
 
-def build_app(settings: Settings) -> Starlette:
-    runtime = Runtime.build(settings)
+def build_app(settings: Settings, registry: Mapping[str, Provider] = REGISTRY) -> Starlette:
+    """The app for ``settings``; ``registry`` holds every provider kind there is (tests add their own)."""
+    runtime = Runtime.build(settings, registry)
 
     def refused(reason: str) -> None:
         runtime.metrics.connections_refused.labels(reason).inc()
