@@ -70,7 +70,15 @@ def to_model_info(entry: dict[str, Any]) -> ModelInfo:
     if mode == "embedding":
         caps = set()
     pin, pout = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
-    price = Price(input=float(pin), output=float(pout or 0.0)) if isinstance(pin, int | float) else None
+    read, write = entry.get("cache_read_input_token_cost"), entry.get("cache_creation_input_token_cost")
+    price = None
+    if isinstance(pin, int | float):
+        price = Price(
+            input=float(pin),
+            output=float(pout or 0.0),
+            cache_read=float(read) if isinstance(read, int | float) else None,
+            cache_write=float(write) if isinstance(write, int | float) else None,
+        )
     window = entry.get("max_input_tokens") or entry.get("max_tokens")
     out = entry.get("max_output_tokens")
     return ModelInfo(

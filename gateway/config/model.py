@@ -98,10 +98,13 @@ class Limits:
 
 @dataclass(frozen=True)
 class Price:
-    """USD per token (configured per million tokens)."""
+    """USD per token (configured per million tokens). Cached prompt tokens, and tokens written to a
+    provider's prompt cache, have prices of their own where the provider says so; None: the input price."""
 
     input: float
     output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
 
 
 @dataclass(frozen=True)

@@ -137,10 +137,20 @@ def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path:
     )
     price = info.price if info else None
     if "price" in m:
-        pm = r.mapping(m["price"], f"{path}.price", frozenset({"input_per_mtok", "output_per_mtok"}))
-        pin = r.required(pm, f"{path}.price", "input_per_mtok", _nonneg_float, "USD per million tokens")
-        pout = r.get(pm, f"{path}.price", "output_per_mtok", _nonneg_float, "USD per million tokens", 0.0)
-        price = Price(input=(pin or 0.0) / 1e6, output=pout / 1e6)
+        at, per_mtok = f"{path}.price", "USD per million tokens"
+        pm = r.mapping(
+            m["price"], at, frozenset({f"{n}_per_mtok" for n in ("input", "output", "cache_read", "cache_write")})
+        )
+        pin = r.required(pm, at, "input_per_mtok", _nonneg_float, per_mtok)
+        pout = r.get(pm, at, "output_per_mtok", _nonneg_float, per_mtok, 0.0)
+        read: float | None = r.get(pm, at, "cache_read_per_mtok", _nonneg_float, per_mtok, None)
+        write: float | None = r.get(pm, at, "cache_write_per_mtok", _nonneg_float, per_mtok, None)
+        price = Price(
+            input=(pin or 0.0) / 1e6,
+            output=pout / 1e6,
+            cache_read=None if read is None else read / 1e6,
+            cache_write=None if write is None else write / 1e6,
+        )
     caps = info.capabilities if info else frozenset({"streaming"})
     if "capabilities" in m:
         listed: list[str] = r.get(m, path, "capabilities", _str_list, "a list of capability names", [])

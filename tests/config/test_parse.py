@@ -8,7 +8,9 @@ import pytest
 from harness import EXAMPLE_CONFIG, example_config_env
 
 from gateway.auth import digest
+from gateway.catalog import lookup as catalog_lookup
 from gateway.config import ConfigError, load_settings
+from gateway.config.model import Price
 from gateway.providers import REGISTRY
 
 KEY = digest("k")
@@ -199,3 +201,17 @@ def test_protection_bounds_are_read_and_checked(tmp_path: Path) -> None:
     assert "server.max_connections: expected a positive integer, got 0" in errors
     assert "server.timeouts.pool: expected seconds > 0, got -1" in errors
     assert "limits.max_n: expected a positive integer, got 1.5" in errors
+
+
+def test_cache_prices_from_the_catalog_and_the_config(tmp_path: Path) -> None:
+    text = (
+        "providers:\n  local:\n    kind: openai-compatible\n    base_url: 'http://127.0.0.1:1/v1'\n    models:\n"
+        "      m: {price: {input_per_mtok: 1, output_per_mtok: 4, cache_read_per_mtok: 0.1, cache_write_per_mtok: 1.25}}\n"
+        "      n: {price: {input_per_mtok: 1}}\n"
+    )
+    s = load_settings(write(tmp_path, text), {}, kinds=REGISTRY)
+    m, n = s.deployments
+    assert m.price == Price(1e-6, 4e-6, cache_read=0.1e-6, cache_write=1.25e-6)
+    assert n.price is not None and n.price.cache_read is None  # cached tokens then cost the input price
+    catalog = catalog_lookup("openai", "gpt-4o-mini")
+    assert catalog is not None and catalog.price is not None and catalog.price.cache_read is not None
