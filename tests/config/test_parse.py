@@ -206,12 +206,13 @@ def test_protection_bounds_are_read_and_checked(tmp_path: Path) -> None:
 def test_cache_prices_from_the_catalog_and_the_config(tmp_path: Path) -> None:
     text = (
         "providers:\n  local:\n    kind: openai-compatible\n    base_url: 'http://127.0.0.1:1/v1'\n    models:\n"
-        "      m: {price: {input_per_mtok: 1, output_per_mtok: 4, cache_read_per_mtok: 0.1, cache_write_per_mtok: 1.25}}\n"
+        "      m:\n        price: {input_per_mtok: 1, output_per_mtok: 4, cache_read_per_mtok: 0.1,"
+        " cache_write_per_mtok: 1.25}\n"
         "      n: {price: {input_per_mtok: 1}}\n"
     )
     s = load_settings(write(tmp_path, text), {}, kinds=REGISTRY)
     m, n = s.deployments
-    assert m.price == Price(1e-6, 4e-6, cache_read=0.1e-6, cache_write=1.25e-6)
+    assert m.price == Price(1 / 1e6, 4 / 1e6, cache_read=0.1 / 1e6, cache_write=1.25 / 1e6)
     assert n.price is not None and n.price.cache_read is None  # cached tokens then cost the input price
     catalog = catalog_lookup("openai", "gpt-4o-mini")
     assert catalog is not None and catalog.price is not None and catalog.price.cache_read is not None
