@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import wraps
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.intake import check, parse_object
+from gateway.api.intake import check, parse_object, request_id
 from gateway.api.respond import openai_error
-from gateway.config.model import Deployment
+from gateway.config.model import Deployment, Price
 from gateway.errors import GatewayError, InvalidRequest, redact
 from gateway.routing.explain import ADMIN_VIEW, explain, refusal
 from gateway.runtime import Runtime
 from gateway.types import Endpoint
+
+
+def _per_mtok(price: Price) -> dict[str, float | None]:
+    def per(value: float | None) -> float | None:
+        return None if value is None else value * 1e6
+
+    return {
+        "input": per(price.input),
+        "output": per(price.output),
+        "cache_read": per(price.cache_read),
+        "cache_write": per(price.cache_write),
+    }
 
 
 def _deployment(d: Deployment) -> dict[str, Any]:
@@ -24,7 +38,7 @@ def _deployment(d: Deployment) -> dict[str, Any]:
         "upstream_model": d.upstream_model,
         "mode": d.mode,
         "limits": {"rpm": d.limits.rpm, "tpm": d.limits.tpm},
-        "price_per_mtok": None if d.price is None else {"input": d.price.input * 1e6, "output": d.price.output * 1e6},
+        "price_per_mtok": None if d.price is None else _per_mtok(d.price),
         "context_window": d.context_window,
         "max_output_tokens": d.max_output_tokens,
         "capabilities": sorted(d.capabilities),
@@ -106,16 +120,34 @@ def policy_status(rt: Runtime) -> dict[str, Any]:
     }
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _tagged(handler: Handler) -> Handler:
+    """Every admin answer, refusals included, carries its ``x-request-id`` (the client's when valid)."""
+
+    @wraps(handler)
+    async def answer(request: Request) -> Response:
+        response = await handler(request)
+        response.headers["x-request-id"] = request_id(request)
+        return response
+
+    return answer
+
+
+@_tagged
 async def config(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     return _denied(request) or _json(effective_config(rt))
 
 
+@_tagged
 async def policies(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     return _denied(request) or _json(policy_status(rt))
 
 
+@_tagged
 async def reload_policies(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     if (denied := _denied(request)) is not None:
@@ -125,6 +157,7 @@ async def reload_policies(request: Request) -> Response:
     return _json(status, 200 if rejection is None else 422)
 
 
+@_tagged
 async def explain_route(request: Request) -> Response:
     """Body: ``{"request": <chat or embeddings body>, "key": <key name>?, "headers": {...}?,
     "endpoint": "chat"|"embeddings"?}``; the answer shows the decision with the live health snapshot."""

@@ -1,4 +1,4 @@
-"""Liveness, readiness and the Prometheus scrape."""
+"""Liveness, readiness and the Prometheus scrape; each answer carries its ``x-request-id`` (the client's when valid)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.intake import request_id
 from gateway.runtime import Runtime
 
 
 async def healthz(request: Request) -> Response:
-    return Response(b'{"status":"ok"}', media_type="application/json")
+    return Response(b'{"status":"ok"}', media_type="application/json", headers={"x-request-id": request_id(request)})
 
 
 async def readyz(request: Request) -> Response:
@@ -27,9 +28,11 @@ async def readyz(request: Request) -> Response:
     if ok and degraded:
         status = "degraded"
     body = {"status": status, "checks": checks}
-    return Response(orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json")
+    tag = {"x-request-id": request_id(request)}
+    return Response(orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json", headers=tag)
 
 
 async def metrics(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    tag = {"x-request-id": request_id(request)}
+    return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8", headers=tag)

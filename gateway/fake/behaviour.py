@@ -19,7 +19,9 @@ DEFAULT_MODEL = "*"
 
 # 500/503/429/context_length answer an OpenAI error; insufficient_quota is the 429 OpenAI sends when
 # the account's credit is spent (it names no wait); reset aborts the TCP connection; stall sends
-# headers and then nothing; cut sends about half the response and closes; timeout never answers.
+# headers and then nothing; cut sends about half the response and closes; timeout never answers;
+# stream_error answers a stream 200 and then, as its first event, an error object in OpenAI's shape
+# and ends without [DONE] (a request that does not stream gets the same error as a 500).
 FAILURE_KINDS = (
     "500",
     "503",
@@ -30,6 +32,7 @@ FAILURE_KINDS = (
     "cut",
     "context_length",
     "timeout",
+    "stream_error",
 )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
 ORGANIZATION = "org-fake"
 
@@ -107,6 +109,16 @@ def azure_missing_api_version() -> RequestError:
 def server_error() -> RequestError:
     message = "The server had an error while processing your request. Sorry about that!"
     return RequestError(500, error_body(message, "server_error"))
+
+
+def stream_error_event() -> bytes:
+    """The event a stream that fails after its 200 sends instead of a chunk: OpenAI's error object as SSE data.
+
+    >>> event = stream_error_event()
+    >>> event[:6], orjson.loads(event[6:])["error"]["type"]
+    (b'data: ', 'server_error')
+    """
+    return b"data: " + orjson.dumps(server_error().body) + b"\n\n"
 
 
 def overloaded() -> RequestError:

@@ -213,6 +213,13 @@ async def _fail(
     if kind == "context_length":
         window = behaviour.context_window or 128_000
         raise errors.context_length(window, max(prompt, window + 1 - cap), cap)
+    if kind == "stream_error":
+        if not stream:
+            raise errors.server_error()
+        response = await exchange.start_stream("text/event-stream")
+        await response.write(errors.stream_error_event())
+        await response.write_eof()  # the response ends, without [DONE]
+        return response
     if kind == "reset":
         exchange.record["status"] = "reset"
         exchange.close_connection(reset=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from gateway.fake.testing import FakeUpstream
@@ -113,6 +114,36 @@ def test_cut_stream_fails_while_iterating(client: openai.OpenAI, fake: FakeUpstr
             received.append(chunk)
     assert len(received) == 6  # half of role + 10 tokens + finish
     assert fake.stats()["disconnects"] == 0
+
+
+def test_stream_error_is_a_200_whose_first_event_is_an_error(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.configure(failure_kind="stream_error", failure_rate=1.0)
+    stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    assert stream.response.status_code == 200
+    assert stream.response.headers["content-type"].startswith("text/event-stream")
+    with pytest.raises(openai.APIError) as caught:  # the SDK raises the error event it reads
+        list(stream)
+    assert caught.value.type == "server_error" and "had an error" in caught.value.message
+    with httpx.stream(
+        "POST",
+        f"{fake.base_url}/chat/completions",
+        json={"model": "m", "messages": MESSAGES, "stream": True},
+        headers={"authorization": f"Bearer {KEY}"},
+    ) as raw:
+        events = [line for line in raw.iter_lines() if line]
+    assert len(events) == 1 and events[0].startswith("data: {")  # one event, then the end: no [DONE]
+    error = orjson.loads(events[0][6:])["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "server_error"
+    stats = fake.stats()
+    assert stats["requests_by_status"] == {"200": 2} and stats["failures_injected"] == {"stream_error": 2}
+    assert stats["disconnects"] == 0
+
+
+def test_stream_error_without_a_stream_is_a_500(client: openai.OpenAI, fake: FakeUpstream) -> None:
+    fake.configure(failure_kind="stream_error", failure_rate=1.0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert caught.value.status_code == 500 and caught.value.type == "server_error"
 
 
 def test_cut_json_is_a_connection_error(client: openai.OpenAI, fake: FakeUpstream) -> None:
