@@ -114,9 +114,31 @@ def test_readiness_with_redis_unreachable(tmp_path: Path, fake: FakeUpstream, fa
         gw.stop()
 
 
-def test_sigterm_drains_streams_then_exits(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+DRAIN_DELAY = 1.5  # wide enough to see /readyz say "draining" on a busy machine
+GRACE = 10.0  # config_text's shutdown_grace_seconds
+
+
+def draining_gateway(directory: Path, fake: FakeUpstream, fake2: FakeUpstream) -> GatewayProcess:
     port = free_port()
-    gw = start_gateway(tmp_path, config_text(port, fake.url, fake2.url), port)
+    text = config_text(port, fake.url, fake2.url)
+    text = text.replace("drain_delay_seconds: 0.5", f"drain_delay_seconds: {DRAIN_DELAY}")
+    text = text.replace("first_byte: 2,", "first_byte: 6,")  # a slow provider must not time out first
+    assert f"shutdown_grace_seconds: {GRACE:g}" in text and "first_byte: 6," in text
+    return start_gateway(directory, text, port)
+
+
+def says_draining(gw: GatewayProcess) -> bool:
+    """/readyz, polled after SIGTERM: False until the signal is handled, then 503 "draining". A refused
+    connection means the drain delay ended before we looked: that fails the test (the window is the contract)."""
+    ready = httpx.get(f"{gw.url}/readyz", timeout=2)
+    if ready.status_code == 200:
+        return False
+    assert ready.status_code == 503 and ready.json()["checks"]["shutdown"] == "draining", ready.text
+    return True
+
+
+def test_sigterm_drains_streams_then_exits(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+    gw = draining_gateway(tmp_path, fake, fake2)
     fake.configure(model="*", tokens_per_second=10)
     received: list[str] = []
     first = threading.Event()
@@ -135,12 +157,42 @@ def test_sigterm_drains_streams_then_exits(tmp_path: Path, fake: FakeUpstream, f
     reader.start()
     assert first.wait(5)
     gw.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.1)
-    ready = httpx.get(f"{gw.url}/readyz")  # still listening during the drain delay
-    assert ready.status_code == 503 and ready.json()["checks"]["shutdown"] == "draining"
+    wait_for(lambda: says_draining(gw), DRAIN_DELAY)  # still listening during the drain delay
     reader.join(15)
     assert gw.proc.wait(15) == 0
     assert received[-1] == "[DONE]" and len(received) >= 20
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{gw.url}/healthz")
+
+
+def test_sigterm_lets_a_json_request_in_flight_finish(tmp_path: Path, fake: FakeUpstream, fake2: FakeUpstream) -> None:
+    """A non-streaming request still waiting for its provider when SIGTERM comes is answered, then the
+    gateway exits 0 within shutdown_grace_seconds; /readyz says 503 meanwhile."""
+    gw = draining_gateway(tmp_path, fake, fake2)
+    latency = DRAIN_DELAY + 1.5  # still in flight when the drain delay ends and the listener closes
+    fake.configure(model="*", latency_ms=latency * 1000)
+    answered: list[httpx.Response] = []
+    answered_at: list[float] = []
+
+    def call() -> None:
+        answered.append(httpx.post(f"{gw.base_url}/chat/completions", json=BODY, headers=HEADERS, timeout=15))
+        answered_at.append(time.monotonic())
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    wait_for(lambda: fake.stats()["in_flight"] == 1, 5)  # the request is at the provider
+    signalled = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: says_draining(gw), DRAIN_DELAY)
+    assert gw.proc.wait(DRAIN_DELAY + GRACE + 5) == 0
+    exited = time.monotonic()
+    caller.join(5)
+    assert answered and answered[0].status_code == 200, answered
+    assert answered[0].json()["choices"][0]["message"]["content"]
+    assert answered[0].headers["x-gateway-deployment"] == "primary/gpt-4o"
+    assert answered_at[0] <= exited  # answered before the gateway went away, not cut off by it
+    assert exited - signalled < DRAIN_DELAY + GRACE  # within shutdown_grace, not after it
+    assert '"status":200' in gw.logs()  # and logged as any other request
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{gw.url}/healthz")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -29,10 +30,21 @@ async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> float:
     return time.monotonic() - start
 
 
-async def timed_admit(limiter: ResilientLimiter, quotas: tuple[BucketSpec, ...] = ()) -> tuple[float, bool]:
-    start = time.monotonic()
-    admission = await limiter.admit(ONLY, quotas)
-    return time.monotonic() - start, admission.chosen == 0
+async def quickest(calls: Iterable[Callable[[], Awaitable[Any]]]) -> tuple[float, list[Any]]:
+    """The shortest of several timed calls made one after the other, and what each returned. A bound on how long
+    a code path waits (no Redis call, one deadline) holds for the quickest of a few tries even on a loaded
+    machine, where any single try may lose the CPU for tens of milliseconds; a path that waits is slow every time.
+    """
+    times, results = [], []
+    for call in calls:
+        start = time.monotonic()
+        results.append(await call())
+        times.append(time.monotonic() - start)
+    return min(times), results
+
+
+def admitted(results: list[Any]) -> bool:
+    return all(a.chosen == 0 for a in results)
 
 
 @pytest.fixture
@@ -56,13 +68,17 @@ async def test_kill_degrades_to_a_local_share_and_restart_recovers(
     first, second = make(redis_server.url, "r1", on_mode_change=modes.append), make(redis_server.url, "r2")
     await first.start()
     await second.start()
+    # On a busy machine a start may miss its deadline and begin degraded: its first probe then finishes it.
+    await eventually(lambda: first.mode == second.mode == "redis")
+    modes.clear()
     assert await first.replicas.beat() == 2
     assert (first.mode, (await first.admit(ONLY, [QUOTA])).chosen, first.redis.round_trips) == ("redis", 0, 1)
 
     redis_server.kill()
-    elapsed, admitted = await timed_admit(first)
-    assert elapsed < 0.1 and admitted
-    assert first.mode == "degraded" and modes == ["degraded"]
+    # A dead Redis refuses at once: no deadline, and nowhere near the 1 s socket timeout.
+    refused_at_once, results = await quickest([lambda: first.admit(ONLY, []), lambda: second.admit(ONLY, [])])
+    assert refused_at_once < DEADLINE and admitted(results)
+    assert first.mode == second.mode == "degraded" and modes == ["degraded"]
     # This replica's share is capacity / 2 live replicas = 5, one of which the admit above took.
     results = [await first.admit(ONLY, []) for _ in range(9)]
     assert sum(r.chosen == 0 for r in results) == 4
@@ -92,18 +108,22 @@ async def test_kill_degrades_to_a_local_share_and_restart_recovers(
 async def test_paused_redis_never_holds_a_request_past_the_deadline(
     redis_server: RedisServer, make: Callable[..., ResilientLimiter]
 ) -> None:
-    limiter = make(redis_server.url)
-    await limiter.start()
-    assert limiter.mode == "redis"
+    limiters = [make(redis_server.url, f"r{i}") for i in range(3)]
+    for limiter in limiters:
+        await limiter.start()
+    await eventually(lambda: all(limiter.mode == "redis" for limiter in limiters))  # a busy start may take a probe
     redis_server.pause()
-    elapsed, admitted = await timed_admit(limiter)
     # A missed deadline is tried once more before degrading (the loop, not Redis, may have been late).
-    assert elapsed < 2 * DEADLINE + 0.04 and admitted
-    assert limiter.mode == "degraded"
-    elapsed, admitted = await timed_admit(limiter)
-    assert elapsed < 0.02 and admitted  # degraded: no Redis call until a probe succeeds
+    waited, results = await quickest([partial(limiter.admit, ONLY, []) for limiter in limiters])
+    assert waited < 2 * DEADLINE + 0.04 and admitted(results)
+    assert all(limiter.mode == "degraded" for limiter in limiters)
+    limiter = limiters[0]
+    before = limiter.round_trips
+    at_once, results = await quickest([partial(limiter.admit, ONLY, [])] * 3)
+    assert at_once < 0.02 and admitted(results)
+    assert limiter.round_trips == before  # degraded: no Redis call until a probe succeeds
     redis_server.resume()
-    await eventually(lambda: limiter.mode == "redis")
+    await eventually(lambda: all(limiter.mode == "redis" for limiter in limiters))
 
 
 async def test_start_with_redis_down_works_degraded_then_recovers(
@@ -112,12 +132,13 @@ async def test_start_with_redis_down_works_degraded_then_recovers(
     port = free_port()
     modes: list[str] = []
     limiter = make(f"redis://127.0.0.1:{port}/0", on_mode_change=modes.append, fail_mode="open")
-    start = time.monotonic()
-    await limiter.start()
-    assert time.monotonic() - start < DEADLINE + 0.04
+    others = [make(f"redis://127.0.0.1:{port}/0", f"r{i}", fail_mode="open") for i in (2, 3)]
+    assert (await quickest([limiter.start, *(other.start for other in others)]))[0] < DEADLINE + 0.04
     assert limiter.mode == "degraded"
-    elapsed, admitted = await timed_admit(limiter, (QUOTA,))  # fail open: the quota is ignored
-    assert admitted and elapsed < 0.02
+    before = limiter.round_trips
+    at_once, results = await quickest([partial(limiter.admit, ONLY, [QUOTA])] * 3)
+    assert at_once < 0.02 and admitted(results)  # fail open: the quota is ignored
+    assert limiter.round_trips == before
 
     server = RedisServer(port).start()
     try:
@@ -132,14 +153,12 @@ async def test_start_with_redis_down_works_degraded_then_recovers(
 async def test_start_with_redis_paused_returns_within_the_deadline(
     redis_server: RedisServer, make: Callable[..., ResilientLimiter]
 ) -> None:
-    limiter = make(redis_server.url)
+    limiters = [make(redis_server.url, f"r{i}") for i in range(3)]
     redis_server.pause()
-    start = time.monotonic()
-    await limiter.start()
-    assert time.monotonic() - start < DEADLINE + 0.04
-    assert limiter.mode == "degraded"
+    assert (await quickest([limiter.start for limiter in limiters]))[0] < DEADLINE + 0.04
+    assert all(limiter.mode == "degraded" for limiter in limiters)
     redis_server.resume()
-    await eventually(lambda: limiter.mode == "redis")
+    await eventually(lambda: all(limiter.mode == "redis" for limiter in limiters))
 
 
 async def test_divisor_source_and_a_failing_hook(make: Callable[..., ResilientLimiter]) -> None:

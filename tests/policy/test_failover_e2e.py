@@ -3,7 +3,8 @@
 20 requests a second for 10 s, alternating between two replicas that share the circuit breaker through
 Redis. The primary answers normally for the first 2 s and then fails every request (HTTP 500). Clients
 must see no error at all (the secondary is healthy), and once the primary's circuit opens only the
-half-open probes reach it: about one per replica per ``open_seconds``.
+half-open probes reach it: about one per replica per ``open_seconds``, at most 1/s here plus the edges of
+the window (the README publishes 0.78/s; the test allows 1.2/s).
 
 Prints ``FAILOVER:`` lines for the README.
 """
@@ -27,6 +28,9 @@ DURATION = 10.0
 FAIL_AT = 2.0  # the primary starts failing this long into the run
 CIRCUIT = {"failure_threshold": 3, "open_seconds": 2, "half_open_probes": 1}
 PRIMARY, SECONDARY = "fo-primary", "fo-secondary"
+# Two replicas, one probe each per open_seconds: 1/s at most once the circuit is open everywhere; 1.2 allows
+# for the window's edges (a probe just before the window starts counting, a short last period).
+PROBES_PER_SECOND = 1.2
 POLICY = f"""
 routes:
   fo:
@@ -142,10 +146,10 @@ def test_failing_primary_under_load_costs_clients_nothing_and_gets_only_probes(
     )
     print(f"FAILOVER: primary attempts per second (fake's counter): {per_second}")
 
-    assert not errors, errors[:5]
+    assert len(outcomes) == RATE * DURATION and not errors, errors[:5]
     assert opened - failed_at < 1.5  # a few failures open it, and Redis tells the other replica within a sync
     assert healthy > 0.8 * RATE * FAIL_AT
     # Only probes: one per replica per half-open period (each replica may probe once; a failed probe is
     # not retried on the same deployment, since it has just re-opened the circuit).
     assert after <= 2 * periods, (after, periods)
-    assert after_rate < 0.1 * RATE
+    assert after_rate <= PROBES_PER_SECOND

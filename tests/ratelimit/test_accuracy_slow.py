@@ -5,9 +5,12 @@ same numbers. Each run offers twice what the limit allows, round-robin over the 
 asserts both directions of accuracy:
 
 - never too much: the provider answers zero 429s (the gateways together never over-admit);
-- never too little: what was admitted reaches at least 95% of what the limit allows over the run,
+- never too little: what was admitted reaches at least 98% of what the limit allows over the run,
   ``capacity + refill_per_sec * duration`` (a bucket starts full; per-minute limits refill capacity/60
-  per second), counted in requests for RPM and in the provider's own token count for TPM.
+  per second), counted in requests for RPM and in the provider's own token count for TPM. The README
+  publishes 99.8 % for both; measured 99.7-99.8 % idle, 99.6 % with both cores busy and 99.4-99.7 % with
+  two whole suites running at once, so 98 % leaves room for a slow round on a shared machine without hiding
+  a real loss of capacity.
 
 A per-minute bucket holds a whole minute, so a 30 s run at 2x the rate alone would never empty it
 (it would take 60 s): each run therefore opens with a burst that spends the capacity, then offers 2x
@@ -37,7 +40,7 @@ pytestmark = pytest.mark.slow
 
 REPLICAS = 4
 DURATION = 30.0  # seconds of steady load at twice the limit
-UTILISATION = 0.95
+UTILISATION = 0.98
 WORDS = (
     "the quick brown fox jumps over a lazy dog while seven tired engineers review the latest rate limit "
     "report before lunch and then write careful tests for every replica of the gateway"
@@ -120,7 +123,9 @@ def test_rpm_accuracy_across_four_replicas_with_json_requests(
     )
     assert stats["limit_rejections"] == 0 and stats["rate_limited"] == 0, "the provider had to refuse requests"
     common_checks(result, stats)
-    assert result.count(429) > 0.25 * result.offered  # the offered load really was over the limit
+    # The offered load really was over the limit: by at least a fifth over this run's window (the window grows
+    # when a busy machine makes the burst slow, and the limit allows more with it).
+    assert result.offered > 1.2 * allowed, (result.offered, allowed)
     assert utilisation >= UTILISATION
     # and never above the limit over the whole run, answers included
     assert admitted <= rpm + refill * (result.finished - result.started) + 1

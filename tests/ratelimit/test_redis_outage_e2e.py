@@ -4,7 +4,19 @@ A private redis-server is killed (then restarted on the same port) or frozen wit
 SIGCONT) while a steady load runs. Requests from a key without quotas must all succeed, each within a
 bounded time: a dead Redis fails fast, a frozen one is cut off by ``redis_deadline_ms`` (50 ms) instead
 of the 1 s socket timeout. A key with quotas is refused with 503 + Retry-After meanwhile (fail_mode
-closed). Recovery needs no help: the background probe finds Redis again within a few seconds.
+closed). Recovery needs no help: the background probe finds Redis again.
+
+The bounds are the README's figures ("Redis trouble") with a margin for this shared two-core machine.
+Measured (slowest request; back on Redis after the restart or SIGCONT):
+
+- killed: idle 8.0-13.8 ms, 0.06 s (three runs); both cores busy 21.5 ms; two whole suites at once 20.5
+  and 47.4 ms (five of 140 requests took 35-47 ms; the median before the kill was 9.3 ms, 3.6 ms idle);
+- frozen: idle 104.8-106.2 ms (the deadline, tried twice), 0.37-0.42 s (the probe runs every 0.5 s);
+  busy 110.2 ms; two suites at once 109.6 and 110.7 ms.
+
+So the slowest request is bounded where a regression would first show, with room for that noise: a dead
+Redis must not cost any request what a frozen one does (two deadlines), and a frozen one no more than the
+two tries (a third would take three deadlines). Each run prints an ``OUTAGE:`` line before it asserts.
 """
 
 from __future__ import annotations
@@ -25,7 +37,10 @@ from redis_procs import RedisServer
 from gateway.fake.testing import FakeUpstream
 
 RATE = 20  # requests per second, one gateway: modest on two cores
-LATENCY_BOUND = 0.6  # seconds per request; a call stuck on the 1 s socket timeout instead would exceed it
+DEADLINE = 0.05  # limits.redis_deadline_ms
+KILLED_SLOWEST = 2 * DEADLINE  # a dead Redis refuses at once: nothing waits for it (nor for the 1 s socket timeout)
+FROZEN_SLOWEST = 3 * DEADLINE  # a missed deadline is tried once more (100 ms), then the limiter degrades
+RECOVERY = 1.5  # seconds from Redis back to the limiter on it: the probe runs every 0.5 s
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 5}
 
 
@@ -40,7 +55,7 @@ def start(fleet: Fleet, fake: FakeUpstream, redis_server: RedisServer, prefix: s
             prefix=prefix,
             providers=providers,
             keys=keys,
-            redis_deadline_ms=50,
+            redis_deadline_ms=round(DEADLINE * 1000),
             fail_mode="closed",
         )
 
@@ -78,6 +93,7 @@ async def outage(
     name: str,
     fail: Callable[[], None],
     heal: Callable[[], None],
+    slowest: float,
 ) -> None:
     send = load.json_call(TEST_KEY, lambda i: BODY)
     traffic = asyncio.create_task(load.run([gw.base_url], send, rate=RATE, duration=7.0, timeout=5))
@@ -121,7 +137,8 @@ async def outage(
     )
     assert statuses == {200: len(result.outcomes)} and result.dropped == result.cancelled == 0, statuses
     assert len(during) >= RATE * 2  # the load really ran through the outage
-    assert worst < LATENCY_BOUND, sorted(o.latency for o in result.outcomes)[-5:]
+    assert worst < slowest, sorted(o.latency for o in result.outcomes)[-5:]
+    assert recovered < RECOVERY
 
 
 async def _is(value: Awaitable[str], expected: str) -> bool:
@@ -136,7 +153,7 @@ async def test_redis_killed_mid_load_then_restarted(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     gw = start(fleet, make_fake(), private_redis, prefix)
-    await outage(gw, capsys, "killed", private_redis.kill, private_redis.start)
+    await outage(gw, capsys, "killed", private_redis.kill, private_redis.start, KILLED_SLOWEST)
 
 
 async def test_redis_frozen_with_sigstop_then_resumed(
@@ -147,4 +164,4 @@ async def test_redis_frozen_with_sigstop_then_resumed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     gw = start(fleet, make_fake(), private_redis, prefix)
-    await outage(gw, capsys, "frozen", private_redis.pause, private_redis.resume)
+    await outage(gw, capsys, "frozen", private_redis.pause, private_redis.resume, FROZEN_SLOWEST)

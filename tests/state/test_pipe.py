@@ -1,5 +1,8 @@
 """The lean admission connection: pipelined calls, replies matched in order, dropped replies of callers
-that gave up, script-cache misses, and reconnecting after a loss."""
+that gave up, script-cache misses, and reconnecting after a loss.
+
+Tests that keep Redis busy with a script do it on a private redis-server: a busy script blocks every
+client of its server, and the shared one serves other tests with 50 ms deadlines."""
 
 from __future__ import annotations
 
@@ -8,10 +11,31 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.exceptions import NoScriptError, ResponseError
+from redis_procs import RedisServer
 
 from gateway.state.pipe import Pipe, pack
 
 URL = "redis://127.0.0.1:6379/0"
+
+
+async def written(pipe: Pipe) -> None:
+    """Until every call issued so far has gone out on the connection (no sleep guessing how long that takes)."""
+    protocol = pipe._protocol
+    assert protocol is not None
+    while protocol._out:
+        await asyncio.sleep(0)
+
+
+async def closed(pipe: Pipe) -> None:
+    """Until the connection is gone (``connection_lost`` has run)."""
+    while pipe._protocol is not None and pipe._protocol.transport is not None:
+        await asyncio.sleep(0.001)
+
+
+async def answered(pipe: Pipe) -> None:
+    """Until no reply is outstanding: late replies of callers that gave up have arrived and been dropped."""
+    while pipe._protocol is not None and pipe._protocol.waiting:
+        await asyncio.sleep(0.005)
 
 
 def busy(ms: int) -> bytes:
@@ -41,12 +65,18 @@ async def test_concurrent_calls_get_their_own_replies(pipe: Pipe) -> None:
     assert replies == [str(i).encode() for i in range(200)]
 
 
-async def test_a_caller_that_gave_up_does_not_shift_the_replies(pipe: Pipe) -> None:
-    await pipe.call(b"PING")
-    slow = asyncio.ensure_future(pipe.call(b"EVAL", busy(20), b"0"))
-    await asyncio.sleep(0.001)
-    slow.cancel()
-    assert await pipe.call(b"ECHO", b"after") == b"after"
+async def test_a_caller_that_gave_up_does_not_shift_the_replies(redis_server: RedisServer) -> None:
+    pipe = Pipe(redis_server.url)
+    try:
+        await pipe.call(b"PING")
+        slow = asyncio.ensure_future(pipe.call(b"EVAL", busy(20), b"0"))
+        await asyncio.sleep(0)  # the call is issued ...
+        await written(pipe)  # ... and sent: its reply will come
+        slow.cancel()
+        assert await pipe.call(b"ECHO", b"after") == b"after"
+        assert slow.cancelled()
+    finally:
+        pipe.close()
 
 
 async def test_errors_and_reconnect(pipe: Pipe) -> None:
@@ -55,19 +85,20 @@ async def test_errors_and_reconnect(pipe: Pipe) -> None:
     with pytest.raises(ResponseError):
         await pipe.call(b"NOSUCHCOMMAND")
     pipe.close()
-    await asyncio.sleep(0.01)
+    await closed(pipe)
     assert await pipe.call(b"PING") == b"PONG"  # a new connection on the next call
 
 
-async def test_a_call_past_its_deadline_fails_and_the_next_one_is_answered() -> None:
-    pipe = Pipe(URL, timeout=0.005)
+async def test_a_call_past_its_deadline_fails_and_the_next_one_is_answered(redis_server: RedisServer) -> None:
+    # Deadline and reply far apart (0.1 s, 0.6 s), so that a loaded machine cannot blur them.
+    pipe = Pipe(redis_server.url, timeout=0.1)
     try:
         await pipe.call(b"PING")
         started = asyncio.get_running_loop().time()
         with pytest.raises(TimeoutError):
-            await pipe.call(b"EVAL", busy(80), b"0")
-        assert asyncio.get_running_loop().time() - started < 0.06  # failed at its deadline, not at the reply
-        await asyncio.sleep(0.1)  # the late reply arrives and is dropped
+            await pipe.call(b"EVAL", busy(600), b"0")
+        assert asyncio.get_running_loop().time() - started < 0.35  # failed at its deadline, not at the reply
+        await answered(pipe)  # the late reply arrives and is dropped
         assert await pipe.call(b"ECHO", b"after") == b"after"
     finally:
         pipe.close()
