@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP_VERSION := 26.3
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: run test check bench lock clean
+.PHONY: run test check bench lock clean deploy-tools
 
 # Exact versions from requirements-dev.lock (`make lock` resolves them again), then the gateway itself
 # (PYTHONWARNINGS: setuptools warns about every editable install of a flat layout; nothing to act on).
@@ -27,7 +27,11 @@ run: $(BIN)/.installed
 check: $(BIN)/.installed
 	scripts/check
 
-test: $(BIN)/.installed $(NODE_DEPS)
+# The deploy tests' tools (helm, kubectl, promtool, podman and the image test's base): see the script.
+deploy-tools: $(BIN)/.installed
+	scripts/ensure-deploy-tools
+
+test: $(BIN)/.installed $(NODE_DEPS) deploy-tools
 	scripts/ensure-redis
 	scripts/check
 	$(BIN)/pytest
