@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 import orjson
@@ -56,7 +58,7 @@ def _entries() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def to_model_info(entry: dict[str, Any]) -> ModelInfo:
+def to_model_info(entry: Mapping[str, Any]) -> ModelInfo:
     """Pure: one catalog entry -> what the gateway uses of it."""
     caps = {"streaming"}
     for flag, cap in (
@@ -90,11 +92,23 @@ def to_model_info(entry: dict[str, Any]) -> ModelInfo:
     )
 
 
-def lookup(kind: str, model: str) -> ModelInfo | None:
+def entry(kind: str, model: str) -> Mapping[str, Any] | None:
+    """The catalog's own entry for a model, read-only: the adapters that must decide a wire detail per model
+    (Anthropic's sampling parameters, thinking and structured output) read its ``supports_*`` flags."""
     entries = _entries()
     prefix = _PREFIX.get(kind)
     for key in ((f"{prefix}/{model}",) if prefix else ()) + (model,):
-        entry = entries.get(key)
-        if isinstance(entry, dict):
-            return to_model_info(entry)
+        found = entries.get(key)
+        if isinstance(found, dict):
+            return MappingProxyType(found)
+    if kind == "litellm" and "/" in model:  # litellm's "cohere/command-r-08-2024" is the file's "command-r-08-2024"
+        provider, _, name = model.partition("/")
+        found = entries.get(name)
+        if isinstance(found, dict) and str(found.get("litellm_provider", "")).startswith(provider):
+            return MappingProxyType(found)
     return None
+
+
+def lookup(kind: str, model: str) -> ModelInfo | None:
+    found = entry(kind, model)
+    return None if found is None else to_model_info(found)

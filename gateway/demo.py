@@ -34,6 +34,7 @@ PACE: dict[str, dict[str, float]] = {
     "gpt-4o-mini": {"latency_ms": 20, "ttft_ms": 150, "tokens_per_second": 80},
     "gemini-2.5-flash": {"latency_ms": 25, "ttft_ms": 120, "tokens_per_second": 120},
     "gpt-4o": {"latency_ms": 40, "ttft_ms": 300, "tokens_per_second": 50},
+    "claude-sonnet-5-5": {"latency_ms": 50, "ttft_ms": 350, "tokens_per_second": 60},
     "prod-gpt4o": {"latency_ms": 45, "ttft_ms": 320, "tokens_per_second": 50},
     "meta-llama/Llama-3.1-70B-Instruct": {"latency_ms": 30, "ttft_ms": 250, "tokens_per_second": 40},
 }

@@ -16,6 +16,7 @@ from typing import Any
 from gateway.errors import (
     GatewayError,
     UpstreamConnection,
+    UpstreamError,
     UpstreamPoolExhausted,
     UpstreamStatus,
     UpstreamTimeout,
@@ -24,6 +25,7 @@ from gateway.errors import (
 CLASSES = frozenset({"5xx", "timeout", "connection", "context_length"})
 RETRYABLE_4XX = frozenset({408, 409, 429})
 _TRANSIENT = frozenset({"5xx", "timeout", "connection"})
+COOLING_STATUSES = frozenset({429, 529})
 
 
 def parse_trigger(item: Any) -> str | None:
@@ -70,6 +72,16 @@ def counts_against_circuit(error: GatewayError) -> bool:
     return not isinstance(error, UpstreamPoolExhausted) and not triggers(error).isdisjoint(_TRANSIENT)
 
 
+def cools_down(error: GatewayError) -> bool:
+    """The provider says it has no room for now (a 429, or Anthropic's 529 "overloaded"): the deployment cools
+    down for every replica for the provider's Retry-After, and its buckets are drained.
+
+    >>> cools_down(UpstreamStatus(529, "overloaded")), cools_down(UpstreamStatus(503, "busy"))
+    (True, False)
+    """
+    return isinstance(error, UpstreamStatus) and error.upstream_status in COOLING_STATUSES
+
+
 def retry_here(error: BaseException) -> bool:
     """Worth another try on the same deployment: transient provider trouble. A 429, a too-long prompt or a
     full pool (another account has its own) moves on instead."""
@@ -81,3 +93,27 @@ def outcome(error: GatewayError) -> str:
     if isinstance(error, UpstreamStatus):
         return str(error.upstream_status)
     return error.code or type(error).__name__
+
+
+_CLASSES = ("context_length", "5xx", "429", "timeout", "connection")
+
+
+def failure_class(error: BaseException) -> str:
+    """A failed attempt's class for metrics and traces (pure, bounded): the trigger it answers to
+    (``gateway.failures``: 5xx, 429, timeout, connection, context_length), or 4xx for any other status
+    the provider answered.
+
+    >>> failure_class(UpstreamStatus(503, "busy")), failure_class(UpstreamStatus(404, "no such model"))
+    ('5xx', '4xx')
+    >>> failure_class(UpstreamStatus(400, "too long", code="context_length_exceeded"))
+    'context_length'
+    """
+    if isinstance(error, TimeoutError):  # the attempt's own time limit, before it became UpstreamTimeout
+        error = UpstreamTimeout("the attempt ran past its time limit")
+    if not isinstance(error, UpstreamError):
+        return "connection"
+    found = triggers(error)
+    named = next((name for name in _CLASSES if name in found), None)
+    if named is not None:
+        return named
+    return "4xx" if isinstance(error, UpstreamStatus) else "connection"

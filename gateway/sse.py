@@ -92,6 +92,10 @@ def _data(block: bytes) -> bytes | None:
     """The joined ``data:`` lines of one event; comments, ids and retry fields carry nothing we relay."""
     if block.startswith(b"data: ") and b"\n" not in block:
         return block[6:]
+    if block.startswith(b"event: "):  # "event: name\ndata: {...}" (Anthropic's): the name is in the data too
+        start = block.find(b"\ndata: ")
+        if start != -1 and block.find(b"\n", start + 1) == -1:
+            return block[start + 7 :]
     lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
 

@@ -49,7 +49,7 @@ from gateway.errors import (
     redact_bytes,
 )
 from gateway.metrics import Metrics
-from gateway.providers.base import Provider, StreamTranslator
+from gateway.providers.base import Provider, SdkAnswer, SdkCall, StreamTranslator
 
 _MAX_ERROR_BODY = 64 * 1024  # an error answer is read this far; its message is all that is kept
 _YIELD_EVERY = 1024 * 1024  # bytes read back to back (an inflating body never waits) between yields
@@ -222,6 +222,75 @@ class Exchange:
         return asyncio.get_running_loop().time() + remaining
 
 
+class SdkExchange(Exchange):
+    """An answer from a provider reached through a library (``Provider.sdk``: litellm) rather than HTTP the
+    gateway speaks: read as an HTTP exchange is (``json``, ``events``), under the same deadline, idle timeout
+    and size bounds, holding its pool slot until read or closed. The library has already translated it."""
+
+    def __init__(
+        self, answer: SdkAnswer, deadline: float, idle: float, rules: Rules, slot: Slot, provider: Provider
+    ) -> None:
+        # Not an HTTP exchange: ``response`` stays unset and every method that would read it is overridden.
+        self.answer = answer
+        self.deadline = deadline
+        self.idle = idle
+        self.rules = rules
+        self.slot = slot
+        self.provider = provider
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.answer.headers
+
+    async def json(self) -> bytes:
+        return await self.read()
+
+    async def read(self) -> bytes:
+        body = self.answer.body
+        self.close()
+        if body is None:
+            raise UpstreamProtocol("the provider's library answered a JSON request with a stream")
+        if len(body) > self.rules.max_body:
+            raise UpstreamProtocol(
+                f"the upstream answer is over {self.rules.max_body} bytes (server.max_response_bytes)",
+                code="upstream_response_too_large",
+            )
+        return body
+
+    async def events(self) -> AsyncGenerator[bytes, None]:
+        events = self.answer.events
+        if events is None:
+            self.close()
+            raise UpstreamProtocol("the provider's library answered a stream request with a JSON body")
+        total = 0
+        try:
+            async with asyncio.timeout(None) as timer:
+                while True:
+                    timer.reschedule(self._loop_deadline(self.idle))
+                    try:
+                        event = await events.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    total += len(event)
+                    if len(event) > self.rules.max_event or total > self.rules.max_stream:
+                        raise UpstreamProtocol(
+                            "the upstream stream is over its bounds (server.max_stream_event_bytes, max_stream_bytes)",
+                            code="upstream_stream_too_large",
+                        )
+                    yield redact_bytes(event, self.rules.secrets) if b'"error"' in event else event
+        except TimeoutError:
+            raise UpstreamTimeout("the upstream stream went idle or ran past its deadline") from None
+        finally:
+            await events.aclose()  # cancels the library's request, whatever ended the stream
+            self.close()
+
+    def release(self) -> None:
+        self.slot.release()
+
+    def close(self) -> None:
+        self.slot.release()
+
+
 def _json_object(body: bytes) -> bool:
     """Pure: starts with ``{`` and ends with ``}`` (around whitespace); a cheap shape check, no parse."""
     return body[:64].lstrip()[:1] == b"{" and body[-64:].rstrip()[-1:] == b"}"
@@ -329,6 +398,26 @@ class Upstream:
             return exchange
         slot.release()
         raise error
+
+    async def call(self, slot: Slot, call: SdkCall, provider: Provider, body: bytes) -> Exchange:
+        """One try through a provider's library (``Provider.sdk``), holding ``slot`` as ``send`` does: the
+        answer once its first byte is known, within ``first_byte``; a failure gives the slot back."""
+        t = self._timeouts
+        deadline = time.monotonic() + t.total
+        try:
+            async with asyncio.timeout(min(t.first_byte, t.total)):
+                answer = await call(body, t.total)
+        except TimeoutError:
+            slot.release()
+            raise UpstreamTimeout("the upstream did not answer in time") from None
+        except UpstreamError as e:  # the library's words may hold any configured secret (a URL's, a key)
+            slot.release()
+            e.message = redact(e.message, self._rules.secrets)
+            raise
+        except BaseException:
+            slot.release()
+            raise
+        return SdkExchange(answer, deadline, t.stream_idle, self._rules, slot, provider)
 
 
 async def _error(exchange: Exchange, provider: Provider) -> UpstreamError:

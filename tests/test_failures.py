@@ -49,3 +49,9 @@ def test_a_policy_may_name_one_5xx_status() -> None:
 @pytest.mark.parametrize(("item", "name"), [(503, "503"), ("429", "429"), ("5xx", "5xx"), (404, None), (True, None)])
 def test_parse_trigger(item: object, name: str | None) -> None:
     assert failures.parse_trigger(item) == name
+
+
+def test_a_provider_out_of_room_cools_down() -> None:
+    assert failures.cools_down(UpstreamStatus(429, "slow down"))
+    assert failures.cools_down(UpstreamStatus(529, "overloaded"))  # Anthropic's
+    assert not failures.cools_down(UpstreamStatus(503, "busy")) and not failures.cools_down(UpstreamTimeout("slow"))

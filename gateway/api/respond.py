@@ -10,6 +10,8 @@ from starlette.responses import Response
 from gateway.errors import GatewayError, to_openai_error
 from gateway.record import RequestRecord
 from gateway.runtime import Runtime
+from gateway.spend import pricing
+from gateway.types import Usage
 
 JSON = "application/json"
 
@@ -48,28 +50,65 @@ def json_response(body: bytes, record: RequestRecord) -> Response:
 
 def take_usage(record: RequestRecord, usage: Any) -> None:
     if isinstance(usage, dict):
+        record.usage = usage  # priced whole at the end (cached tokens, cache writes, reasoning)
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         record.prompt_tokens = prompt if isinstance(prompt, int) else record.prompt_tokens
         record.completion_tokens = completion if isinstance(completion, int) else record.completion_tokens
 
 
-def finish(rt: Runtime, record: RequestRecord, disconnected: bool = False) -> None:
+def overhead(rt: Runtime, record: RequestRecord, elapsed: float, waited: float) -> None:
+    """``gateway_overhead_seconds``: ``elapsed`` (to the answer, or a stream's first byte) less ``waited`` (on
+    providers and on the client's upload, ``routing.walk.Waiting``)."""
+    m = rt.metrics
+    m.child(m.overhead, record.endpoint).observe(max(0.0, elapsed - waited))
+
+
+def finish(
+    rt: Runtime,
+    record: RequestRecord,
+    disconnected: bool = False,
+    waited: float | None = None,
+    estimate: Usage | None = None,
+) -> None:
     """Count, measure and log one finished request: called exactly once per request (JSON, stream, error,
-    disconnect), so the in-flight gauge goes back down here."""
+    disconnect), so the in-flight gauge goes back down here. Given ``waited``, the request's overhead is
+    measured here too (a stream's is measured by its endpoint, up to its first byte). A request a
+    deployment answered is priced and its spend counted (``charge``); ``estimate`` is what a stream
+    relayed, for one whose provider sent no usage."""
     latency = time.perf_counter() - record.started
     m = rt.metrics
     m.inflight.dec()
     if disconnected:
         record.status = 499  # nginx's convention: the client closed the request
         record.error_code = record.error_code or "client_disconnected"
-        m.disconnects.labels(record.endpoint).inc()
-    m.requests.labels(record.endpoint, record.model or "none", str(record.status)).inc()
-    m.duration.labels(record.endpoint).observe(latency)
+        m.child(m.disconnects, record.endpoint).inc()
+    m.child(m.requests, record.endpoint, record.model or "none", str(record.status)).inc()
+    m.child(m.duration, record.endpoint).observe(latency)
+    if waited is not None:
+        overhead(rt, record, latency, waited)
     if record.deployment:
         if record.prompt_tokens:
-            m.tokens.labels(record.deployment, "prompt").inc(record.prompt_tokens)
+            m.child(m.tokens, record.deployment, "prompt").inc(record.prompt_tokens)
         if record.completion_tokens:
-            m.tokens.labels(record.deployment, "completion").inc(record.completion_tokens)
+            m.child(m.tokens, record.deployment, "completion").inc(record.completion_tokens)
         if record.ttft_ms is not None:
-            m.ttft.labels(record.deployment).observe(record.ttft_ms / 1000)
-    rt.log.info("request", record.as_log(latency * 1000))
+            m.child(m.ttft, record.deployment).observe(record.ttft_ms / 1000)
+        charge(rt, record, estimate)
+    if rt.settings.server.access_log:  # skip building the line nobody would write
+        rt.log.info("request", record.as_log(latency * 1000))
+
+
+def charge(rt: Runtime, record: RequestRecord, estimate: Usage | None = None) -> None:
+    """Price a request a deployment answered (once: a JSON answer was priced for its header) and count its
+    spend: ``gateway_cost_usd_total`` and the ledger (``spend.books``). A stream is priced from its usage
+    chunk, else from what it relayed (an estimate); a deployment without a price is counted as unpriced."""
+    assert record.deployment is not None
+    price = rt.deployments[record.deployment].price
+    if price is not None and record.cost_usd is None:
+        record.cost_usd = None if record.usage is None else pricing.usage_cost(record.usage, price)
+        if record.cost_usd is None:
+            relayed = estimate or Usage(0, 0)
+            record.cost_usd, record.cost_estimated = pricing.estimate(relayed.prompt, relayed.completion, price), True
+    route = record.rule.partition("/")[0] if record.rule else (record.model or "none")
+    usd = None if price is None else record.cost_usd
+    rt.books.charge(record.key_name or "none", record.tier, record.end_user, record.deployment, route, usd)

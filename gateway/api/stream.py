@@ -20,6 +20,7 @@ from gateway.limits.model import Reservation
 from gateway.record import RequestRecord
 from gateway.runtime import Runtime
 from gateway.sse import DONE, encode
+from gateway.types import Usage
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -65,10 +66,14 @@ class StreamRelay:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:  # whatever happened, the upstream is closed and the request counted, logged and settled once
             await self.rest.aclose()
-            finish(self.rt, record, disconnected=guard.disconnected)
+            finish(self.rt, record, disconnected=guard.disconnected, estimate=self._relayed())
             used = self._used()
             if self.reservation is not None and used is not None:
-                await self.rt.limiter.settle(self.reservation, used)
+                await self.rt.limiter.settle(self.reservation, used, record.cost_usd)
+
+    def _relayed(self) -> Usage:
+        """The stream's tokens as relayed (about one per content event): its price when no usage came."""
+        return Usage(self.prompt_estimate, self.relayed)
 
     def _used(self) -> int | None:
         """Tokens to reconcile with: the provider's usage chunk; else, for a stream that ran to its end, an

@@ -7,7 +7,10 @@ through ``GATEWAY_DEMO_UPSTREAM``. The example policy is read from the source tr
 from, so it is found whatever the current directory, and edits to it hot-reload into the demo.
 
 With one or more provider keys in the environment the default serves those providers' usual models
-and no routing policy (the example's accounts would not exist); ``GATEWAY_POLICY_DIR`` names one.
+and no routing policy (the example's accounts would not exist); ``GATEWAY_POLICY_DIR`` names one. Anthropic
+comes from ``ANTHROPIC_API_KEY`` (as OpenAI from ``OPENAI_API_KEY``); Bedrock from an AWS credential chain
+the environment shows, with ``AWS_REGION`` (``_bedrock``). The two serve Claude under the same names, so
+with both a model falls back from one to the other.
 """
 
 from __future__ import annotations
@@ -32,10 +35,40 @@ REAL_PROVIDERS: dict[str, tuple[str, str, dict[str, dict[str, Any]]]] = {
         "OPENAI_BASE_URL",
         {"gpt-4o-mini": {}, "gpt-4o": {}, "text-embedding-3-small": {}},
     ),
-    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", {"claude-sonnet-4-5": {}, "claude-haiku-4-5": {}}),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", {"claude-sonnet-5-5": {}, "claude-haiku-5-5": {}}),
     "groq": ("GROQ_API_KEY", "GROQ_BASE_URL", {"llama-3.1-8b-instant": {}, "llama-3.3-70b-versatile": {}}),
     "gemini": ("GEMINI_API_KEY", "GEMINI_BASE_URL", {"gemini-2.5-flash": {}, "gemini-2.5-pro": {}}),
 }
+
+# AWS Bedrock joins them when the environment shows an AWS credential chain and a region; the chain itself
+# (keys, profile, web identity / IRSA, container role) is resolved at start. An instance role alone is not
+# visible without asking the instance: name such an account in a config file. AWS_ENDPOINT_URL_BEDROCK_RUNTIME
+# points it elsewhere, as it does for the AWS SDKs; a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK) replaces signing.
+AWS_CHAIN_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_BEARER_TOKEN_BEDROCK",
+)
+BEDROCK_MODELS: dict[str, dict[str, Any]] = {
+    "claude-sonnet-5-5": {"upstream_model": "global.anthropic.claude-sonnet-5-5"},
+    "claude-haiku-5-5": {"upstream_model": "global.anthropic.claude-haiku-5-5"},
+}
+
+
+def _bedrock(env: Mapping[str, str]) -> dict[str, Any] | None:
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region or not any(env.get(name) for name in AWS_CHAIN_VARS):
+        return None
+    account: dict[str, Any] = {"kind": "bedrock", "region": region, "models": BEDROCK_MODELS}
+    if env.get("AWS_BEARER_TOKEN_BEDROCK"):
+        account["api_key_env"] = "AWS_BEARER_TOKEN_BEDROCK"
+    if env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+        account["base_url"] = env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]
+    return account
+
 
 # The example's accounts (config/gateway.yaml), each on the demo's fake upstream under the path its
 # kind uses. tests/test_demo.py keeps the two in step.
@@ -73,6 +106,7 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
         },
     },
     "gemini": {"kind": "gemini", "path": "/v1beta/openai", "models": {"gemini-2.5-flash": {}}},
+    "anthropic": {"kind": "anthropic", "path": "", "models": {"claude-sonnet-5-5": {}}},
     "local-vllm": {
         "kind": "openai-compatible",
         "path": "/v1",
@@ -134,6 +168,9 @@ def default_document(env: Mapping[str, str], known_kinds: frozenset[str]) -> dic
             providers[kind] = {"kind": kind, "api_key_env": key_var, "models": models}
             if env.get(url_var):
                 providers[kind]["base_url"] = env[url_var]
+    bedrock = _bedrock(env) if "bedrock" in known_kinds else None
+    if bedrock is not None:
+        providers["bedrock"] = bedrock
     demo = not providers
     if demo:
         providers = _demo_providers(env.get(DEMO_UPSTREAM_ENV, "http://127.0.0.1:9100"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -51,6 +52,10 @@ class ProviderFacts(Protocol):
     def needs_api_version(self) -> bool: ...
     @property
     def default_api_version(self) -> str | None: ...
+    @property
+    def endpoints(self) -> frozenset[str]: ...  # of "chat" and "embeddings"
+    @property
+    def aws(self) -> bool: ...  # an AWS service: region and AWS credentials per account
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,19 @@ class Deployment:
 
 
 @dataclass(frozen=True)
+class AwsCredentials:
+    """Where an AWS account's credentials come from (``kind: bedrock``): keys from the environment or files
+    (``access_key_id`` and ``secret_access_key``, with ``session_token`` for temporary ones), a named profile
+    of the shared config files, or, with neither, the standard AWS chain (environment, shared profile, web
+    identity / IRSA, container and instance roles), resolved when the gateway starts."""
+
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
 class Account:
     """One credential at one provider, with its account-wide limits."""
 
@@ -137,6 +155,20 @@ class Account:
     api_version: str | None
     limits: Limits
     deployments: tuple[Deployment, ...]
+    region: str | None = None  # the provider's region (AWS), where it has them
+    aws: AwsCredentials | None = None  # AWS credentials (Bedrock); None: not an AWS account
+
+
+@dataclass(frozen=True)
+class BudgetCaps:
+    """USD that one UTC calendar day, and one UTC calendar month, may spend; None: no cap."""
+
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.daily_usd is not None or self.monthly_usd is not None
 
 
 @dataclass(frozen=True)
@@ -148,6 +180,8 @@ class VirtualKey:
     limits: Limits = Limits()  # the key's own quota
     user_limits: Limits = Limits()  # a quota per end user of this key (see Features.end_user)
     trusted: bool = False  # a service key that may assert tier and end user in x-gateway-* headers
+    budget: BudgetCaps = BudgetCaps()  # the key's own spend caps
+    user_budget: BudgetCaps = BudgetCaps()  # spend caps per end user of this key (see Features.end_user)
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -183,6 +217,30 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry traces, exported over OTLP/HTTP; off while ``endpoint`` is empty."""
+
+    endpoint: str = ""  # the collector's traces URL; one without a path gets /v1/traces
+    sample_ratio: float = 0.1  # of new traces; a client's sampled traceparent is always followed
+    service_name: str = "llm-gateway"
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    metrics_token: Secret | None = None  # when set, /metrics wants "Authorization: Bearer <token>"
+    headroom_interval_seconds: float = 5.0  # how often each worker samples gateway_bucket_headroom_ratio
+    tracing: TracingSettings = TracingSettings()
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    """``budgets:``: spend caps per tier (as routing identifies the tier: the key's, or a trusted key's
+    ``x-gateway-tier``); the caps of keys and their end users are on the keys."""
+
+    tiers: Mapping[str, BudgetCaps] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str
     server: ServerSettings
@@ -196,6 +254,8 @@ class Settings:
     ready_requires_redis: bool = False
     circuit: CircuitSettings = CircuitSettings()
     demo: bool = False
+    budgets: BudgetSettings = BudgetSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @property
     def deployments(self) -> tuple[Deployment, ...]:
@@ -203,11 +263,15 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Every credential the configuration holds, for redaction by value (``errors.redact``): provider
-        keys (from the environment or files) and credentials in URLs (the userinfo's password or token, or
-        a ``password`` query parameter, of ``state.redis_url`` and every ``base_url``), raw and
-        percent-decoded. Longest first, so a secret containing another is removed whole; values under 8
+        keys (from the environment or files), the metrics token, and credentials in URLs (the userinfo's
+        password or token, or a ``password`` query parameter, of ``state.redis_url`` and every ``base_url``),
+        raw and percent-decoded. Longest first, so a secret containing another is removed whole; values under 8
         characters are left out, as they would match ordinary text."""
         found = {a.api_key.reveal() for a in self.accounts if a.api_key is not None}
+        for aws in (a.aws for a in self.accounts if a.aws is not None):
+            found |= {s.reveal() for s in (aws.secret_access_key, aws.session_token) if s is not None}
+        if self.observability.metrics_token is not None:
+            found.add(self.observability.metrics_token.reveal())
         for url in (self.redis_url, *(a.base_url for a in self.accounts)):
             try:
                 parts = urlsplit(url)

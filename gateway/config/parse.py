@@ -16,16 +16,21 @@ from gateway.config.model import (
     CAPABILITIES,
     POLICY_MAX_BYTES,
     Account,
+    AwsCredentials,
+    BudgetCaps,
+    BudgetSettings,
     CircuitSettings,
     Deployment,
     Limits,
     LimitSettings,
+    ObservabilitySettings,
     Price,
     ProviderFacts,
     Secret,
     ServerSettings,
     Settings,
     Timeouts,
+    TracingSettings,
     VirtualKey,
 )
 from gateway.config.reader import (
@@ -181,13 +186,34 @@ def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path:
 
 
 _ACCOUNT_KEYS = frozenset({"kind", "base_url", "api_key_env", "api_key_file", "api_version", "limits", "models"})
+# Accounts of an AWS service (kind: bedrock): the region, and credentials other than the standard chain's.
+_AWS_KEYS = frozenset(
+    {"region", "aws_profile", "aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"}
+)
+
+
+def _aws(r: _Reader, m: dict[str, Any], path: str) -> AwsCredentials:
+    """Explicit keys (both, from the environment), a profile, or neither: the standard chain at start."""
+    found: dict[str, Secret | None] = {}
+    for name in ("aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"):
+        variable = r.get(m, path, name, _str, "an environment variable name", "")
+        found[name] = Secret(r.env[variable]) if variable and r.env.get(variable) else None
+        if variable and found[name] is None:
+            r.error(f"{path}.{name}", f"environment variable {variable} is not set")
+    key_id, secret = found["aws_access_key_id_env"], found["aws_secret_access_key_env"]
+    if (m.get("aws_access_key_id_env") is None) != (m.get("aws_secret_access_key_env") is None):
+        r.error(path, "give aws_access_key_id_env and aws_secret_access_key_env together")
+    profile = r.get(m, path, "aws_profile", _str, "a profile name", "") or None
+    if profile and m.get("aws_access_key_id_env") is not None:
+        r.error(path, "give AWS keys or aws_profile, not both")
+    return AwsCredentials(key_id, secret, found["aws_session_token_env"], profile)
 
 
 def _account(r: _Reader, name: str, raw: Any) -> Account | None:
     path = f"providers.{name}"
     if not _NAME.match(name) or "/" in name:
         r.error(path, "provider names use letters, digits, '.', '_' and '-'")
-    m = r.mapping(raw, path, _ACCOUNT_KEYS)
+    m = r.mapping(raw, path, _ACCOUNT_KEYS | _AWS_KEYS)
     kind = r.required(m, path, "kind", _str, f"one of {sorted(r.registry)}")
     if kind is None:
         return None
@@ -195,10 +221,21 @@ def _account(r: _Reader, name: str, raw: Any) -> Account | None:
     if provider is None:
         r.error(f"{path}.kind", f"unknown provider kind {kind!r} (known: {', '.join(sorted(r.registry))})")
         return None
-    base_url = r.get(m, path, "base_url", _str, "a URL", provider.default_base_url or "")
-    if not base_url:
+    region, aws = None, None
+    if provider.aws:
+        default_region = r.env.get("AWS_REGION") or r.env.get("AWS_DEFAULT_REGION") or ""
+        region = r.get(m, path, "region", _str, "an AWS region such as us-east-1", default_region) or None
+        if region is None:
+            r.error(f"{path}.region", f"required for kind {kind} (or set AWS_REGION)")
+        aws = _aws(r, m, path)
+    else:
+        for key in sorted(_AWS_KEYS & set(m)):
+            r.error(f"{path}.{key}", f"only accounts of an AWS service (kind bedrock) take {key}")
+    default_url = (provider.default_base_url or "").replace("{region}", region or "")
+    base_url = r.get(m, path, "base_url", _str, "a URL", default_url)
+    if not base_url and provider.default_base_url is None:  # "": the kind needs none (litellm knows)
         r.error(f"{path}.base_url", f"required for kind {kind}")
-    elif not base_url.startswith(("http://", "https://")):
+    elif base_url and not base_url.startswith(("http://", "https://")):
         r.error(f"{path}.base_url", f"expected an http:// or https:// URL, got {base_url!r}")
     api_version = r.get(m, path, "api_version", _str, "a string", provider.default_api_version)
     if provider.needs_api_version and not api_version:
@@ -210,6 +247,9 @@ def _account(r: _Reader, name: str, raw: Any) -> Account | None:
     deployments = tuple(
         _deployment(r, name, kind, str(model), spec, f"{path}.models.{model}") for model, spec in models.items()
     )
+    for d in deployments:
+        if d.mode == "embedding" and "embeddings" not in provider.endpoints:
+            r.error(f"{path}.models.{d.model}.mode", f"kind {kind} has no embeddings API")
     return Account(
         name=name,
         kind=kind,
@@ -218,6 +258,8 @@ def _account(r: _Reader, name: str, raw: Any) -> Account | None:
         api_version=api_version,
         limits=_limits(r, m.get("limits"), f"{path}.limits"),
         deployments=deployments,
+        region=region,
+        aws=aws,
     )
 
 
@@ -231,9 +273,7 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
     seen: set[str] = set()
     for i, item in enumerate(raw):
         path = f"keys[{i}]"
-        m = r.mapping(
-            item, path, frozenset({"name", "key_sha256", "tier", "models", "limits", "user_limits", "trusted"})
-        )
+        m = r.mapping(item, path, _KEY_FIELDS)
         name = r.required(m, path, "name", _str, "a string")
         digest = r.required(m, path, "key_sha256", _str, "the sha256 hex digest of the key (gateway hash-key)")
         if digest is not None and not _SHA256.match(digest.lower()):
@@ -254,9 +294,43 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
                     limits=_limits(r, m.get("limits"), f"{path}.limits"),
                     user_limits=_limits(r, m.get("user_limits"), f"{path}.user_limits"),
                     trusted=r.get(m, path, "trusted", _bool, "true or false", False),
+                    budget=_budget_caps(r, m.get("budget"), f"{path}.budget"),
+                    user_budget=_budget_caps(r, m.get("user_budget"), f"{path}.user_budget"),
                 )
             )
     return tuple(keys)
+
+
+_KEY_FIELDS = frozenset(
+    {"name", "key_sha256", "tier", "models", "limits", "user_limits", "trusted", "budget", "user_budget"}
+)
+
+
+def _budget_caps(r: _Reader, raw: Any, path: str) -> BudgetCaps:
+    m = r.mapping(raw, path, frozenset({"daily_usd", "monthly_usd"}))
+    return BudgetCaps(
+        daily_usd=r.get(m, path, "daily_usd", _pos_float, "USD > 0", None),
+        monthly_usd=r.get(m, path, "monthly_usd", _pos_float, "USD > 0", None),
+    )
+
+
+def _budgets(r: _Reader, raw: Any, accounts: tuple[Account, ...], keys: tuple[VirtualKey, ...]) -> BudgetSettings:
+    """``budgets: {tiers: {<tier>: {daily_usd, monthly_usd}}}``. Where any budget is set, every deployment
+    needs a price (the catalog's, or the config's; ``input_per_mtok: 0`` serves one free): a budget cannot be
+    kept on spend the gateway cannot price, and an unknown price is never taken for free."""
+    m = r.mapping(raw, "budgets", frozenset({"tiers"}))
+    given = r.mapping(m.get("tiers"), "budgets.tiers", frozenset(m.get("tiers") or {}))
+    tiers = {str(t): _budget_caps(r, caps, f"budgets.tiers.{t}") for t, caps in given.items()}
+    if any(c.any for c in tiers.values()) or any(k.budget.any or k.user_budget.any for k in keys):
+        for account in accounts:
+            for d in account.deployments:
+                if d.price is None:
+                    r.error(
+                        f"providers.{account.name}.models.{d.model}.price",
+                        "no price is known for this model and budgets are set: give its price "
+                        "(input_per_mtok: 0 serves it free)",
+                    )
+    return BudgetSettings(tiers={t: c for t, c in tiers.items() if c.any})
 
 
 def _limit_settings(r: _Reader, raw: Any) -> LimitSettings:
@@ -309,7 +383,66 @@ def _circuit(r: _Reader, raw: Any) -> CircuitSettings:
     )
 
 
-TOP_LEVEL = frozenset({"server", "state", "providers", "keys", "admin", "policies", "limits", "circuit", "demo"})
+def _secret_from(r: _Reader, m: dict[str, Any], path: str) -> Secret | None:
+    """A secret named by ``token_env`` (an environment variable) or ``token_file`` (a file, e.g. a mounted
+    Kubernetes Secret); None when neither is given."""
+    env_name = r.get(m, path, "token_env", _str, "an environment variable name", "")
+    file_name = r.get(m, path, "token_file", _str, "a file path", "")
+    if env_name and file_name:
+        r.error(path, "give token_env or token_file, not both")
+        return None
+    if env_name:
+        value = r.env.get(env_name, "")
+        if not value:
+            r.error(f"{path}.token_env", f"environment variable {env_name} is not set")
+        return Secret(value) if value else None
+    if not file_name:
+        return None
+    full = os.path.join(r.base_dir, file_name)
+    try:
+        with open(full, encoding="utf-8") as f:
+            value = f.read().strip()
+    except OSError as e:
+        r.error(f"{path}.token_file", f"cannot read {full}: {e.strerror}")
+        return None
+    if not value:
+        r.error(f"{path}.token_file", f"{full} is empty")
+    return Secret(value) if value else None
+
+
+def _ratio(v: Any) -> float | None:
+    """A number in [0, 1]."""
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+    return float(v) if ok else None
+
+
+def _observability(r: _Reader, raw: Any) -> ObservabilitySettings:
+    d, p = ObservabilitySettings(), "observability"
+    m = r.mapping(raw, p, frozenset({"metrics", "tracing"}))
+    pm = f"{p}.metrics"
+    metrics = r.mapping(m.get("metrics"), pm, frozenset({"token_env", "token_file", "headroom_interval_seconds"}))
+    pt, dt = f"{p}.tracing", TracingSettings()
+    tracing = r.mapping(m.get("tracing"), pt, frozenset({"endpoint", "sample_ratio", "service_name"}))
+    endpoint = r.get(tracing, pt, "endpoint", _str, "an http:// or https:// URL", dt.endpoint)
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        r.error(f"{pt}.endpoint", f"expected an http:// or https:// URL (OTLP over HTTP), got {endpoint!r}")
+    return ObservabilitySettings(
+        metrics_token=_secret_from(r, metrics, pm),
+        headroom_interval_seconds=r.get(
+            metrics, pm, "headroom_interval_seconds", _pos_float, "seconds > 0", d.headroom_interval_seconds
+        ),
+        tracing=TracingSettings(
+            endpoint=endpoint,
+            sample_ratio=r.get(tracing, pt, "sample_ratio", _ratio, "a number from 0 to 1", dt.sample_ratio),
+            service_name=r.get(tracing, pt, "service_name", _str, "a string", dt.service_name) or dt.service_name,
+        ),
+    )
+
+
+TOP_LEVEL = frozenset(
+    {"server", "state", "providers", "keys", "admin", "policies", "limits", "circuit", "demo", "observability"}
+    | {"budgets"}
+)
 
 
 def build_settings(
@@ -340,7 +473,7 @@ def build_settings(
         server=server,
         redis_url=redis_url,
         accounts=accounts,
-        keys=_keys(r, top.get("keys")),
+        keys=(keys := _keys(r, top.get("keys"))),
         admin_key_sha256=admin_digest.lower() if admin_digest else None,
         policy_dir=os.path.join(base_dir, policy_dir) if policy_dir else "",
         policy_max_bytes=policy_max_bytes,
@@ -348,5 +481,7 @@ def build_settings(
         ready_requires_redis=r.get(state, "state", "ready_requires_redis", _bool, "true or false", False),
         circuit=_circuit(r, top.get("circuit")),
         demo=demo,
+        budgets=_budgets(r, top.get("budgets"), accounts, keys),
+        observability=_observability(r, top.get("observability")),
     )
     return (None if r.errors else settings), r.errors

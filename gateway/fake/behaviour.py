@@ -21,7 +21,10 @@ DEFAULT_MODEL = "*"
 # the account's credit is spent (it names no wait); reset aborts the TCP connection; stall sends
 # headers and then nothing; cut sends about half the response and closes; timeout never answers;
 # stream_error answers a stream 200 and then, as its first event, an error object in OpenAI's shape
-# and ends without [DONE] (a request that does not stream gets the same error as a 500).
+# and ends without [DONE] (a request that does not stream gets the same error as a 500);
+# mid_stream_error sends about half the stream, then that error event; 529 is "overloaded" (Anthropic's
+# 529 overloaded_error, Bedrock's 503 ServiceUnavailableException, on OpenAI paths the 503). On the
+# Anthropic and Bedrock paths every kind answers in that provider's own format.
 FAILURE_KINDS = (
     "500",
     "503",
@@ -33,6 +36,8 @@ FAILURE_KINDS = (
     "context_length",
     "timeout",
     "stream_error",
+    "mid_stream_error",
+    "529",
 )
 
 
@@ -50,6 +55,7 @@ class Behaviour:
     retry_after_ms: int = 1000  # what an injected 429 asks the client to wait
     default_completion_tokens: int = 16  # when the request sets neither max_tokens nor max_completion_tokens
     context_window: int | None = None  # prompt + max tokens above this answers context_length_exceeded
+    cached_tokens: int = 0  # prompt tokens reported as read from the provider's prompt cache (at most the prompt)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -71,7 +77,7 @@ def _check(b: Behaviour) -> None:
         raise BehaviourError(f"failure_rate must be a number between 0 and 1, got {rate!r}")
     if b.failure_kind not in FAILURE_KINDS:
         raise BehaviourError(f"failure_kind must be one of {', '.join(FAILURE_KINDS)}, got {b.failure_kind!r}")
-    for name in ("retry_after_ms", "default_completion_tokens"):
+    for name in ("retry_after_ms", "default_completion_tokens", "cached_tokens"):
         value = getattr(b, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise BehaviourError(f"{name} must be an integer >= 0, got {value!r}")

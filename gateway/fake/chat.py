@@ -144,6 +144,7 @@ class Completion:
     fingerprint: str
     choices: tuple[Choice, ...]
     prompt_tokens: int
+    cached_tokens: int = 0  # of prompt_tokens, read from the prompt cache
 
     @property
     def completion_tokens(self) -> int:
@@ -154,7 +155,7 @@ class Completion:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0,
                 "audio_tokens": 0,

@@ -16,7 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     add("--port", type=int, default=9100, help="port to listen on, 0 for any free one (default: %(default)s)")
-    add("--api-key", help="require this key (Authorization: Bearer, or api-key on Azure paths)")
+    add(
+        "--api-key",
+        help="require this key: Authorization: Bearer (api-key on Azure paths, also x-api-key on Anthropic's "
+        "/v1/messages); on Bedrock's /model/*/converse paths, the AWS secret access key SigV4 signatures are "
+        "checked with (or a Bedrock API key)",
+    )
     add("--latency-ms", type=float, default=defaults.latency_ms, help="delay before the response headers")
     add("--ttft-ms", type=float, default=defaults.ttft_ms, help="streams: delay before the first chunk")
     add(

@@ -17,7 +17,8 @@ class RequestError(Exception):
     """A request the fake answers with an error status and an error body."""
 
     def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(body["error"].get("message", ""))
+        error = body.get("error")  # OpenAI's and Anthropic's shape; Bedrock's is {"message": ...}
+        super().__init__(error.get("message", "") if isinstance(error, dict) else body.get("message", ""))
         self.status = status
         self.body = body
         self.headers = headers or {}

@@ -1,4 +1,5 @@
-"""The aiohttp server: authenticate, limit, delay, fail on purpose, and answer in OpenAI's wire format.
+"""The aiohttp server: authenticate, limit, delay, fail on purpose, and answer in OpenAI's wire format, or,
+on their paths, in Anthropic's Messages format (``anthropic``) and Bedrock's Converse format (``bedrock``).
 
 Handlers run with ``handler_cancellation=True`` so that a client closing its connection cancels the
 handler even while it sleeps (latency, ttft, stall); that cancellation is what ``disconnects`` counts.
@@ -7,18 +8,16 @@ handler even while it sleeps (latency, ttft, stall); that cancellation is what `
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import secrets
-import socket
-import struct
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.fake import admin, errors
+from gateway.fake import admin, anthropic, bedrock, errors
 from gateway.fake.behaviour import Behaviour, FakeSettings
 from gateway.fake.chat import (
     ChatRequest,
@@ -30,6 +29,7 @@ from gateway.fake.chat import (
 )
 from gateway.fake.embeddings import embedding_body, parse_embedding_request
 from gateway.fake.errors import RequestError
+from gateway.fake.exchange import Exchange
 from gateway.fake.paths import Route, match_route
 from gateway.fake.ratelimit import format_duration, retry_headers
 from gateway.fake.state import FakeState
@@ -38,54 +38,6 @@ STATE = web.AppKey("fake_state", FakeState)
 FOREVER = 3600.0  # "stall" and "timeout" outlast any client timeout; a disconnect ends them
 MODEL_CREATED = 1686935002
 _INVALID = object()  # a body that is not JSON
-
-
-@dataclass
-class Exchange:
-    """One API request on its way through the fake."""
-
-    request: web.Request
-    state: FakeState
-    record: dict[str, Any]  # the entry in stats.last_requests; its "status" is filled in on the way
-    started: float = field(default_factory=time.monotonic)
-    request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(16))
-    limit_headers: dict[str, str] = field(default_factory=dict)
-    response: web.StreamResponse | None = None
-    closed_by_us: bool = False  # reset/cut: the fake closed the connection, the client did not leave
-
-    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        elapsed = int((time.monotonic() - self.started) * 1000)
-        base = {"x-request-id": self.request_id, "openai-processing-ms": str(elapsed)}
-        return {**base, **self.limit_headers, **(extra or {})}
-
-    def json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> web.Response:
-        self.record["status"] = status
-        payload = orjson.dumps(body)
-        return web.Response(status=status, body=payload, content_type="application/json", headers=self.headers(extra))
-
-    async def start_stream(self, content_type: str, length: int | None = None) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers=self.headers({"cache-control": "no-cache"}))
-        response.content_type = content_type
-        if length is not None:
-            response.content_length = length
-        self.record["status"] = 200
-        self.response = response
-        await response.prepare(self.request)
-        return response
-
-    def close_connection(self, reset: bool) -> None:
-        """Drop the connection: with a TCP RST (``reset``) or after flushing what was written."""
-        self.closed_by_us = True
-        transport = self.request.transport
-        if transport is None:
-            return
-        if reset:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:  # linger 0 turns close into an RST
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.abort()
-        else:
-            transport.close()
 
 
 async def _read_json(request: web.Request) -> Any:
@@ -148,6 +100,10 @@ async def _serve(exchange: Exchange, body: Any) -> web.StreamResponse:
     route = match_route(request.path)
     if route is None or route.method != request.method:
         raise errors.invalid_url(request.method, request.path)
+    if route.kind == "messages":
+        return await anthropic.serve(exchange, None if body is _INVALID else body)
+    if route.kind in ("converse", "converse-stream"):
+        return await bedrock.serve(exchange, None if body is _INVALID else body, route)
     exchange.limit_headers = state.limiter.headers()
     _check_auth(exchange, route)
     if route.azure and "api-version" not in request.query:
@@ -204,7 +160,7 @@ async def _fail(
     """Answer with an injected failure other than ``cut`` (which needs the planned answer)."""
     if kind == "500":
         raise errors.server_error()
-    if kind == "503":
+    if kind in ("503", "529"):
         raise errors.overloaded()
     if kind == "429":
         raise _injected_429(exchange, model, behaviour)
@@ -213,7 +169,7 @@ async def _fail(
     if kind == "context_length":
         window = behaviour.context_window or 128_000
         raise errors.context_length(window, max(prompt, window + 1 - cap), cap)
-    if kind == "stream_error":
+    if kind in ("stream_error", "mid_stream_error"):
         if not stream:
             raise errors.server_error()
         response = await exchange.start_stream("text/event-stream")
@@ -264,16 +220,22 @@ async def _chat(exchange: Exchange, body: Any, route: Route) -> web.StreamRespon
     _admit(exchange, request.model, estimate)
     await asyncio.sleep(behaviour.latency_ms / 1000)
     failure = state.pick_failure(request.model, behaviour)
-    if failure is not None and failure != "cut":
+    midway = failure in ("cut", "mid_stream_error") and (request.stream or failure == "cut")
+    if failure is not None and not midway:
         state.limiter.settle(estimate, 0)  # a failed request costs no tokens
         return await _fail(exchange, failure, request.model, behaviour, request.stream, prompt, cap)
     completion_id = "chatcmpl-" + secrets.token_urlsafe(21).replace("-", "a").replace("_", "b")
     completion = plan_completion(request, prompt, behaviour.default_completion_tokens, completion_id, int(time.time()))
+    completion = dataclasses.replace(completion, cached_tokens=min(prompt, behaviour.cached_tokens))
     state.limiter.settle(estimate, prompt + completion.completion_tokens)
     state.stats.prompt_tokens += prompt
     state.stats.completion_tokens += completion.completion_tokens
     if request.stream:
-        return await _stream(exchange, sse_frames(request, completion), behaviour, failure == "cut")
+        frames = sse_frames(request, completion)
+        if failure == "mid_stream_error":  # half the answer, then OpenAI's error object, and no [DONE]
+            frames = frames[: len(frames) // 2] + [(False, errors.stream_error_event())]
+            return await _stream(exchange, frames, behaviour, True, close=False)
+        return await _stream(exchange, frames, behaviour, failure == "cut")
     if failure == "cut":
         return await _cut_json(exchange, completion_body(completion))
     return exchange.json(200, completion_body(completion))
@@ -286,16 +248,21 @@ def sse_frames(request: ChatRequest, completion: Completion) -> list[tuple[bool,
 
 
 async def _stream(
-    exchange: Exchange, frames: list[tuple[bool, bytes]], behaviour: Behaviour, cut: bool
+    exchange: Exchange, frames: list[tuple[bool, bytes]], behaviour: Behaviour, cut: bool, close: bool = True
 ) -> web.StreamResponse:
+    """Send ``frames`` paced as ``behaviour`` says, then ``[DONE]``; ``cut``: only the first half (all of them
+    when not ``close``), then the connection is closed (or the response ended), with no ``[DONE]``."""
     response = await exchange.start_stream("text/event-stream")
     await asyncio.sleep(behaviour.ttft_ms / 1000)
     interval = 1 / behaviour.tokens_per_second if behaviour.tokens_per_second > 0 else 0.0
-    for paced, frame in frames[: len(frames) // 2] if cut else frames:
+    for paced, frame in frames[: len(frames) // 2] if cut and close else frames:
         if paced and interval:
             await asyncio.sleep(interval)
         await response.write(frame)
     if cut:
+        if not close:
+            await response.write_eof()
+            return response
         exchange.close_connection(reset=False)  # no [DONE]: the client sees a truncated stream
         return response
     await response.write(b"data: [DONE]\n\n")

@@ -5,7 +5,9 @@
         fake.configure(model="*", failure_kind="429", failure_rate=1.0)
         fake.stats()["requests_total"]
 
-Control calls go over HTTP to ``/_fake/*`` so nothing is shared between threads.
+Control calls go over HTTP to ``/_fake/*`` so nothing is shared between threads. The same fake speaks
+Anthropic's Messages API at ``url + "/v1/messages"`` and Bedrock's Converse at ``url + "/model/{id}/converse"``
+(its API key then checks Anthropic's key, and Bedrock's SigV4 signatures as the secret access key).
 """
 
 from __future__ import annotations

@@ -3,24 +3,29 @@
 An adapter is data plus pure functions. For the request: which OpenAI parameters it takes (``params``)
 and which it cannot express (``unsupported``), the body (``to_request``), the URL, the credential's
 headers (``auth``, computed once per account) and, where a provider signs every request (AWS SigV4),
-``sign``. For the answer: the JSON body (``from_response``), the usage in it (``usage``), the stream's
-framing (``decoder``: SSE, or a binary event stream), its events (``stream``: one translator per
-request, upstream events in, OpenAI chunk payloads out, ``[DONE]`` at the end) and an error event
-arriving where an answer should (``stream_error``). For failures: the error answer (``from_error``) and
+``signer``: built once per account when the gateway starts (credentials resolved then), it signs each
+request; other providers never pay for it. A provider reached through a library rather than HTTP the
+gateway speaks (the litellm kind) has ``sdk`` instead: built once per account, one call per try.
+
+For the answer: the JSON body (``from_response``), the usage in it (``usage``), the stream's framing
+(``decoder``: SSE, or a binary event stream), its events (``stream``: one translator per request,
+upstream events in, OpenAI chunk payloads out, ``[DONE]`` at the end) and an error event arriving where
+an answer should (``stream_error``). For failures: the error answer (``from_error``) and
 the provider's own remaining-capacity headers (``rate_limits``). Adapters never do I/O; ``upstream.py``
 sends what they build, and the API layer relays what they translate.
 
 OpenAI-compatible providers pass bodies and stream events through as bytes (``from_response`` and
 ``stream`` are None), which keeps the hot path to one JSON parse.
 
-Adding a provider: write ``providers/<kind>.py`` exposing ``PROVIDER = Provider(...)`` and list it in
-``providers/__init__.py``; ``tests/providers/test_conformance.py`` then runs against it, and
-``tests/providers/toy.py`` shows a provider that translates everything.
+Adding a provider: write ``providers/<kind>.py`` (a package once it outgrows ~400 lines, as ``anthropic``
+and ``bedrock`` did) exposing ``PROVIDER = Provider(...)`` and list it in ``providers/__init__.py``;
+``tests/providers/test_conformance.py`` then runs against it, and ``tests/providers/toy.py`` shows a
+provider that translates everything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +44,13 @@ class UnsupportedParameter(InvalidRequest):
 
     def __init__(self, param: str, kind: str) -> None:
         super().__init__(f"parameter {param!r} is not supported by provider kind {kind!r}", param=param)
+
+
+class UnsupportedValue(UnsupportedParameter):
+    """The parameter is supported, this value of it is not (an audio part, a json_object response format...)."""
+
+    def __init__(self, param: str, kind: str, what: str) -> None:
+        InvalidRequest.__init__(self, f"{what} is not supported by provider kind {kind!r}", param=param)
 
 
 @dataclass(frozen=True)
@@ -86,9 +98,27 @@ class Decoder(Protocol):
 
 
 class Signer(Protocol):
-    """Headers that sign one request (method POST, ``url``, ``headers`` so far, ``body``) for ``account``."""
+    """Headers that sign one request (method POST, ``url``, ``headers`` so far, ``body``) for the account the
+    signer was built for (``Provider.signer``)."""
 
-    def __call__(self, account: Account, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]: ...
+    def __call__(self, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]: ...
+
+
+@dataclass
+class SdkAnswer:
+    """What a provider reached through a library answers, already in OpenAI's format: a JSON body, or a
+    stream of chunk payloads (``b"[DONE]"`` last) that ``aclose`` cancels. ``headers`` are the provider's."""
+
+    headers: Mapping[str, str]
+    body: bytes | None = None
+    events: AsyncGenerator[bytes, None] | None = None
+
+
+class SdkCall(Protocol):
+    """One try through a library (``Provider.sdk``): the translated request (``Provider.to_request``'s JSON)
+    in, the answer out once its first byte is known; failures raise ``UpstreamError``s, as HTTP ones do."""
+
+    async def __call__(self, body: bytes, timeout: float) -> SdkAnswer: ...
 
 
 def sse(max_event: int) -> Decoder:
@@ -127,20 +157,36 @@ NO_OP_VALUES: Mapping[str, tuple[Any, ...]] = {
     "logit_bias": ({},),
     "stop": ([],),
     "metadata": ({},),
+    "temperature": (1, 1.0),
+    "top_p": (1, 1.0),
+    "frequency_penalty": (0, 0.0),
+    "presence_penalty": (0, 0.0),
+    "response_format": ({"type": "text"},),
 }
+
+
+# Parameters that only label a request and never change its answer. ``metadata`` is where clients tag a
+# request for routing (``metadata.task``, ``metadata.tags``) and logs; a provider that cannot store it is
+# asked for nothing by it, so it is left out there rather than refused (which would break the policy that
+# reads it on half the fleet).
+LABELS = frozenset({"metadata"})
 
 
 def asks_nothing(name: str, value: Any) -> bool:
     """>>> asks_nothing("store", False), asks_nothing("n", None), asks_nothing("n", 2)
     (True, True, False)
+    >>> asks_nothing("metadata", {"task": "classify"})
+    True
     """
-    return value is None or any(value == v and type(value) is type(v) for v in NO_OP_VALUES.get(name, ()))
+    if value is None or (name in LABELS and isinstance(value, dict)):
+        return True
+    return any(value == v and type(value) is type(v) for v in NO_OP_VALUES.get(name, ()))
 
 
 @dataclass(frozen=True)
 class Provider:
     kind: str
-    default_base_url: str | None
+    default_base_url: str | None  # None: every account names one; "": none needed (a library knows where)
     auth: Callable[[Secret | None], dict[str, str]]
     url: Callable[[Account, Deployment, Endpoint], str]
     chat_params: Mapping[str, Param]
@@ -158,12 +204,18 @@ class Provider:
     usage: Callable[[bytes], Usage | None] = openai_usage  # of the (translated) JSON answer
     decoder: Callable[[int], Decoder] = sse  # the stream's framing, given the largest event allowed
     stream_type: str = "text/event-stream"  # the content type a stream answer must have
-    sign: Signer | None = None  # None: the static ``auth`` headers are all a request needs
+    # Where a stream is asked for, when that is another address (Bedrock's converse-stream); None: ``url``.
+    stream_url: Callable[[Account, Deployment], str] | None = None
+    # Per account, at start: signs every request (AWS SigV4); None: the static ``auth`` headers are enough.
+    signer: Callable[[Account], Signer | None] | None = None
+    # Per account, at start: the library call that replaces HTTP for this kind (litellm); None: HTTP.
+    sdk: Callable[[Account], SdkCall] | None = None
     # Unknown fields (provider extensions such as vLLM's top_k) are forwarded rather than refused.
     passthrough_unknown: bool = False
     # The provider honours stream_options.include_usage, so usage can always be asked for.
     stream_usage: bool = True
     needs_credential: bool = True
+    aws: bool = False  # an AWS service: a region and AWS credentials per account (``Account.region``, ``aws``)
     needs_api_version: bool = False
     default_api_version: str | None = None
     endpoints: frozenset[Endpoint] = field(default_factory=lambda: frozenset({"chat", "embeddings"}))

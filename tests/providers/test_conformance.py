@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from gateway import failures
-from gateway.config.model import Account, Deployment, Limits, Secret
+from gateway.config.model import CAPABILITIES, Account, Deployment, Limits, Secret
 from gateway.errors import UpstreamStatus
+from gateway.fake import eventstream
 from gateway.providers import REGISTRY
 from gateway.providers.base import Provider, UnsupportedParameter
 from gateway.providers.openai_compat import CHAT_PARAMS, EMBEDDING_PARAMS
@@ -25,7 +26,8 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "openai-openapi-subset.json"
 KINDS: dict[str, Provider] = {**REGISTRY, "toy": toy.PROVIDER}
 PROVIDERS = sorted(KINDS)
-OPENAI_SHAPED = sorted(REGISTRY)  # the kinds whose answers and errors are OpenAI's format
+# The kinds whose requests, answers and errors are OpenAI's format (the others translate everything).
+OPENAI_SHAPED = sorted(k for k, p in REGISTRY.items() if p.from_response is None and p.sdk is None)
 CASES = sorted(p for p in FIXTURES.glob("*/*") if p.is_dir())
 
 
@@ -39,7 +41,7 @@ def deployment(model: str = "gpt-4o-mini", account: str = "acct") -> Deployment:
         price=None,
         context_window=None,
         max_output_tokens=None,
-        capabilities=frozenset(),
+        capabilities=CAPABILITIES,
     )
 
 
@@ -96,12 +98,23 @@ def test_unsupported_parameters_are_refused_not_dropped(kind: str) -> None:
         assert info.value.param == name and info.value.status == 400
 
 
-@pytest.mark.parametrize("kind", OPENAI_SHAPED)
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_routing_tags_in_metadata_never_make_a_request_fail(kind: str) -> None:
+    provider = KINDS[kind]
+    tags = {"task": "classify", "tags": "batch"}
+    body = provider.to_request({"model": "x", "messages": [], "metadata": tags}, deployment(), provider, "chat")
+    # Passed on as data where the kind takes it, left out where it cannot (it never changes an answer).
+    assert body.get("metadata", tags) == tags
+    assert ("metadata" in body) == ("metadata" in provider.chat_params)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
 def test_values_that_ask_for_nothing_are_left_out_not_refused(kind: str) -> None:
     provider = REGISTRY[kind]
     asked = {"model": "x", "messages": [], "store": False, "logprobs": False, "n": None, "logit_bias": None}
+    asked |= {"temperature": 1, "top_p": 1.0, "presence_penalty": 0, "response_format": {"type": "text"}}
     out = provider.to_request(asked, deployment(), provider, "chat")
-    for name in ("store", "logprobs", "n", "logit_bias"):
+    for name in ("store", "logprobs", "n", "logit_bias") if kind in OPENAI_SHAPED else ():
         assert name in out or name in provider.unsupported or provider.chat_params[name].allowed is not None
 
 
@@ -118,7 +131,11 @@ def test_model_is_replaced_and_stream_usage_requested(kind: str) -> None:
 def test_auth_header_carries_the_account_key_only(kind: str) -> None:
     provider = KINDS[kind]
     headers = provider.auth(Secret("sk-secret"))
-    assert list(headers.values()) in (["Bearer sk-secret"], ["sk-secret"])
+    carried = [v for v in headers.values() if "sk-secret" in v]
+    if provider.sdk is not None:  # a library call (litellm): the key goes to the library, never into headers
+        assert carried == []
+    else:
+        assert carried in (["Bearer sk-secret"], ["sk-secret"])
 
 
 @pytest.mark.parametrize("kind", OPENAI_SHAPED)
@@ -156,12 +173,22 @@ def _id(case: Path) -> str:
     return f"{case.parent.name}/{case.name}"
 
 
+def case_deployment(case: Path) -> Deployment:
+    """The deployment a case runs on: ``deployment.json``'s upstream model (a provider that names the model
+    in its URL, as Bedrock does), else the upstream request's ``model``."""
+    given = case / "deployment.json"
+    if given.exists():
+        return deployment(json.loads(given.read_text())["upstream_model"])
+    request = case / "upstream_request.json"
+    return deployment(json.loads(request.read_text()).get("model", "gpt-4o-mini"))
+
+
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_recorded_request_translation(case: Path) -> None:
     provider = KINDS[case.parent.name]
     request = json.loads((case / "openai_request.json").read_text())
     expected = json.loads((case / "upstream_request.json").read_text())
-    out = provider.to_request(request, deployment(expected.get("model", "gpt-4o-mini")), provider, "chat")
+    out = provider.to_request(request, case_deployment(case), provider, "chat")
     assert out == expected
 
 
@@ -170,32 +197,60 @@ def test_recorded_answer_translation(case: Path) -> None:
     """The other way: the provider's answer becomes OpenAI's (an OpenAI-shaped one passes untouched)."""
     provider = KINDS[case.parent.name]
     raw = (case / "upstream_response.json").read_bytes()
-    answer = provider.from_response(raw, deployment()) if provider.from_response is not None else raw
+    answer = provider.from_response(raw, case_deployment(case)) if provider.from_response is not None else raw
     translated = orjson.loads(answer)
     translated.pop("created")
     expected = json.loads((case / "openai_response.json").read_text())
     expected.pop("created", None)
+    if "id" not in expected:  # a provider whose answers carry no id (Bedrock): the adapter makes one
+        assert translated.pop("id").startswith("chatcmpl-")
     assert translated == expected
     usage = expected["usage"]
     assert provider.usage(answer) == Usage(usage["prompt_tokens"], usage["completion_tokens"])
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if (c / "upstream.sse").exists()], ids=_id)
+def upstream_stream(case: Path) -> bytes:
+    """The provider's stream as it is on the wire: ``upstream.sse``, or ``upstream_events.json`` (a binary event
+    stream's messages, as [name, payload] pairs) written in AWS's event-stream framing."""
+    if (case / "upstream.sse").exists():
+        return (case / "upstream.sse").read_bytes()
+    events = json.loads((case / "upstream_events.json").read_text())
+    return b"".join(eventstream.event(name, payload) for name, payload in events)
+
+
+STREAM_CASES = [c for c in CASES if (c / "upstream.sse").exists() or (c / "upstream_events.json").exists()]
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=_id)
 def test_recorded_stream_translation(case: Path) -> None:
     """Stream in, stream out, event by event, framed as the provider frames it."""
     provider = KINDS[case.parent.name]
-    raw = (case / "upstream.sse").read_bytes()
+    raw = upstream_stream(case)
     decoder = provider.decoder(1 << 20)
     events = [e for n in range(0, len(raw), 7) for e in decoder.feed(raw[n : n + 7])]  # in awkward pieces
     assert decoder.pending == b""
     if provider.stream is not None:
-        translator = provider.stream(deployment())
+        translator = provider.stream(case_deployment(case))
         events = [chunk for e in events for chunk in translator.feed(e)] + translator.finish()
-    expected = SSEDecoder(1 << 20).feed((case / "openai.sse").read_bytes())
-    assert [orjson.loads(e) if e != b"[DONE]" else e for e in events] == [
-        orjson.loads(e) if e != b"[DONE]" else e for e in expected
-    ]
+    expected = [_chunk(e) for e in SSEDecoder(1 << 20).feed((case / "openai.sse").read_bytes())]
+    actual = [_chunk(e) for e in events]
+    ids = {
+        chunk.pop("id")
+        for chunk, want in zip(actual, expected, strict=False)
+        if isinstance(want, dict) and "id" not in want
+    }
+    assert len(ids) <= 1  # a stream whose provider names no id gets one, the same in every chunk
+    assert actual == expected
     assert events[-1] == b"[DONE]"
+
+
+def _chunk(event: bytes) -> Any:
+    """A chunk as compared: its creation time is the translator's clock, not the provider's."""
+    if event == b"[DONE]":
+        return event
+    chunk = orjson.loads(event)
+    chunk.pop("created", None)
+    return chunk
 
 
 @pytest.mark.parametrize("kind", [k for k in PROVIDERS if (FIXTURES / k / "errors.json").exists()])
@@ -237,3 +292,9 @@ def test_urls() -> None:
     )
     assert azure.url(account("azure", "v1"), d, "embeddings") == "https://upstream.example/v1/openai/v1/embeddings"
     assert azure.auth(Secret("k")) == {"api-key": "k"}
+    assert REGISTRY["anthropic"].url(account("anthropic"), d, "chat") == "https://upstream.example/v1/v1/messages"
+    bedrock = REGISTRY["bedrock"]
+    assert bedrock.url(account("bedrock"), d, "chat") == "https://upstream.example/v1/model/my-deploy/converse"
+    assert bedrock.stream_url is not None
+    assert bedrock.stream_url(account("bedrock"), d) == "https://upstream.example/v1/model/my-deploy/converse-stream"
+    assert {k for k, p in REGISTRY.items() if p.stream_url is not None} == {"bedrock"}  # the others: one URL

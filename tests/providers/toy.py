@@ -23,7 +23,7 @@ import orjson
 
 from gateway.config.model import Account, Deployment, LimitSettings, Secret
 from gateway.errors import UpstreamError, UpstreamStatus, bounded_seconds, redact
-from gateway.providers.base import Param, Provider, UnsupportedParameter
+from gateway.providers.base import Param, Provider, Signer, UnsupportedParameter, asks_nothing
 from gateway.providers.openai_compat import CHAT_PARAMS
 from gateway.types import Endpoint
 
@@ -39,9 +39,13 @@ def signature(key: str, body: bytes) -> str:
     return hashlib.sha256(key.encode() + b"." + body).hexdigest()
 
 
-def _sign(account: Account, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+def _signer(account: Account) -> Signer:
     key = account.api_key.reveal() if account.api_key is not None else ""
-    return {"toy-signature": signature(key, body)}
+
+    def sign(url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+        return {"toy-signature": signature(key, body)}
+
+    return sign
 
 
 def _url(account: Account, deployment: Deployment, endpoint: Endpoint) -> str:
@@ -49,8 +53,8 @@ def _url(account: Account, deployment: Deployment, endpoint: Endpoint) -> str:
 
 
 def _to_request(body: dict[str, Any], deployment: Deployment, provider: Provider, endpoint: Endpoint) -> dict[str, Any]:
-    for name in body:
-        if name not in SUPPORTED:
+    for name, value in body.items():
+        if name not in SUPPORTED and not asks_nothing(name, value):
             raise UnsupportedParameter(name, provider.kind)
     turns = [{"speaker": m.get("role"), "text": m.get("content")} for m in body.get("messages", [])]
     out: dict[str, Any] = {"engine": deployment.upstream_model, "turns": turns, "live": bool(body.get("stream"))}
@@ -161,7 +165,7 @@ PROVIDER = Provider(
     stream_error=_stream_error,
     from_response=_from_response,
     stream=_Stream,
-    sign=_sign,
+    signer=_signer,
     stream_usage=False,
     endpoints=frozenset({"chat"}),
 )
