@@ -10,6 +10,9 @@ Semantics shared by all of them:
   reservation records what was taken). Levels refill continuously up to the capacity.
 - ``settle`` reconciles token buckets with actual usage, which may leave a bucket in debt by up to one
   capacity (the provider really used it); ``settle(r, None)`` gives everything back.
+- Budgets (spend caps per calendar window) are checked and charged in the same atomic step as the
+  buckets (``decide`` says how); ``settle`` reconciles what a request took from each with its actual
+  cost, and keeps it when the cost is unknown.
 - No number a caller passes (costs, usage, cooldown seconds) can make a Redis key's TTL overflow: TTLs and
   cooldowns are capped (``decide.MAX_TTL_SECONDS``, ``decide.MAX_COOLDOWN_SECONDS``).
 """
@@ -19,18 +22,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
+from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 
 
 class Limiter(Protocol):
     mode: str  # "redis" | "local" | "degraded"
 
     async def admit(
-        self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
     ) -> Admission: ...
 
-    async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
-        """Give back (reserved − actual) tokens, or charge the excess; None gives back everything."""
+    async def settle(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> None:
+        """Give back (reserved − actual) tokens, or charge the excess; None gives back everything. Budgets
+        are settled to ``actual_cost`` (USD) when it is known, and keep what they took when it is not."""
         ...
 
     async def cooldown(

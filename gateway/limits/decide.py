@@ -1,7 +1,13 @@
-"""The admission decision as a pure function of bucket levels and cooldowns.
+"""The admission decision as a pure function of bucket levels, cooldowns and budget spend.
 
-``LocalLimiter`` calls it directly; ``admit_v4.lua`` is the same algorithm, line for line, so the
+``LocalLimiter`` calls it directly; ``admit_v5.lua`` is the same algorithm, line for line, so the
 Redis and in-process limiters answer identically (the semantic tests run one table against both).
+
+Budgets are the outer gate: every budget a request touches must have room for its maximum cost on the
+chosen deployment (on the cheapest candidate when none has capacity now, since waiting for capacity could
+not help), else nothing is charged and the request is over budget. A budget has room while its spend is
+under its cap; the request then takes its maximum cost, or all that is left when that is less
+(``budget_take``), so concurrent requests overshoot a cap by at most one request's cost beyond what it took.
 
 A reservation takes at most a bucket's capacity (``need``): a request larger than the bucket may drain
 it when it is full, never push it into debt, so no number a client chooses can hold a bucket below
@@ -15,7 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from gateway.limits.model import BucketSpec, BucketState, Candidate, Reservation, Strategy
+from gateway.limits.model import BucketSpec, BucketState, Budget, Candidate, Reservation, Strategy
 
 COOLDOWN = -1  # skip code: the candidate is cooling down; codes > 0 name its first full bucket (1-based)
 
@@ -26,6 +32,7 @@ class Decision:
     retry_after: float
     blocked_by_quota: bool
     skip_codes: tuple[tuple[int, int], ...]  # (candidate index, COOLDOWN | 1-based position of a full bucket)
+    over_budget: int | None = None  # index of the first budget without room; nothing may be charged
 
 
 def need(bucket: BucketSpec) -> float:
@@ -63,12 +70,14 @@ def decide(
     strategy: Strategy,
     level: Callable[[BucketSpec], float],
     cooldown: Callable[[Candidate], float],
+    budgets: Sequence[Budget] = (),
+    spent: Callable[[Budget], float] = lambda _: 0.0,
 ) -> Decision:
-    """Choose a candidate; deducting is the caller's job.
+    """Choose a candidate; deducting (``budget_take`` for budgets) is the caller's job.
 
     >>> b = BucketSpec("dep:a/m:rpm", capacity=10, refill_per_sec=2, cost=10, kind="requests")
     >>> decide([Candidate("a/m", "a", (b,))], [], "first", lambda _: 4.0, lambda _: 0.0)
-    Decision(chosen=None, retry_after=3.0, blocked_by_quota=False, skip_codes=((0, 1),))
+    Decision(chosen=None, retry_after=3.0, blocked_by_quota=False, skip_codes=((0, 1),), over_budget=None)
     """
     quota_ok = all(level(q) >= need(q) for q in quotas)
     quota_wait = max((wait(q, level(q)) for q in quotas), default=0.0)
@@ -92,6 +101,11 @@ def decide(
             chosen, best = index, headroom
     if chosen is not None or not candidates:
         candidate_wait = 0.0
+    if budgets and candidates:
+        cost = candidates[chosen].usd if chosen is not None else min(c.usd for c in candidates)
+        for j, budget in enumerate(budgets):
+            if not budget_room(spent(budget), budget.cap, cost):
+                return Decision(None, 0.0, False, tuple(skips), j)
     if not quota_ok:
         # Both the quota and some candidate must have room again before a retry can succeed.
         return Decision(None, max(quota_wait, candidate_wait), True, tuple(skips))
@@ -135,3 +149,52 @@ def refunds(reservation: Reservation, actual_tokens: int | None) -> list[tuple[B
     used = max(0, actual_tokens)
     tokens = (b for b in reservation.buckets if b.kind == "tokens")
     return [(b, max(b.cost - used, -b.capacity)) for b in tokens if b.cost != used]
+
+
+# Fractions of a budget whose first crossing in a window is reported (once for the whole fleet: the level
+# reached is kept beside the spend, in the same counter).
+ALERTS = (0.5, 0.8, 1.0)
+
+
+def budget_room(spent: float, cap: float, cost: float) -> bool:
+    """A request that costs nothing never meets a budget; any other needs spend under the cap.
+
+    >>> budget_room(9.99, 10.0, 5.0), budget_room(10.0, 10.0, 0.01), budget_room(12.0, 10.0, 0.0)
+    (True, False, True)
+    """
+    return cost <= 0 or spent < cap
+
+
+def budget_take(spent: float, cap: float, cost: float) -> float:
+    """What an admitted request reserves: its maximum cost, or all the room left when that is less.
+
+    >>> budget_take(2.0, 10.0, 3.0), budget_take(9.0, 10.0, 3.0)
+    (3.0, 1.0)
+    """
+    return 0.0 if cost <= 0 else min(cost, cap - spent)
+
+
+def alert_level(spent: float, cap: float) -> int:
+    """How many of ``ALERTS`` the spend has reached.
+
+    >>> alert_level(7.9, 10.0), alert_level(8.0, 10.0), alert_level(10.5, 10.0)
+    (1, 2, 3)
+    """
+    return sum(1 for share in ALERTS if spent >= share * cap)
+
+
+def budget_refunds(
+    reservation: Reservation, actual_tokens: int | None, cost: float | None
+) -> list[tuple[Budget, float]]:
+    """What settling adds to each budget's spend (negative = gives back): everything it took when the
+    request never reached the provider; the difference to the actual cost when that is known; nothing when
+    it is not (a stream cut short without a usage report keeps its maximum, as its tokens do).
+
+    A provider's cost is charged in full: spend is money already owed, whatever the cap.
+    """
+    if actual_tokens is None:
+        return [(b, -took) for b, took in reservation.budgets if took]
+    if cost is None:
+        return []
+    used = max(0.0, cost)
+    return [(b, used - took) for b, took in reservation.budgets if used != took]

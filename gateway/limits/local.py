@@ -6,6 +6,10 @@ The table is bounded (``max_buckets``): end users are chosen by clients, and a f
 must not grow memory without end. Over the bound, one bucket is evicted per new one: of the oldest
 few, the one soonest full again (an evicted bucket reads as full, so that one loses the least); the
 others go to the back of the line, so long-lived busy buckets (an account's) keep their levels.
+
+Budget counters (spend per calendar window) are kept beside the buckets, as many at most, until a day
+after their window ends (wall-clock time); over the bound the oldest counter is forgotten, which only a
+flood of distinct end users with budgets can cause.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from dataclasses import dataclass
 from gateway.errors import bounded_seconds
 from gateway.limits.decide import (
     MAX_COOLDOWN_SECONDS,
+    alert_level,
+    budget_refunds,
+    budget_take,
     decide,
     idle_ttl,
     need,
@@ -26,7 +33,7 @@ from gateway.limits.decide import (
     skipped,
     state,
 )
-from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
+from gateway.limits.model import BUDGET_KEPT_SECONDS, Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 
 MAX_BUCKETS = 50_000  # about 10 MB of levels; far above the accounts, keys and active end users of a replica
 _EVICTION_SAMPLE = 8
@@ -39,13 +46,26 @@ class _Level:
     expires: float  # after this the bucket is full again and may be forgotten
 
 
+@dataclass(slots=True)
+class _Spent:
+    usd: float
+    reached: int  # alert level already reported in this window (decide.ALERTS)
+    expires: float  # Unix time: a day after the window ends
+
+
 class LocalLimiter:
     mode = "local"
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, sweep_every: float = 30.0, max_buckets: int = MAX_BUCKETS
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_every: float = 30.0,
+        max_buckets: int = MAX_BUCKETS,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        self._wall = wall  # budget windows are calendar time
+        self._budgets: dict[str, _Spent] = {}  # counter ("key:a:day:2026-12-01") -> spend
         self._sweep_every = sweep_every
         self._max_buckets = max_buckets
         self._next_sweep = clock() + sweep_every
@@ -69,7 +89,11 @@ class LocalLimiter:
         return len(self._buckets) + len(self._cooldowns)
 
     async def admit(
-        self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
     ) -> Admission:
         now = self._clock()
         self._sweep(now)
@@ -79,13 +103,30 @@ class LocalLimiter:
             strategy,
             level=lambda b: self.level(b, now),
             cooldown=lambda c: self._candidate_cooling(c.id, c.account, now),
+            budgets=budgets,
+            spent=self.spent,
         )
         reservation = None
+        took = [0.0] * len(budgets)
         if decision.chosen is not None:
             charged = (*candidates[decision.chosen].buckets, *quotas)
             for bucket in charged:
                 self._store(bucket, self.level(bucket, now) - need(bucket), now)
-            reservation = Reservation(reserved(charged))
+            cost = candidates[decision.chosen].usd
+            took = [budget_take(self.spent(b), b.cap, cost) for b in budgets]
+            reservation = Reservation(reserved(charged), tuple(zip(budgets, took, strict=True)))
+        alerts = []
+        for j, budget in enumerate(budgets):  # as admit_v5.lua: spend and alert levels written together
+            usd = self.spent(budget) + took[j]
+            reached = alert_level(usd, budget.cap)
+            old = self._budgets.get(budget.counter)
+            before = 0 if old is None else old.reached
+            raised = reached > before
+            if raised:
+                alerts.append((j, before, reached))
+            if raised or took[j] > 0:
+                entry = self._counter(budget)
+                entry.usd, entry.reached = usd, max(entry.reached, reached)
         return Admission(
             chosen=decision.chosen,
             retry_after=decision.retry_after,
@@ -93,10 +134,35 @@ class LocalLimiter:
             skipped=skipped(candidates, decision.skip_codes),
             reservation=reservation,
             blocked_by_quota=decision.blocked_by_quota,
+            over_budget=decision.over_budget,
+            spent=tuple(self.spent(b) for b in budgets),
+            alerts=tuple(alerts),
         )
 
-    async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
+    def spent(self, budget: Budget) -> float:
+        """The budget's spend in its window so far (USD, reservations included)."""
+        entry = self._budgets.get(budget.counter)
+        return 0.0 if entry is None else entry.usd
+
+    async def budget_spend(self, budgets: Sequence[Budget]) -> list[float]:
+        """Spend per budget (for admin views and tests; not part of ``Limiter``)."""
+        return [self.spent(b) for b in budgets]
+
+    def add_spend(self, changes: Sequence[tuple[Budget, float]]) -> None:
+        """Add each amount to its budget's spend, which never goes below 0."""
+        for budget, delta in changes:
+            entry = self._counter(budget)
+            entry.usd = max(0.0, entry.usd + delta)
+
+    def forget_spend(self) -> None:
+        """Drop every budget counter (the degraded mode's local shares, once Redis holds the spend again)."""
+        self._budgets.clear()
+
+    async def settle(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> None:
         await self.apply(refunds(reservation, actual_tokens))
+        self.add_spend(budget_refunds(reservation, actual_tokens, actual_cost))
 
     async def apply(self, changes: Sequence[tuple[BucketSpec, float]]) -> None:
         """Add each delta to its bucket (negative = charge), capped at capacity."""
@@ -130,6 +196,15 @@ class LocalLimiter:
     async def close(self) -> None:
         self._buckets.clear()
         self._cooldowns.clear()
+        self._budgets.clear()
+
+    def _counter(self, budget: Budget) -> _Spent:
+        entry = self._budgets.get(budget.counter)
+        if entry is None:
+            if len(self._budgets) >= self._max_buckets:
+                del self._budgets[next(iter(self._budgets))]
+            entry = self._budgets[budget.counter] = _Spent(0.0, 0, budget.ends + BUDGET_KEPT_SECONDS)
+        return entry
 
     def _candidate_cooling(self, deployment_id: str, account: str, now: float) -> float:
         until = self._cooldowns.get(f"dep:{deployment_id}", now)
@@ -162,3 +237,5 @@ class LocalLimiter:
         self._next_sweep = now + self._sweep_every
         self._buckets = {k: v for k, v in self._buckets.items() if v.expires > now}
         self._cooldowns = {k: v for k, v in self._cooldowns.items() if v > now}
+        wall = self._wall()
+        self._budgets = {k: v for k, v in self._budgets.items() if v.expires > wall}

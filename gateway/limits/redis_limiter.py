@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from gateway.errors import bounded_seconds
-from gateway.limits.decide import MAX_COOLDOWN_SECONDS, refunds, reserved, skipped, state
-from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
+from gateway.limits.decide import (
+    ALERTS,
+    MAX_COOLDOWN_SECONDS,
+    budget_refunds,
+    budget_take,
+    refunds,
+    reserved,
+    skipped,
+    state,
+)
+from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.state.pipe import Pipe
 from gateway.state.store import KeyLayout, RedisClient, Scripts
 
 Args = list[str | bytes | float | int]
+_ALERTS: Args = [len(ALERTS), *ALERTS]
 
 
 class RedisLimiter:
@@ -28,21 +39,36 @@ class RedisLimiter:
         self.keys = KeyLayout(prefix)
         self.scripts = scripts or Scripts(client)
         self.round_trips = 0  # EVALSHA calls made; admit and settle are one each
+        # When set (the resilient limiter does): Redis's clock minus ours, and how long a caller waits for an
+        # admission; a call Redis runs later than that does nothing (``admit_v5.lua``).
+        self.offset: float | None = None
+        self.patience = 0.0
 
     async def admit(
-        self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
     ) -> Admission:
-        keys, args = encode_admit(self.keys, candidates, quotas, strategy)
+        stale = time.time() + self.offset + self.patience if self.offset is not None and self.patience else 0.0
+        keys, args = encode_admit(self.keys, candidates, quotas, strategy, budgets, stale)
         packed = orjson.dumps(args)
         if self.pipe is not None:
-            reply = await self._fast("admit_v4", keys, packed)
+            reply = await self._fast("admit_v5", keys, packed)
         else:
-            reply = await self._call("admit_v4", keys, [packed])
-        chosen, retry_after, blocked, skips, levels = reply
+            reply = await self._call("admit_v5", keys, [packed])
+        if len(reply) == 1:  # stale: it ran after this process had stopped waiting (it charged nothing)
+            raise TimeoutError("the admission reached Redis after its deadline")
+        chosen, retry_after, blocked, skips, levels, over, read, alerts = reply
         picked = None if int(chosen) < 0 else int(chosen)
         reservation = None
+        spent = [float(v.split(None, 1)[0]) if v else 0.0 for v in read]  # as the script read them
         if picked is not None:
-            reservation = Reservation(reserved((*candidates[picked].buckets, *quotas)))
+            cost = candidates[picked].usd
+            took = tuple((b, budget_take(s, b.cap, cost)) for b, s in zip(budgets, spent, strict=True))
+            spent = [s + t for s, (_, t) in zip(spent, took, strict=True)]
+            reservation = Reservation(reserved((*candidates[picked].buckets, *quotas)), took)
         return Admission(
             chosen=picked,
             retry_after=float(retry_after),
@@ -50,19 +76,43 @@ class RedisLimiter:
             skipped=skipped(candidates, [(int(i), int(code)) for i, code in skips]) if skips else (),
             reservation=reservation,
             blocked_by_quota=bool(blocked),
+            over_budget=int(over) - 1 if int(over) else None,
+            spent=tuple(spent),
+            alerts=tuple((int(j) - 1, int(before), int(level)) for j, before, level in alerts),
         )
 
-    async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
-        await self.apply(refunds(reservation, actual_tokens))
+    async def settle(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> None:
+        await self.apply(refunds(reservation, actual_tokens), budget_refunds(reservation, actual_tokens, actual_cost))
 
-    async def apply(self, changes: Sequence[tuple[BucketSpec, float]]) -> None:
-        """Add each delta to its bucket (negative = charge), capped at capacity: one round trip."""
-        if not changes:
+    async def apply(
+        self,
+        changes: Sequence[tuple[BucketSpec, float]],
+        spend: Sequence[tuple[Budget, float]] = (),
+        batch: tuple[str, int] | None = None,
+    ) -> None:
+        """Add each delta to its bucket (negative = charge), capped at capacity, and each amount to its
+        budget's spend (never below 0): one round trip. ``batch`` (replica id, sequence number) makes a
+        resent batch apply once (``settle_v3.lua``)."""
+        if not changes and not spend:
             return
-        args: Args = []
+        replica, seq = batch or ("", 0)
+        args: Args = [replica, seq, len(changes)]
         for bucket, delta in changes:
             args += [bucket.capacity, bucket.refill_per_sec, delta]
-        await self._call("settle_v2", [self.keys.bucket(b.name) for b, _ in changes], args)
+        args.append(len(spend))
+        for budget, delta in spend:
+            args += [delta, budget.expires_ms]
+        keys = [self.keys.bucket(b.name) for b, _ in changes] + [self.keys.budget(b.counter) for b, _ in spend]
+        await self._call("settle_v3", keys + [self.keys.applied], [orjson.dumps(args)])
+
+    async def budget_spend(self, budgets: Sequence[Budget]) -> list[float]:
+        """Spend per budget in its window (USD, reservations included), for admin views and tests."""
+        if not budgets:
+            return []
+        stored = await self.client.mget([self.keys.budget(b.counter) for b in budgets])
+        return [float(v.split()[0]) if v else 0.0 for v in stored]
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
@@ -117,9 +167,14 @@ class RedisLimiter:
 
 
 def encode_admit(
-    layout: KeyLayout, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy
+    layout: KeyLayout,
+    candidates: Sequence[Candidate],
+    quotas: Sequence[BucketSpec],
+    strategy: Strategy,
+    budgets: Sequence[Budget] = (),
+    stale: float = 0.0,
 ) -> tuple[list[str], Args]:
-    """KEYS and the arguments for ``admit_v4.lua``, sent as one JSON array in one ARGV (the protocol is
+    """KEYS and the arguments for ``admit_v5.lua``, sent as one JSON array in one ARGV (the protocol is
     described at the top of the script).
 
     Buckets and cooldowns shared by several candidates (one account's limits) are passed once.
@@ -144,11 +199,16 @@ def encode_admit(
     for c in candidates:
         dep = cooldown(layout.deployment_cooldown(c.id))
         acct = cooldown(layout.account_cooldown(c.account))
-        tail += [dep, acct, len(c.buckets)]
+        tail += [dep, acct, c.usd, len(c.buckets)]
         for b in c.buckets:
             tail += [bucket(b), b.cost]
+    tail.append(len(budgets))
+    for budget in budgets:
+        tail += [budget.cap, budget.expires_ms]
+    tail += _ALERTS
+    tail.append(stale)
     head: Args = [strategy, len(specs)]
     for spec in specs:
         head += [spec.capacity, spec.refill_per_sec]
-    keys = [layout.bucket(s.name) for s in specs] + list(cooling)
+    keys = [layout.bucket(s.name) for s in specs] + list(cooling) + [layout.budget(b.counter) for b in budgets]
     return keys, head + tail

@@ -11,6 +11,9 @@ for the next admissions to fail again. The probe then also asks for room (used m
 ``ROOM`` of maxmemory), so the limiter stays degraded, once, until memory is really freed.
 
 State is not carried across a switch: buckets and cooldowns taken locally are not copied to Redis.
+Budgets are the exception (``budget_shares``): while degraded each replica may spend its share of what
+is left of a budget, a budget whose share is spent follows ``fail_mode`` (closed: 503; open: admitted),
+and what was spent meanwhile is added to Redis when it answers again, so spend is never lost.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from gateway.errors import ServiceUnavailable
-from gateway.limits.decide import refunds, reserved
+from gateway.limits.budget_shares import BudgetShares, spent_by
+from gateway.limits.decide import budget_refunds, refunds, reserved
 from gateway.limits.local import LocalLimiter
-from gateway.limits.model import Admission, BucketSpec, Candidate, Reservation, Strategy
+from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.limits.redis_limiter import RedisLimiter
 from gateway.limits.share import scaled
 from gateway.state.pipe import Pipe
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ROOM = 0.9  # after an out-of-memory refusal, Redis is used again once below this share of maxmemory
+STALE_SLACK = 0.03  # seconds: more than the error of the heartbeat's clock offset (half a quick round trip)
 
 
 class Unavailable(enum.Enum):
@@ -84,11 +89,16 @@ class ResilientLimiter:
         self.probe_interval = probe_interval
         self.settle_interval = settle_interval
         self._pending: dict[str, tuple[BucketSpec, float]] = {}  # bucket name -> (bucket, queued delta)
+        self.budgets = BudgetShares()  # spend seen, and spend owed to Redis
+        self._flushing = asyncio.Lock()  # one flush at a time: batches reach Redis in order
         self._flusher: asyncio.Task[None] | None = None
         client = build_client(redis_url)
         scripts = Scripts(client)
         pipe = Pipe(redis_url, timeout=2 * deadline) if Pipe.supports(redis_url) else None
         self.redis = RedisLimiter(client, prefix, scripts=scripts, pipe=pipe)
+        # An admission's caller waits twice the deadline from sending it; beyond that (and the clocks'
+        # measuring error), Redis runs it as a no-op rather than charge what nobody will settle.
+        self.redis.patience = 2 * deadline + STALE_SLACK
         self.local = LocalLimiter()
         self.replicas = ReplicaRegistry(client, scripts, self.redis.keys, replica_id, heartbeat_interval)
         self._divisor = local_fallback_divisor_source or (lambda: self.replicas.live)
@@ -103,40 +113,78 @@ class ResilientLimiter:
         return self.redis.round_trips
 
     async def admit(
-        self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
     ) -> Admission:
         # The admission pipe keeps the deadline itself (one timer per connection, not one per call).
         bounded = self.redis.pipe is not None
-        answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy), bounded)
+        answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy, budgets), bounded)
         if not isinstance(answer, Unavailable):
+            if budgets:
+                self.budgets.saw(budgets, answer.spent)
             return answer
         if quotas and self.fail_mode == "closed":
             raise ServiceUnavailable("rate-limit state is unavailable", retry_after=1.0)
         n = self.divisor()
         shares = [replace(c, buckets=tuple(scaled(b, n) for b in c.buckets)) for c in candidates]
-        admission = await self.local.admit(shares, (), strategy)
-        if admission.chosen is None:
+        if not budgets:
+            admission = await self.local.admit(shares, (), strategy)
+        else:
+            admission = await self._admit_shares(shares, strategy, budgets, n)
+        if admission.chosen is None or admission.reservation is None:
             return admission
-        # The reservation names the real buckets, so it settles correctly wherever it is settled.
-        return replace(admission, reservation=Reservation(reserved(candidates[admission.chosen].buckets)))
+        # The reservation names the real buckets and budgets, so it settles correctly wherever it is settled.
+        took = tuple((b, t) for b, (_, t) in zip(budgets, admission.reservation.budgets, strict=False))
+        reservation = Reservation(reserved(candidates[admission.chosen].buckets), took, local=True)
+        return replace(admission, reservation=reservation)
 
-    async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
+    async def _admit_shares(
+        self, shares: list[Candidate], strategy: Strategy, budgets: Sequence[Budget], replicas: int
+    ) -> Admission:
+        """Admission on this replica's share of each budget while Redis is unavailable."""
+        local, over = self.budgets.shares(budgets, replicas)
+        seen = tuple(self.budgets.seen(b) for b in budgets)
+        if over is not None:  # spent, as Redis last said: refused for certain, whatever fail_mode says
+            return Admission(None, 0.0, (), (), None, False, over_budget=over, spent=seen)
+        admission = await self.local.admit(shares, (), strategy, local)
+        if admission.over_budget is not None:  # this replica's share is spent: the budget cannot be checked
+            if self.fail_mode == "closed":
+                raise ServiceUnavailable("spend budgets cannot be checked while Redis is unavailable", retry_after=1.0)
+            admission = await self.local.admit(shares, (), strategy)
+            if admission.reservation is not None:  # admitted regardless; its cost is still owed to Redis
+                budgets_taken = tuple((b, 0.0) for b in local)
+                admission = replace(admission, reservation=replace(admission.reservation, budgets=budgets_taken))
+        spent = tuple(s + lv for s, lv in zip(seen, admission.spent or (0.0,) * len(seen), strict=True))
+        return replace(admission, spent=spent, alerts=())  # shares of a budget raise no fleet alert
+
+    async def settle(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> None:
         """Queue the reconciliation; queued deltas go to Redis together every ``settle_interval``.
 
         Reconciling is never on a request's path, and batching turns one round trip per request
         into one per interval under load; buckets learn actual usage a few milliseconds later.
+        Budget deltas wait for Redis however long it is away (``budget_shares``).
         """
+        if reservation.budgets:
+            spend = budget_refunds(reservation, actual_tokens, actual_cost)
+            if reservation.local:
+                self.local.add_spend(spend)
+                self.budgets.owe(spent_by(reservation, actual_tokens, actual_cost))
+            else:
+                self.budgets.owe(spend)
         changes = refunds(reservation, actual_tokens)
-        if not changes:
-            return
-        if self.mode != "redis":
+        if self.mode != "redis" and changes:
             n = self.divisor()
             await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
-            return
+            changes = []
         for bucket, delta in changes:
             _, queued = self._pending.get(bucket.name, (bucket, 0.0))
             self._pending[bucket.name] = (bucket, queued + delta)
-        if self._flusher is None or self._flusher.done():
+        if (changes or self.budgets.owing) and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
@@ -144,14 +192,32 @@ class ResilientLimiter:
         await self.flush()
 
     async def flush(self) -> None:
-        """Send the queued reconciliations now (one round trip); locally if Redis is unavailable."""
-        pending, self._pending = list(self._pending.values()), {}
-        if not pending:
-            return
-        if await self._on_redis(lambda: self.redis.apply(pending)) is not Unavailable.REDIS:
-            return
-        n = self.divisor()
-        await self.local.apply([(scaled(bucket, n), delta / n) for bucket, delta in pending])
+        """Send the queued reconciliations now (one round trip); buckets locally if Redis is unavailable,
+        budget spend kept until it answers (batches in order, each applied once: ``budget_shares``)."""
+        async with self._flushing:
+            waiting = self.budgets.resend()
+            while waiting:
+                seq, batch = waiting.pop(0)
+                if not await self._sent([], batch, seq):  # kept again, with every later one, in order
+                    for later in waiting:
+                        self.budgets.failed(*later)
+                    break
+            pending, self._pending = list(self._pending.values()), {}
+            seq, owed = (0, []) if waiting else self.budgets.take()
+            if pending or owed:
+                await self._sent(pending, owed, seq)
+
+    async def _sent(self, pending: list[tuple[BucketSpec, float]], owed: list[tuple[Budget, float]], seq: int) -> bool:
+        """Send one batch; when Redis fails, apply its buckets locally and keep its budget spend for later."""
+        batch = (self.replicas.replica_id, seq) if seq else None
+        if await self._on_redis(lambda: self.redis.apply(pending, owed, batch)) is not Unavailable.REDIS:
+            return True
+        if owed:
+            self.budgets.failed(seq, owed)
+        if pending:
+            n = self.divisor()
+            await self.local.apply([(scaled(bucket, n), delta / n) for bucket, delta in pending])
+        return False
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
@@ -253,6 +319,7 @@ class ResilientLimiter:
                 if load_scripts:
                     await self.redis.start()
                 await self.replicas.beat()
+                self.redis.offset = self.replicas.offset  # so admissions Redis runs too late do nothing
                 if self._full and self.mode == "degraded" and not has_room(await self.redis.client.info("memory")):
                     return  # answering, but still full: stay degraded (no log line, no switch)
         except REDIS_FAILURES as error:
@@ -263,7 +330,7 @@ class ResilientLimiter:
 
     def _degrade(self, error: BaseException) -> None:
         if self.mode != "degraded":
-            log.warning("rate limiting degraded to local buckets: Redis failed (%r)", error)
+            log.warning("rate limiting degraded to local buckets", {"event": "limiter_degraded", "error": repr(error)})
             self._degraded.set()
             self._full = out_of_memory(error)
         self._set_mode("degraded")
@@ -274,7 +341,10 @@ class ResilientLimiter:
         self.mode = mode
         if mode == "redis":
             self._degraded.clear()
-            log.warning("rate limiting is back on Redis")
+            self.local.forget_spend()  # the shares spent meanwhile are owed to Redis, which counts them now
+            if self.budgets.owing and (self._flusher is None or self._flusher.done()):
+                self._flusher = asyncio.create_task(self._flush_later())
+            log.info("rate limiting is back on Redis", {"event": "limiter_recovered"})
         if self.on_mode_change is not None:
             try:
                 self.on_mode_change(mode)

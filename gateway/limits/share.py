@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from gateway.limits.local import LocalLimiter
-from gateway.limits.model import Admission, BucketSpec, BucketState, Candidate, Reservation, Strategy
+from gateway.limits.model import Admission, BucketSpec, BucketState, Budget, Candidate, Reservation, Strategy
 
 
 def scaled(bucket: BucketSpec, divisor: int) -> BucketSpec:
@@ -35,22 +35,30 @@ class WorkerShare:
         return tuple(scaled(b, self.workers) for b in buckets)
 
     async def admit(
-        self, candidates: Sequence[Candidate], quotas: Sequence[BucketSpec], strategy: Strategy = "first"
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
     ) -> Admission:
         shares = [replace(c, buckets=self._share(c.buckets)) for c in candidates]
-        admission = await self.local.admit(shares, self._share(quotas), strategy)
+        caps = [replace(b, cap=b.cap / self.workers) for b in budgets]
+        admission = await self.local.admit(shares, self._share(quotas), strategy, caps)
         # The caller's x-ratelimit-* headers speak of its whole quota: this worker's share, scaled back
-        # up (as if the other workers were as busy), so the limit shown is the configured one.
+        # up (as if the other workers were as busy), so the limit shown is the configured one; so is a
+        # budget's spend.
         whole = tuple(
             BucketState(s.name, s.kind, s.limit * self.workers, s.remaining * self.workers, s.reset_seconds)
             for s in admission.quota
         )
-        return replace(admission, quota=whole)
+        return replace(admission, quota=whole, spent=tuple(s * self.workers for s in admission.spent))
 
-    async def settle(self, reservation: Reservation, actual_tokens: int | None) -> None:
+    async def settle(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> None:
         # The reservation names the shares admit charged (costs are never scaled: a request costs the
-        # worker that served it all of its tokens).
-        await self.local.settle(reservation, actual_tokens)
+        # worker that served it all of its tokens, and all of its price).
+        await self.local.settle(reservation, actual_tokens, actual_cost)
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()

@@ -24,11 +24,12 @@ def _per_minute(name: str, limits: Limits, tokens: int) -> tuple[BucketSpec, ...
     return tuple(buckets)
 
 
-def candidate(account: Account, deployment: Deployment, tokens: int) -> Candidate:
-    """Provider protection: the account's limits and the deployment's own, for ``tokens`` estimated."""
+def candidate(account: Account, deployment: Deployment, tokens: int, usd: float = 0.0) -> Candidate:
+    """Provider protection: the account's limits and the deployment's own, for ``tokens`` estimated; ``usd``:
+    the most the request can cost there (what it reserves on budgets)."""
     buckets = _per_minute(f"acct:{account.name}", account.limits, tokens)
     buckets += _per_minute(f"dep:{deployment.id}", deployment.limits, tokens)
-    return Candidate(deployment.id, account.name, buckets)
+    return Candidate(deployment.id, account.name, buckets, usd)
 
 
 def deployment_buckets(account: Account, deployment: Deployment) -> tuple[BucketSpec, ...]:

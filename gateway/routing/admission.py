@@ -5,6 +5,11 @@ caller's quotas in the same atomic step; when none has room the request waits in
 (arrival order, per model) up to ``limits.queue_timeout_seconds``, or is told at once when the wait
 could not end in time: a 429 whose Retry-After comes from the buckets (capped at
 ``limits.max_retry_after_seconds``), counted in ``gateway_throttled_total`` by reason.
+
+Budgets ride on the same atomic step (one round trip): the request reserves its maximum cost on the
+deployment it is admitted on (``spend.pricing.max_cost``) against every budget it touches
+(``spend.books``), and settles with its actual cost when it ends. A budget without room is a 429
+``budget_exceeded`` at once: waiting could not help before its window ends.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
+from gateway import failures
 from gateway.config.model import Account, Deployment, LimitSettings
 from gateway.errors import (
     RateLimited,
@@ -25,12 +31,14 @@ from gateway.errors import (
     bounded_seconds,
 )
 from gateway.limits import Limiter, specs
-from gateway.limits.model import Admission, Reservation, Strategy
+from gateway.limits.model import Admission, Budget, Reservation, Strategy
 from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.record import RequestRecord
 from gateway.routing.walk import Demand
+from gateway.spend.books import Books
+from gateway.spend.pricing import max_cost
 
 DEFAULT_COOLDOWN = 5.0  # seconds, when a provider's 429 names no Retry-After
 LOW = 0.1  # a provider's remaining capacity under this share of our bucket corrects the bucket
@@ -45,7 +53,9 @@ class Admitter:
         limits: LimitSettings,
         metrics: Metrics,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        books: Books | None = None,
     ) -> None:
+        self._books = books  # None: no spend is kept (the simulator)
         self._limiter = limiter
         self._line = wait_line
         self._accounts = accounts
@@ -62,21 +72,32 @@ class Admitter:
         may_wait: bool = True,
     ) -> Admission | None:
         limiter = self._limiter
-        candidates = [specs.candidate(self._accounts[d.account][0], d, demand.tokens) for d in deployments]
+        books = self._books
+        budgets = () if books is None else books.touched(record.key_name, record.tier, record.end_user)
+        output = demand.tokens - demand.prompt
+        candidates = [
+            specs.candidate(
+                self._accounts[d.account][0],
+                d,
+                demand.tokens,
+                max_cost(d.price, demand.prompt, output) if budgets else 0.0,
+            )
+            for d in deployments
+        ]
         budget = self._limits.queue_timeout_seconds if may_wait else 0.0
         deadline = time.monotonic() + budget
         try:
             if not self._line.busy(demand.group) or not may_wait:
-                admission = await limiter.admit(candidates, demand.quotas, strategy)
-                if self._settled(record, admission, budget, may_wait):
+                admission = await limiter.admit(candidates, demand.quotas, strategy, budgets)
+                if self._settled(record, admission, budget, may_wait, budgets):
                     return admission
                 if not may_wait:
                     return None
             waited = time.monotonic()
             async with self._line.turn(demand.group):
                 while True:
-                    admission = await limiter.admit(candidates, demand.quotas, strategy)
-                    if self._settled(record, admission, deadline - time.monotonic(), True):
+                    admission = await limiter.admit(candidates, demand.quotas, strategy, budgets)
+                    if self._settled(record, admission, deadline - time.monotonic(), True, budgets):
                         self._metrics.queue_wait.observe(time.monotonic() - waited)
                         return admission
                     await asyncio.sleep(admission.retry_after)
@@ -84,10 +105,18 @@ class Admitter:
             self._metrics.throttled.labels("limiter_unavailable").inc()
             raise
 
-    def _settled(self, record: RequestRecord, admission: Admission, budget: float, final: bool) -> bool:
+    def _settled(
+        self, record: RequestRecord, admission: Admission, budget: float, final: bool, budgets: Sequence[Budget] = ()
+    ) -> bool:
         """True when admitted; raises when waiting cannot help; False when it is worth waiting. A bucket a
-        provider drove far into debt must not say "come back next year": Retry-After is capped."""
+        provider drove far into debt must not say "come back next year": Retry-After is capped (a budget's
+        says when its window ends)."""
         record.extra_headers.update(specs.ratelimit_headers(admission.quota))
+        if budgets and self._books is not None:
+            self._books.observe(budgets, admission)
+            if admission.over_budget is not None:
+                self._metrics.throttled.labels("budget").inc()
+                raise self._books.refusal(budgets[admission.over_budget])
         if admission.chosen is not None:
             return True
         cap = self._limits.max_retry_after_seconds
@@ -106,13 +135,15 @@ class Admitter:
         return False
 
     async def give_back(self, reservation: Reservation | None, used: int | None) -> None:
+        """Settle an attempt that produced no answer: nothing used (None: never sent) costs nothing."""
         if reservation is not None:
-            await self._limiter.settle(reservation, used)
+            await self._limiter.settle(reservation, used, 0.0 if used == 0 else None)
 
     async def failed(self, deployment: Deployment, reservation: Reservation | None, error: UpstreamError) -> None:
-        """Give back what the failed attempt did not use; a provider's 429 cools the deployment for everyone
-        (``insufficient_quota``: the whole account), for the provider's Retry-After, capped."""
-        if isinstance(error, UpstreamStatus) and error.upstream_status == 429:
+        """Give back what the failed attempt did not use; a provider out of room (a 429, Anthropic's 529:
+        ``failures.cools_down``) cools the deployment for everyone (``insufficient_quota``: the whole
+        account), for the provider's Retry-After, capped."""
+        if isinstance(error, UpstreamStatus) and failures.cools_down(error):
             account = self._accounts[deployment.account][0]
             whole_account = error.code == "insufficient_quota"
             seconds = bounded_seconds(error.retry_after or DEFAULT_COOLDOWN, self._limits.max_retry_after_seconds)

@@ -45,13 +45,14 @@ def explain(
     endpoint: Endpoint = "chat",
     default_output: int = LimitSettings.default_output_tokens,
     seed: str = "explain",
+    budget_used: float = 0.0,
 ) -> dict[str, Any]:
     """With policies/platform.yaml, ``explain(...)["rule"]`` for a standard-tier request to ``agent-default``
     is ``"agent-default/standard"``; tests/routing/test_decision.py shows the whole answer. Headers are
     trusted (an admin may act as any tier or end user)."""
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
     try:
-        features = features_from(request, key, lowered, endpoint, True, default_output)
+        features = features_from(request, key, lowered, endpoint, True, default_output, budget_used)
         features = refine(features, policy.thresholds(features.model))
         found = decide(policy, features, snapshot, random.Random(seed), deployments, index, key)
         error = empty_plan_error(found) if not found.entries else None

@@ -10,6 +10,9 @@ Where each feature comes from:
   strings (OpenAI's ``metadata`` values are strings; a list of strings is accepted too).
 - ``capabilities``: what the request needs a deployment to support (``tools``, ``vision``,
   ``json_schema``, ``streaming``, ``logprobs``).
+- ``budget_used``: the highest share of its cap spent among the budgets the request touches (its key's,
+  its end user's, its tier's), as this replica last saw them (``spend.books``); 0 without budgets. A
+  rule can send requests to cheaper candidates as budgets fill (``budget_used: {gte: 0.8}``).
 
 Task and tags are hints any caller may send: policies should grant nothing by them that a tier or
 key would not (they pick *which* model, never *whether* one is allowed).
@@ -51,6 +54,7 @@ class Features:
     capabilities: frozenset[str]
     stream: bool
     allowed: frozenset[str]  # the key's allowed models: "*", model names, deployment ids, route names
+    budget_used: float = 0.0  # the highest share spent of the budgets the request touches
     body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # for exact counting
 
     @property
@@ -114,9 +118,11 @@ def features_from(
     endpoint: Endpoint,
     trusted: bool,
     default_output: int = LimitSettings.default_output_tokens,
+    budget_used: float = 0.0,
 ) -> Features:
     """Features of one request. ``headers`` is looked up with lower-case names (Starlette's are case-blind);
-    ``default_output`` is ``limits.default_output_tokens``, what an answer without a cap is assumed to take."""
+    ``default_output`` is ``limits.default_output_tokens``, what an answer without a cap is assumed to take;
+    ``budget_used`` comes from the spend books (serving), or from whoever explains a decision."""
     metadata = body.get("metadata")
     meta: Mapping[str, Any] = metadata if isinstance(metadata, dict) else {}
     chat = endpoint == "chat"
@@ -140,6 +146,7 @@ def features_from(
         capabilities=required_capabilities(body) if chat else frozenset(),
         stream=chat and body.get("stream") is True,
         allowed=key.models,
+        budget_used=budget_used,
         body=body,
     )
 

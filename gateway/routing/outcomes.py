@@ -1,18 +1,31 @@
-"""The walk's record step: every try's outcome to the circuit breaker, the latency averages and the
-attempt metrics (a stream's first event is its time to first token)."""
+"""The walk's record and watch steps: every try's outcome to the circuit breaker, the latency averages and
+the attempt metrics (a stream's first event is its time to first token); fallbacks to their counter; and,
+when tracing is on, the spans of the admission and of each attempt."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
+
 from gateway import failures
+from gateway.config.model import Deployment
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.routing.health import Health
 
+if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is configured
+    from gateway.tracing import Tracer
 
+_NOTHING: AbstractContextManager[object] = nullcontext()  # no span: tracing is off
+
+
+# The classes of a failed attempt, in the order a failure answering to several is named by.
 class Recorder:
-    def __init__(self, health: Health, metrics: Metrics) -> None:
+    def __init__(self, health: Health, metrics: Metrics, tracer: Tracer | None = None) -> None:
         self._health = health
         self._metrics = metrics
+        self._tracer = tracer
 
     def allow(self, deployment_id: str, last_resort: bool = False) -> bool:
         return self._health.allow(deployment_id, last_resort)
@@ -26,5 +39,24 @@ class Recorder:
         failed = error is not None and failures.counts_against_circuit(error)
         self._health.finished(deployment_id, ok=not failed, latency_s=elapsed, ttft_s=elapsed if stream else None)
         if counted:
-            outcome = "ok" if error is None else failures.outcome(error)
-            self._metrics.attempts.labels(deployment_id, outcome).inc()
+            m = self._metrics
+            if error is None:
+                m.child(m.attempts, deployment_id, "ok").inc()
+                m.child(m.upstream_latency, deployment_id).observe(elapsed)
+            else:
+                m.child(m.attempts, deployment_id, failures.outcome(error)).inc()
+                m.child(m.upstream_errors, deployment_id, failures.failure_class(error)).inc()
+
+    def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
+        m = self._metrics
+        m.child(m.fallbacks, route, source, target, failures.failure_class(error)).inc()
+
+    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
+        if self._tracer is None or not self._tracer.traced():
+            return _NOTHING
+        return self._tracer.admission(stage, [d.id for d in candidates])
+
+    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
+        if self._tracer is None or not self._tracer.traced():
+            return _NOTHING
+        return self._tracer.attempt(deployment, number, failures.failure_class)

@@ -125,7 +125,8 @@ class PolicyStore:
         self.loaded_at = time.time()
         self.last_rejection = None
         self._metrics.policy_reloads.labels("applied").inc()
-        self._log.warning("policy reloaded", {"reason": reason, "from": old.version, "to": policy.version})
+        fields = {"event": "policy_reloaded", "reason": reason, "from": old.version, "to": policy.version}
+        self._log.info("policy reloaded", fields)
         return None
 
     def _reject(self, reason: str, error: Exception) -> Rejection:
@@ -136,9 +137,8 @@ class PolicyStore:
         rejection = Rejection(time.time(), reason, errors)
         self.last_rejection = rejection
         self._metrics.policy_reloads.labels("rejected").inc()
-        self._log.error(
-            "policy reload rejected", {"reason": reason, "errors": list(errors), "serving": self.current.version}
-        )
+        fields = {"event": "policy_rejected", "reason": reason, "errors": list(errors), "serving": self.current.version}
+        self._log.error("policy reload rejected", fields)
         return rejection
 
     async def _watch(self, interval: float, settle: float = 0.2) -> None:

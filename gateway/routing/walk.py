@@ -7,13 +7,18 @@ to ``retries.same_deployment`` times, then the plan moves on if the failure is o
 ``retry_on`` triggers (``gateway.failures``). Nothing has reached the client while this runs (a stream's
 first event is part of the attempt), so fallback is invisible to it.
 
-The loop does no I/O of its own. Its three steps are injected (``Steps``), so it is tested with fakes
+The loop does no I/O of its own. Its steps are injected (``Steps``), so it is tested with fakes
 (tests/routing/test_walk.py), and the runtime wires the real ones:
 
 - ``admit`` (``routing.admission``): the limiter, the waiting line, cooldowns, the provider's own
   remaining-capacity headers;
 - ``send`` (``routing.sending``): the provider's wire format and the account's connection pool;
-- ``record`` (``routing.outcomes``): the circuit breaker, latency averages and attempt metrics.
+- ``record`` (``routing.outcomes``): the circuit breaker, latency averages and attempt metrics;
+- ``watch`` (``routing.outcomes`` too; optional): fallbacks from one deployment to the next, and the trace
+  spans of the admission and of each attempt.
+
+The walk also adds up the time the request spent waiting on providers (``Waiting``): the rest of its time
+is the gateway's own, ``gateway_overhead_seconds``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -46,6 +52,15 @@ class Demand:
     quotas: tuple[BucketSpec, ...]
     group: str  # requests that wait for capacity line up per group (the requested model)
     prompt: int  # the prompt part of ``tokens``
+
+
+@dataclass(slots=True)
+class Waiting:
+    """Seconds one request spent waiting on others rather than working: on providers (each attempt, from its
+    send to the answer in hand, and the backoff before a retry; added by the walk) and on the client's
+    upload (added by the API)."""
+
+    seconds: float = 0.0
 
 
 @dataclass
@@ -117,12 +132,44 @@ class Record(Protocol):
     ) -> None: ...
 
 
+class Watch(Protocol):
+    def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
+        """The plan moved on from ``source``, which failed with ``error``, to ``target``."""
+        ...
+
+    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
+        """Around one admission (a trace span, when the request is traced)."""
+        ...
+
+    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
+        """Around one try, from its send to the answer in hand (a trace span, current while it runs)."""
+        ...
+
+
+class _Unwatched:
+    """The watch of walks nobody observes (tests of the loop, the simulator)."""
+
+    def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
+        pass
+
+    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
+        return _NOTHING
+
+    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
+        return _NOTHING
+
+
+_NOTHING: AbstractContextManager[object] = nullcontext()
+UNWATCHED: Watch = _Unwatched()
+
+
 @dataclass(frozen=True)
 class Steps:
     admit: Admit
     send: Send
     record: Record
     max_output_tokens: int  # limits.max_output_tokens: the output bound of a deployment that states none
+    watch: Watch = UNWATCHED
 
 
 async def walk(
@@ -134,9 +181,12 @@ async def walk(
     endpoint: Endpoint,
     demand: Demand,
     finish: Callable[[Exchange, Deployment], Awaitable[T]],
+    waiting: Waiting | None = None,
 ) -> Answer[T]:
     """The deployment that answered, ``finish(exchange, deployment)``'s result (the answer read as the caller
-    needs it: a JSON body, a stream's first event) and the reservation to settle."""
+    needs it: a JSON body, a stream's first event) and the reservation to settle. The time spent waiting on
+    providers is added to ``waiting``, whatever the outcome."""
+    waiting = Waiting() if waiting is None else waiting
     errors: list[GatewayError] = []
     prepared: dict[str, Prepared] = {}
     remaining: list[PlanEntry] = []
@@ -155,13 +205,15 @@ async def walk(
             continue
         remaining.append(entry)
     deadline = time.monotonic() + plan.retries.deadline_s
+    moving: tuple[str, UpstreamError] | None = None  # the deployment that failed, while the plan moves on
     while remaining:
         stage = remaining[0].stage
         group = [e for e in remaining if e.stage == stage]
         last_stage = len(group) == len(remaining)
         strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
         candidates = [deployments[e.deployment] for e in group]
-        admission = await steps.admit.admit(record, candidates, demand, strategy, last_stage)
+        with steps.watch.admitting(stage, candidates):
+            admission = await steps.admit.admit(record, candidates, demand, strategy, last_stage)
         if admission is None:  # this stage is full; its fallback stage may have room
             remaining = remaining[len(group) :]
             continue
@@ -172,13 +224,17 @@ async def walk(
             await steps.admit.give_back(admission.reservation, None)
             errors.append(ServiceUnavailable(f"{deployment.id} is recovering; its probe requests are taken"))
             continue
+        if moving is not None and moving[0] != deployment.id:
+            steps.watch.fell_back(plan.route, moving[0], deployment.id, moving[1])
+        moving = None
         try:
-            result = await _tries(steps, record, deployment, prepared[deployment.id], plan, deadline, finish)
+            result = await _tries(steps, record, deployment, prepared[deployment.id], plan, deadline, finish, waiting)
         except UpstreamError as e:
             errors.append(e)
             await steps.admit.failed(deployment, admission.reservation, e)
             if not failures.may_fall_back(e, plan.retry_on) or time.monotonic() >= deadline:
                 raise
+            moving = (deployment.id, e)
             if "context_length" in failures.triggers(e):  # only a larger window can help
                 window = deployment.context_window or 0
                 remaining = [r for r in remaining if (deployments[r.deployment].context_window or 0) > window]
@@ -195,11 +251,13 @@ async def _tries(
     plan: Plan,
     deadline: float,
     finish: Callable[[Exchange, Deployment], Awaitable[T]],
+    waiting: Waiting,
 ) -> T:
     """One deployment, with its same-deployment retries; every try's outcome goes to ``steps.record``."""
     retries = plan.retries
     last: list[UpstreamError] = []  # the previous try's failure; empty on the first try
     no_room = False
+    failed_at = 0.0  # when the previous try failed: a retry's backoff waits on the provider too
 
     def worth_retrying(error: BaseException) -> bool:
         # A failure that opened the circuit (a failed half-open probe included) ends the tries here:
@@ -207,7 +265,9 @@ async def _tries(
         return not no_room and failures.retry_here(error) and steps.record.allow(deployment.id)
 
     async def once() -> T:
-        nonlocal no_room
+        nonlocal no_room, failed_at
+        if last:
+            waiting.seconds += time.monotonic() - failed_at
         if last and not await steps.admit.another_try(deployment):
             no_room = True  # the provider would count this try too: only with room in its buckets
             raise last[-1]
@@ -219,17 +279,25 @@ async def _tries(
         steps.record.started(deployment.id)
         started = time.monotonic()
 
+        def took() -> float:
+            elapsed = time.monotonic() - started
+            waiting.seconds += elapsed
+            return elapsed
+
         def failed(error: UpstreamError) -> UpstreamError:
+            nonlocal failed_at
             slot.release()
-            steps.record.finished(deployment.id, error, time.monotonic() - started, record.stream)
+            steps.record.finished(deployment.id, error, took(), record.stream)
+            failed_at = time.monotonic()
             last.append(error)
             return error
 
         try:
-            async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
-                exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
-                steps.admit.observe(deployment, exchange.headers)
-                result = await finish(exchange, deployment)
+            with steps.watch.attempt(deployment, record.attempts):
+                async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
+                    exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
+                    steps.admit.observe(deployment, exchange.headers)
+                    result = await finish(exchange, deployment)
         except TimeoutError:
             raise failed(UpstreamTimeout("the attempt ran past its time limit")) from None
         except UpstreamError as e:
@@ -237,9 +305,9 @@ async def _tries(
             raise
         except BaseException:  # the client left: not the provider's failure, but no longer in flight
             slot.release()
-            steps.record.finished(deployment.id, None, time.monotonic() - started, record.stream, counted=False)
+            steps.record.finished(deployment.id, None, took(), record.stream, counted=False)
             raise
-        steps.record.finished(deployment.id, None, time.monotonic() - started, record.stream)
+        steps.record.finished(deployment.id, None, took(), record.stream)
         return result
 
     return await retrying(

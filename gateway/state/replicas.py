@@ -1,14 +1,18 @@
 """Which replicas are alive: a heartbeat in a Redis sorted set, so a degraded replica knows its share.
 
 Each replica records ``id -> Redis TIME`` every ``interval`` seconds; a replica is live when it was seen
-within three heartbeats. The last count is kept for when Redis is unreachable (never below 1).
+within three heartbeats. The last count is kept for when Redis is unreachable (never below 1). Each
+heartbeat also measures how far this host's clock is from Redis's (``offset``), from a quick round trip.
 """
 
 from __future__ import annotations
 
+import time
+
 from gateway.state.store import KeyLayout, RedisClient, Scripts
 
 HEARTBEATS_TO_LIVE = 3
+QUICK = 0.05  # seconds: a heartbeat slower than this says too little about the clocks
 
 
 class ReplicaRegistry:
@@ -21,6 +25,7 @@ class ReplicaRegistry:
         self.replica_id = replica_id
         self.interval = interval
         self._live = 1
+        self.offset: float | None = None  # Redis TIME minus this host's time, once measured
 
     @property
     def live(self) -> int:
@@ -29,7 +34,11 @@ class ReplicaRegistry:
 
     async def beat(self) -> int:
         window = self.interval * HEARTBEATS_TO_LIVE
-        count = await self._scripts["heartbeat_v1"](keys=[self._key], args=[self.replica_id, window])
+        sent = time.time()
+        count, seconds, micros = await self._scripts["heartbeat_v2"](keys=[self._key], args=[self.replica_id, window])
+        answered = time.time()
+        if answered - sent < QUICK:  # the reply's TIME was read about halfway through the round trip
+            self.offset = int(seconds) + int(micros) / 1e6 - (sent + answered) / 2
         self._live = max(1, int(count))
         return self._live
 

@@ -22,7 +22,16 @@ RedisClient = Redis | RedisCluster
 # What counts as "Redis is unavailable": its own errors, socket errors and our deadline.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
-SCRIPTS = ("admit_v4", "settle_v2", "cooldown_v2", "cooldowns_v1", "correct_v2", "levels_v2", "heartbeat_v1")
+SCRIPTS = (
+    "admit_v5",
+    "settle_v3",
+    "cooldown_v2",
+    "cooldowns_v1",
+    "correct_v2",
+    "levels_v2",
+    "heartbeat_v2",
+    "ledger_v1",
+)
 
 
 def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:
@@ -68,11 +77,14 @@ def split_cluster_flag(url: str) -> tuple[str, bool]:
 class KeyLayout:
     """Every key carries the hash tag ``{prefix}``, so one script call stays in one Cluster slot.
 
-    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v4.lua``); the first kept
+    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v5.lua``); the first kept
     hashes under ``b``/``cd``, and the new names keep a replica of each version off the other's keys.
+    ``bud``: budget spend counters (``admit_v5.lua``); ``sp``: the spend ledger (``ledger_v1.lua``).
 
     >>> KeyLayout("llmgw").bucket("acct:openai-main:tpm")
     '{llmgw}:b2:acct:openai-main:tpm'
+    >>> KeyLayout("llmgw").budget("key:team-a:day:2026-12-01"), KeyLayout("llmgw").spend("2026-12", "key:usd")
+    ('{llmgw}:bud:key:team-a:day:2026-12-01', '{llmgw}:sp:2026-12:key:usd')
     """
 
     prefix: str = "llmgw"
@@ -93,6 +105,17 @@ class KeyLayout:
 
     def account_cooldown(self, account: str) -> str:
         return f"{self.tag}:cd2:acct:{account}"
+
+    def budget(self, counter: str) -> str:
+        return f"{self.tag}:bud:{counter}"
+
+    def spend(self, window: str, table: str) -> str:
+        return f"{self.tag}:sp:{window}:{table}"
+
+    @property
+    def applied(self) -> str:
+        """Replica id -> the last batch of settlements applied (``settle_v3.lua``)."""
+        return f"{self.tag}:applied"
 
     @property
     def replicas(self) -> str:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis_procs import SHARED_URL, RedisServer
 
-from gateway.limits.model import BucketSpec, Candidate
+from gateway.limits.model import BucketSpec, Budget, Candidate
 from gateway.limits.redis_limiter import RedisLimiter, encode_admit
 from gateway.state.store import KeyLayout
 
@@ -119,11 +119,13 @@ async def test_two_replicas_share_one_bucket(prefix: str) -> None:
 
 def test_encode_admit_passes_shared_buckets_and_cooldowns_once() -> None:
     shared = BucketSpec("acct:a:tpm", 100, 1, 10, "tokens")
+    daily = Budget("key:k:day", "2026-12-01", 5.0, 1796169600.0)
     keys, args = encode_admit(
         KeyLayout("p"),
-        [Candidate("a/m", "a", (rpm("dep:a/m:rpm"), shared)), Candidate("a/n", "a", (shared,))],
+        [Candidate("a/m", "a", (rpm("dep:a/m:rpm"), shared), 0.25), Candidate("a/n", "a", (shared,), 0.5)],
         [rpm("key:k:rpm")],
         "first",
+        [daily],
     )
     assert keys == [
         "{p}:b2:key:k:rpm",
@@ -132,9 +134,13 @@ def test_encode_admit_passes_shared_buckets_and_cooldowns_once() -> None:
         "{p}:cd2:dep:a/m",
         "{p}:cd2:acct:a",
         "{p}:cd2:dep:a/n",
+        "{p}:bud:key:k:day:2026-12-01",  # budgets last
     ]
     head = ["first", 3, 10, 1.0, 10, 1.0, 100, 1]  # strategy, then (capacity, refill) per distinct bucket
     quotas = [1, 1, 1]  # one quota: bucket 1, cost 1
-    first = [1, 2, 2, 2, 1, 3, 10]  # cooldowns 1 and 2, two buckets: (2, cost 1), (3, cost 10)
-    second = [3, 2, 1, 3, 10]  # its own cooldown 3, the shared account cooldown 2, the shared bucket 3
-    assert args == head + quotas + [2] + first + second
+    first = [1, 2, 0.25, 2, 2, 1, 3, 10]  # cooldowns 1 and 2, its USD, two buckets: (2, cost 1), (3, cost 10)
+    second = [3, 2, 0.5, 1, 3, 10]  # its own cooldown 3, the shared account cooldown 2, its USD, the shared bucket 3
+    budgets = [1, 5.0, 1796256000000]  # one budget: its cap, its expiry (a day after its window, in ms)
+    alerts = [3, 0.5, 0.8, 1.0]
+    stale = [0.0]  # no Redis time after which the call must do nothing
+    assert args == head + quotas + [2] + first + second + budgets + alerts + stale

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.limits.decide import reserved
 from gateway.limits.local import LocalLimiter
-from gateway.limits.model import BucketSpec, Candidate, Strategy
+from gateway.limits.model import BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.limits.redis_limiter import RedisLimiter
 
 Impl = RedisLimiter | LocalLimiter
@@ -217,3 +217,199 @@ async def test_quota_states_for_headers(limiter: Impl) -> None:
     assert (state.name, state.kind, state.limit) == ("key:k:tpm", "tokens", 100)
     assert state.remaining == pytest.approx(70, abs=0.5)
     assert state.reset_seconds == pytest.approx(3.0, abs=0.05)  # 30 tokens at 10/s until full
+
+
+# Budgets: one table, run against admit_v5.lua and decide.py alike. A budget has room while its spend is
+# under its cap; an admitted request takes its maximum cost, or what is left; nothing is charged when one
+# budget has no room; the alert level newly reached (of 0.5, 0.8, 1.0) is reported once.
+DAY = Budget("key:k:day", "2026-12-01", 10.0, 4_102_444_800.0)  # ends in 2100: never expires in a test
+MONTH = Budget("tier:t:month", "2026-12", 100.0, 4_102_444_800.0)
+
+
+def priced(deployment: str, usd: float, *buckets: BucketSpec) -> Candidate:
+    return Candidate(deployment, deployment.partition("/")[0], buckets, usd)
+
+
+@dataclass(frozen=True)
+class BudgetCase:
+    id: str
+    candidates: list[Candidate]
+    budgets: list[Budget]
+    chosen: int | None
+    over: int | None = None
+    spent: dict[Budget, float] = field(default_factory=dict)  # set up with settle()
+    levels: dict[BucketSpec, float] = field(default_factory=dict)
+    quotas: list[BucketSpec] = field(default_factory=list)
+    took: tuple[float, ...] = ()
+    after: tuple[float, ...] = ()  # each budget's spend after the decision
+    alerts: tuple[tuple[int, int, int], ...] = ()
+    untouched: dict[BucketSpec, float] = field(default_factory=dict)  # levels a refusal must leave as they were
+
+
+BUDGET_CASES = [
+    BudgetCase("charged-with-the-candidate", [priced("a/m", 1.0, A)], [DAY], 0, took=(1.0,), after=(1.0,)),
+    BudgetCase(
+        "every-budget-charged",
+        [priced("a/m", 2.0)],
+        [DAY, MONTH],
+        0,
+        spent={MONTH: 30.0},
+        took=(2.0, 2.0),
+        after=(2.0, 32.0),
+    ),
+    BudgetCase(
+        "takes-what-is-left",
+        [priced("a/m", 1.0)],
+        [DAY],
+        0,
+        spent={DAY: 9.5},
+        took=(0.5,),
+        after=(10.0,),
+        alerts=((0, 0, 3),),  # 50, 80 and 100 % at once
+    ),
+    BudgetCase(
+        "spent-budget-refuses-all-or-nothing",
+        [priced("a/m", 1.0, A)],
+        [MONTH, DAY],
+        None,
+        over=1,
+        spent={DAY: 10.0, MONTH: 50.0},
+        quotas=[Q],
+        after=(50.0, 10.0),
+        alerts=((0, 0, 1), (1, 0, 3)),  # spend set up by settling is reported at the next admission
+        untouched={A: 10, Q: 10},
+    ),
+    BudgetCase(
+        "over-the-cap-refuses",
+        [priced("a/m", 0.1)],
+        [DAY],
+        None,
+        over=0,
+        spent={DAY: 12.5},
+        after=(12.5,),
+        alerts=((0, 0, 3),),
+    ),
+    BudgetCase(
+        "free-request-passes-a-spent-budget",
+        [priced("a/m", 0.0)],
+        [DAY],
+        0,
+        spent={DAY: 10.0},
+        took=(0.0,),
+        after=(10.0,),
+        alerts=((0, 0, 3),),
+    ),
+    BudgetCase(
+        "checked-on-the-chosen-candidate",
+        [priced("a/m", 0.0, A), priced("b/m", 3.0, B)],
+        [DAY],
+        1,
+        levels={A: 0.5},
+        spent={DAY: 8.0},
+        took=(2.0,),
+        after=(10.0,),
+        alerts=((0, 0, 3),),
+    ),
+    BudgetCase(
+        "refuses-rather-than-wait-for-capacity",
+        [priced("a/m", 1.0, A)],
+        [DAY],
+        None,
+        over=0,
+        levels={A: 0.5},
+        spent={DAY: 10.0},
+        after=(10.0,),
+        alerts=((0, 0, 3),),
+    ),
+    BudgetCase(
+        "waits-for-capacity-while-the-cheapest-fits",
+        [priced("a/m", 5.0, A), priced("b/m", 0.0, B)],
+        [DAY],
+        None,
+        levels={A: 0.5, B: 0.5},
+        spent={DAY: 10.0},
+        after=(10.0,),
+        alerts=((0, 0, 3),),
+    ),
+    BudgetCase(
+        "before-the-quota",
+        [priced("a/m", 1.0)],
+        [DAY],
+        None,
+        over=0,
+        quotas=[Q],
+        levels={Q: 0.5},
+        spent={DAY: 10.0},
+        after=(10.0,),
+        alerts=((0, 0, 3),),
+    ),
+    BudgetCase("no-candidates-no-check", [], [DAY], None, spent={DAY: 10.0}, after=(10.0,), alerts=((0, 0, 3),)),
+    BudgetCase(
+        "half-reached", [priced("a/m", 1.0)], [DAY], 0, spent={DAY: 4.0}, took=(1.0,), after=(5.0,), alerts=((0, 0, 1),)
+    ),
+]
+
+
+async def spend(limiter: Impl, budget: Budget, usd: float) -> None:
+    """Add ``usd`` to a budget's spend, as a request that took nothing and cost that much would."""
+    await limiter.settle(Reservation((), ((budget, 0.0),)), 0, usd)
+
+
+@pytest.mark.parametrize("case", BUDGET_CASES, ids=[c.id for c in BUDGET_CASES])
+async def test_budget_table(limiter: Impl, case: BudgetCase) -> None:
+    for bucket, level in case.levels.items():
+        await limiter.correct(bucket, level)
+    for budget, usd in case.spent.items():
+        await spend(limiter, budget, usd)
+
+    admission = await limiter.admit(case.candidates, case.quotas, "first", case.budgets)
+
+    assert (admission.chosen, admission.over_budget) == (case.chosen, case.over)
+    assert admission.spent == pytest.approx(case.after)
+    assert admission.alerts == case.alerts
+    if case.chosen is None:
+        assert admission.reservation is None
+    else:
+        assert admission.reservation is not None
+        assert [b for b, _ in admission.reservation.budgets] == case.budgets
+        assert [took for _, took in admission.reservation.budgets] == pytest.approx(case.took)
+    assert await limiter.budget_spend(case.budgets) == pytest.approx(case.after)
+    if case.untouched:
+        assert await limiter.levels(list(case.untouched)) == pytest.approx(list(case.untouched.values()), abs=0.05)
+
+
+async def test_alert_levels_are_reported_once_per_window(limiter: Impl) -> None:
+    only = [priced("a/m", 1.0)]
+    reported = [(await limiter.admit(only, [], "first", [DAY])).alerts for _ in range(10)]
+    assert reported == [(), (), (), (), ((0, 0, 1),), (), (), ((0, 1, 2),), (), ((0, 2, 3),)]
+    assert (await limiter.admit(only, [], "first", [DAY])).over_budget == 0
+    assert (await limiter.admit(only, [], "first", [DAY])).alerts == ()
+    next_day = Budget(DAY.name, "2026-12-02", DAY.cap, DAY.ends + 86_400)
+    alerts = [(await limiter.admit(only, [], "first", [next_day])).alerts for _ in range(5)]
+    assert alerts == [(), (), (), (), ((0, 0, 1),)]  # a new window starts over
+
+
+@pytest.mark.parametrize(
+    ("tokens", "cost", "after"),
+    [
+        (120, 0.3, 0.3),  # the actual cost replaces what was taken
+        (120, 2.5, 2.5),  # a cost above the reservation is charged in full: it is owed
+        (0, 0.0, 0.0),  # a failed attempt costs nothing
+        (None, None, 0.0),  # never reached the provider: everything back
+        (120, None, 1.0),  # a cost nobody knows (a stream cut without usage) keeps its maximum
+    ],
+)
+async def test_settling_a_budget(limiter: Impl, tokens: int | None, cost: float | None, after: float) -> None:
+    admission = await limiter.admit([priced("a/m", 1.0)], [], "first", [DAY])
+    assert admission.reservation is not None
+    await limiter.settle(admission.reservation, tokens, cost)
+    assert await limiter.budget_spend([DAY]) == pytest.approx([after])
+
+
+async def test_a_window_that_ended_is_a_new_budget(limiter: Impl) -> None:
+    await spend(limiter, DAY, 10.0)
+    assert (await limiter.admit([priced("a/m", 1.0)], [], "first", [DAY])).over_budget == 0
+    tomorrow = Budget(DAY.name, "2026-12-02", DAY.cap, DAY.ends + 86_400)
+    admitted = await limiter.admit([priced("a/m", 1.0)], [], "first", [tomorrow])
+    assert admitted.chosen == 0
+    assert await limiter.budget_spend([DAY, tomorrow]) == pytest.approx([10.0, 1.0])

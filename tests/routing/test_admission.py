@@ -118,3 +118,9 @@ async def test_the_providers_low_remaining_capacity_lowers_our_bucket() -> None:
     rig.admitter.observe(DEPLOYMENT, {"x-ratelimit-remaining-requests": "0"})
     await asyncio.gather(*rig.spawned)
     assert await rig.level("acct:acct:rpm") < 1
+
+
+async def test_an_overloaded_anthropic_529_cools_the_deployment_too() -> None:
+    rig = Rig()
+    await rig.admitter.failed(DEPLOYMENT, None, UpstreamStatus(529, "overloaded", retry_after=3.0))
+    assert 2 < (await rig.limiter.cooldowns([DEPLOYMENT.id]))[DEPLOYMENT.id] <= 3.0

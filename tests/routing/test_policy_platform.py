@@ -39,7 +39,7 @@ def test_the_shipped_policy_is_valid_for_the_shipped_config(settings: Settings, 
     assert policy.files == (str(ROOT / "policies" / "platform.yaml"),)
     assert policy.names() == ("agent-default", "auto")
     assert not set(policy.names()) & {d.model for d in settings.deployments}  # no configured model is taken over
-    assert policy.thresholds("auto") == (120000, 128000, 131072, 1048576)
+    assert policy.thresholds("auto") == (120000, 128000, 131072, 1000000, 1048576)
     assert len(policy.version) == 12
 
 
@@ -71,6 +71,7 @@ TABLE: dict[
         [
             "openai-main/gpt-4o",
             "azure-eastus/gpt-4o",
+            "anthropic/claude-sonnet-5-5",
             "gemini/gemini-2.5-flash",
             "openai-main/gpt-4o-mini",
             "groq/llama-3.1-8b-instant",
@@ -86,6 +87,7 @@ TABLE: dict[
         "premium",
         [
             "azure-eastus/gpt-4o",
+            "anthropic/claude-sonnet-5-5",
             "gemini/gemini-2.5-flash",
             "openai-main/gpt-4o-mini",
             "groq/llama-3.1-8b-instant",
@@ -99,7 +101,7 @@ TABLE: dict[
         {},
         {},
         "long-prompt",
-        ["gemini/gemini-2.5-flash"],
+        ["gemini/gemini-2.5-flash", "anthropic/claude-sonnet-5-5"],
         {"local-vllm/llama-3.1-70b": "context_window"},
     ),
     "simple task": (

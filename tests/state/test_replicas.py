@@ -21,6 +21,7 @@ async def test_live_replicas_are_counted_and_stale_ones_dropped(prefix: str, sha
         assert first.live == 1  # before any heartbeat
         assert await first.beat() == 1
         assert await second.beat() == 2
+        assert first.offset is not None and abs(first.offset) < 1  # one host: the clocks agree
         # twice the live window (3 x 0.05 s), rounded up to whole ms: 0.15 * 2000 is 300.00000000000006 in floats
         assert 0 < await shared_client.pttl(keys.replicas) <= 301
         await asyncio.sleep(0.2)  # more than three heartbeats without first

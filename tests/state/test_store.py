@@ -54,6 +54,9 @@ def test_key_layout() -> None:
     assert keys.deployment_cooldown("openai-main/gpt-4o") == "{llmgw}:cd2:dep:openai-main/gpt-4o"
     assert keys.account_cooldown("openai-main") == "{llmgw}:cd2:acct:openai-main"
     assert keys.replicas == "{llmgw}:replicas"
+    assert keys.budget("key:team-a:day:2026-12-01") == "{llmgw}:bud:key:team-a:day:2026-12-01"
+    assert keys.spend("2026-12", "user:team-a:usd") == "{llmgw}:sp:2026-12:user:team-a:usd"
+    assert keys.applied == "{llmgw}:applied"
     with pytest.raises(ValueError):
         KeyLayout("a}b")
 
@@ -62,7 +65,7 @@ def test_scripts_are_versioned_package_files() -> None:
     for name in SCRIPTS:
         assert re.fullmatch(r"[a-z_]+_v\d+", name), name
         assert script_text(name).startswith(f"-- {name}:")
-    for name in ("admit_v4", "settle_v2", "cooldown_v2", "correct_v2", "levels_v2"):
+    for name in ("admit_v5", "settle_v3", "cooldown_v2", "correct_v2", "levels_v2"):
         assert "redis.call('TIME')" in script_text(name)  # Redis TIME is the only clock
 
 

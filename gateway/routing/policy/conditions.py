@@ -9,6 +9,7 @@ them, so two rules match identically exactly when their condition sets are equal
     tags: {any: [a, b]} / {all: [...]} -> Contains(tags, {a, b}, every=False / True)
     tags: urgent                      -> Contains(tags, {urgent}, every=True)
     total_tokens: {gt: 120000}        -> Range(total_tokens, gt=120000)
+    budget_used: {gte: 0.8}           -> Share(budget_used, gte=0.8)
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ Report = Callable[[Path, str], None]
 SCALARS = {"tier": "tier", "key": "key_name", "end_user": "end_user", "task": "task", "endpoint": "endpoint"}
 SETS = ("tags", "capabilities")
 NUMBERS = ("prompt_tokens", "max_tokens", "total_tokens")
-FEATURES = (*SCALARS, "stream", *SETS, *NUMBERS)
+SHARES = ("budget_used",)  # fractions: 0.8 is 80 % (of a budget's cap); above 1 when spend passed it
+FEATURES = (*SCALARS, "stream", *SETS, *NUMBERS, *SHARES)
 ENDPOINTS = frozenset({"chat", "embeddings"})
 OPERATORS = ("gt", "gte", "lt", "lte")
 
@@ -75,7 +77,28 @@ class Range:
         return tuple(b for b in (self.gt, self.gte, self.lt, self.lte) if b is not None)
 
 
-Condition = OneOf | Contains | Range
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A fraction within bounds (``budget_used``); unlike ``Range`` its bounds are not token counts, so they
+    never make routing count a prompt exactly."""
+
+    feature: str
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    def test(self, f: Features) -> bool:
+        v: float = getattr(f, self.feature)
+        return (
+            (self.gt is None or v > self.gt)
+            and (self.gte is None or v >= self.gte)
+            and (self.lt is None or v < self.lt)
+            and (self.lte is None or v <= self.lte)
+        )
+
+
+Condition = OneOf | Contains | Range | Share
 
 
 def _strings(value: Any) -> list[str] | None:
@@ -148,6 +171,28 @@ def _range(name: str, value: Any, path: Path, report: Report) -> Condition | Non
     return Range(name, **bounds) if bounds else None
 
 
+def _share(name: str, value: Any, path: Path, report: Report) -> Condition | None:
+    if not isinstance(value, dict) or not value:
+        report(path, f"expected a range such as {{gte: 0.8}} (operators: {', '.join(OPERATORS)}), got {value!r}")
+        return None
+    bounds: dict[str, float] = {}
+    for op, bound in value.items():
+        if op not in OPERATORS:
+            report(path + (op,), f"unknown operator (expected one of: {', '.join(OPERATORS)})")
+        elif not isinstance(bound, int | float) or isinstance(bound, bool) or not bound >= 0:
+            report(path + (op,), f"expected a share of the cap (a number >= 0, 0.8 for 80 %), got {bound!r}")
+        else:
+            bounds[op] = float(bound)
+    if "gt" in bounds and "gte" in bounds or "lt" in bounds and "lte" in bounds:
+        report(path, "give one lower bound (gt or gte) and one upper bound (lt or lte)")
+        return None
+    low, high = bounds.get("gt", bounds.get("gte", 0.0)), bounds.get("lt", bounds.get("lte"))
+    if high is not None and (low > high or low == high and ("gt" in bounds or "lt" in bounds)):
+        report(path, f"the range {value} matches no request")
+        return None
+    return Share(name, **bounds) if bounds else None
+
+
 def parse_match(value: Any, path: Path, report: Report) -> tuple[Condition, ...]:
     """A rule's ``match`` mapping -> its conditions; problems go to ``report(path, message)``."""
     if value is None:
@@ -166,6 +211,9 @@ def parse_match(value: Any, path: Path, report: Report) -> tuple[Condition, ...]
         elif name in NUMBERS:
             bounded = _range(name, condition, at, report)
             found += [bounded] if bounded is not None else []
+        elif name in SHARES:
+            share = _share(name, condition, at, report)
+            found += [share] if share is not None else []
         else:
             report(at, f"unknown feature (expected one of: {', '.join(FEATURES)})")
     return tuple(found)
