@@ -1,0 +1,184 @@
+"""The simulated agent platform: workflows drawn from the workload, each call sent through the gateway's code.
+
+A call goes the way ``api.proxy`` takes a request once it is read and checked: routing features, the
+routing decision (``routing.decision.decide``, serving's own), the demand on the limiter (``api.proxy.demand``)
+and the walk over the plan (``routing.walk.walk`` with the admission and record steps the gateway builds);
+a stream's remaining events follow its first, and the reservation is settled with the answer's usage
+when it ends. The prompt's size is the workload's number, taken as counted (the gateway counts long
+prompts exactly; a short one's estimate leans higher by design, which the simulation does not model).
+Task and tags go in the ``x-gateway-task`` and ``x-gateway-tags`` headers, as a trusted platform's client
+would send them (``metadata`` would do too: kinds that cannot store it leave it out); with end users, the body names one in
+``user``, which some adapters refuse too, so their deployments drop out of plans as they would in serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import dataclasses
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any
+
+from gateway.api.proxy import demand
+from gateway.config.model import Deployment, Settings, VirtualKey
+from gateway.errors import GatewayError
+from gateway.limits.base import Limiter
+from gateway.record import RequestRecord
+from gateway.routing.decision import decide
+from gateway.routing.features import TAGS_HEADER, TASK_HEADER, TIER_HEADER, Features, features_from
+from gateway.routing.health import Health
+from gateway.routing.policy import Policy
+from gateway.routing.resolve import ModelIndex, empty_plan_error
+from gateway.routing.walk import Steps, walk
+from gateway.sim.providers import ModelledExchange
+from gateway.sim.tally import Tally, cost_usd
+from gateway.sim.trace import CURRENT, Call, Trace
+from gateway.sim.workload import RequestClass, Workload
+from gateway.upstream import Exchange
+
+PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    cls: RequestClass
+    tier: str
+    user: str | None
+    calls: tuple[Call, ...]
+
+
+class Draw:
+    """Workflows from the workload's own random stream, drawn in arrival order: whatever the policy does
+    with them, the same seed gives every policy the same workflows."""
+
+    def __init__(self, workload: Workload, default_output: int, rng: random.Random) -> None:
+        self._workload, self._rng, self._default_output = workload, rng, default_output
+        self._classes = workload.classes
+        self._class_edges = list(accumulate(c.share for c in workload.classes))
+        self._tiers = [t for t, _ in workload.tiers]
+        self._tier_edges = list(accumulate(s for _, s in workload.tiers))
+
+    def __call__(self) -> Workflow:
+        rng = self._rng
+        cls = self._classes[min(bisect.bisect(self._class_edges, rng.random()), len(self._classes) - 1)]
+        tier = self._tiers[min(bisect.bisect(self._tier_edges, rng.random()), len(self._tiers) - 1)]
+        users = self._workload.end_users
+        user = f"user-{rng.randrange(users)}" if users else None
+        cap = cls.max_tokens or self._default_output
+        calls = []
+        for i in range(cls.calls):
+            prompt = max(1, round(cls.prompt_tokens.sample(rng)))
+            output = max(1, min(cap, round(cls.output_tokens.sample(rng))))
+            stream = cls.stream > 0 and rng.random() < cls.stream
+            think = cls.think.sample(rng) if i else 0.0
+            calls.append(Call(prompt, output, cap, stream, think))
+        return Workflow(cls, tier, user, tuple(calls))
+
+
+async def _first_event(exchange: Exchange, deployment: Deployment) -> ModelledExchange:
+    """The walk's ``finish``: a modelled answer's first event (or whole JSON body) came with its headers."""
+    assert isinstance(exchange, ModelledExchange)
+    return exchange
+
+
+class Client:
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        workload: Workload,
+        steps: Steps,
+        limiter: Limiter,
+        health: Health,
+        tally: Tally,
+        rng: random.Random,
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings, self._policy, self._steps = settings, policy, steps
+        self._limiter, self._health, self._tally = limiter, health, tally
+        self._rng, self._clock = rng, clock
+        self._deployments: Mapping[str, Deployment] = {d.id: d for d in settings.deployments}
+        self._index = ModelIndex.build(settings)
+        named = next((k for k in settings.keys if k.name == workload.key), None) if workload.key else None
+        self._named = named
+        self._users = workload.end_users > 0
+        self._templates: dict[tuple[str, str, bool], tuple[VirtualKey, Features, dict[str, Any]]] = {}
+        self.sent = 0
+
+    def _template(self, cls: RequestClass, tier: str, stream: bool) -> tuple[VirtualKey, Features, dict[str, Any]]:
+        """The request a class sends, as the gateway reads it: its key, features and body (built once)."""
+        found = self._templates.get((cls.name, tier, stream))
+        if found is not None:
+            return found
+        key = self._named or VirtualKey(f"simulated-{tier}", "0" * 64, tier, frozenset({"*"}))
+        body: dict[str, Any] = {"model": cls.model, "messages": [{"role": "user", "content": "simulated"}]}
+        if cls.max_tokens is not None:
+            body["max_tokens"] = cls.max_tokens
+        if stream:
+            body["stream"] = True
+        if self._users:  # the same shape whichever user: an adapter that refuses `user` refuses them all
+            body["user"] = "simulated"
+        # Task and tags travel as headers (the gateway reads them; no provider sees them).
+        headers = {TIER_HEADER: tier} if key.trusted else {}
+        if cls.task:
+            headers[TASK_HEADER] = cls.task
+        if cls.tags:
+            headers[TAGS_HEADER] = ",".join(cls.tags)
+        default_output = self._settings.limits.default_output_tokens
+        features = features_from(body, key, headers, "chat", key.trusted, default_output)
+        made = (key, features, body)
+        self._templates[(cls.name, tier, stream)] = made
+        return made
+
+    async def workflow(self, workflow: Workflow) -> None:
+        arrived, cost = self._clock(), 0.0
+        counted = self._tally.counts(arrived)
+        for call in workflow.calls:
+            if call.think > 0:
+                await asyncio.sleep(call.think)
+            spent = await self.call(workflow, call, counted)
+            if spent is None:
+                self._tally.workflow(workflow.cls.name, arrived, False, cost)
+                return
+            cost += spent
+        self._tally.workflow(workflow.cls.name, arrived, True, cost)
+
+    async def call(self, workflow: Workflow, call: Call, counted: bool) -> float | None:
+        """One request through the gateway's routing and request path; its cost, or None when it failed."""
+        now = self._clock()
+        trace = Trace(call, workflow.cls.name, now, counted)
+        CURRENT.set(trace)
+        key, template, body = self._template(workflow.cls, workflow.tier, call.stream)
+        features = dataclasses.replace(template, prompt_tokens=call.prompt, prompt_exact=True, end_user=workflow.user)
+        self.sent += 1
+        record = RequestRecord(f"sim-{self.sent}", PATH, now, key_name=key.name, stream=call.stream)
+        try:
+            plan = decide(
+                self._policy, features, self._health.snapshot(), self._rng, self._deployments, self._index, key
+            )
+            if not plan.entries:
+                raise empty_plan_error(plan)
+            if plan.excluded:
+                trace.circuit_open = sum(
+                    1 for x in plan.excluded if x.kind == "circuit_open" and x.stage == "candidate"
+                )
+            wants = demand(key, features)
+            answer = await walk(self._steps, record, plan, self._deployments, body, "chat", wants, _first_event)
+        except GatewayError as error:
+            self._tally.refused(trace, error, self._clock())
+            return None
+        exchange = answer.result
+        ttft = None
+        if call.stream:
+            ttft = self._clock() - now
+            await asyncio.sleep(exchange.rest)  # the rest of the stream
+        exchange.slot.release()
+        usage = exchange.usage
+        cost = cost_usd(answer.deployment, usage)
+        if answer.reservation is not None:
+            await self._limiter.settle(answer.reservation, usage.total, cost)
+        self._tally.answered(trace, answer.deployment, usage, cost, self._clock(), ttft)
+        return cost

@@ -1,0 +1,107 @@
+"""The gateway's limiter and record step, watched: what they decide also goes to the tally.
+
+``WatchedLimiter`` is the ``Limiter`` contract around the real ``LocalLimiter`` (the same decisions,
+``limits.decide``), so the admission step runs unchanged; what it charged, settled and passed over is written
+down as well. Requests count against a limit when admitted; tokens count, at the time of admission, as what
+the answer really used once it is settled (a reservation is a hold, not use). ``WatchedRecord`` is the walk's
+record step around the real ``Recorder``: every try's outcome, including the attempts the walk's own time
+limit cut short, which the providers never see end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from gateway.errors import UpstreamError
+from gateway.limits.decide import refunds, reserved
+from gateway.limits.local import LocalLimiter
+from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
+from gateway.routing.outcomes import Recorder
+from gateway.sim.tally import Tally
+from gateway.sim.trace import CURRENT
+
+
+class WatchedLimiter:
+    mode = "local"
+
+    def __init__(self, clock: Callable[[], float], tally: Tally) -> None:
+        self.inner = LocalLimiter(clock=clock)
+        self._clock = clock
+        self.tally = tally
+        self._held: dict[int, tuple[Reservation, float]] = {}  # reservations with tokens, until settled
+
+    async def admit(
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
+    ) -> Admission:
+        admission = await self.inner.admit(candidates, quotas, strategy, budgets)
+        now = self._clock()
+        trace = CURRENT.get(None)
+        for deployment, why in admission.skipped:
+            reason = "cooldown" if why == "cooldown" else "full"
+            if reason == "full":
+                self.tally.full(deployment, now)
+            if trace is not None:
+                trace.passed.setdefault(deployment, reason)
+        if admission.chosen is not None:
+            self.tally.requested(reserved((*candidates[admission.chosen].buckets, *quotas)), now)
+            reservation = admission.reservation
+            if reservation is not None and any(b.kind == "tokens" and b.cost for b in reservation.buckets):
+                self._held[id(reservation)] = (reservation, now)
+            if trace is not None and trace.admitted < 0:
+                trace.admitted = now
+        return admission
+
+    async def settle(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> None:
+        held = self._held.pop(id(reservation), None)
+        at = held[1] if held is not None else self._clock()
+        if actual_tokens is None:  # never reached the provider: its request counts come back too
+            self.tally.requested(tuple(b for b in reservation.buckets if b.kind == "requests"), at, -1.0)
+        else:  # what the limiter keeps of the reservation, once settled: the usage (bounded as it bounds it)
+            kept = {b.name: b.cost - delta for b, delta in refunds(reservation, actual_tokens)}
+            self.tally.used(reservation.buckets, kept, at)
+        await self.inner.settle(reservation, actual_tokens, actual_cost)
+
+    async def cooldown(
+        self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
+    ) -> None:
+        self.tally.cooldown(deployment_id)
+        await self.inner.cooldown(deployment_id, account, seconds, drain)
+
+    async def cooldowns(self, ids: Sequence[str]) -> dict[str, float]:
+        return await self.inner.cooldowns(ids)
+
+    async def correct(self, bucket: BucketSpec, remaining: float) -> None:
+        await self.inner.correct(bucket, remaining)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class WatchedRecord:
+    """The walk's record step: the gateway's ``Recorder`` (circuit breaker, latency, metrics), watched."""
+
+    def __init__(self, inner: Recorder, tally: Tally) -> None:
+        self.inner = inner
+        self.tally = tally
+
+    def allow(self, deployment_id: str, last_resort: bool = False) -> bool:
+        return self.inner.allow(deployment_id, last_resort)
+
+    def started(self, deployment_id: str) -> None:
+        self.inner.started(deployment_id)
+
+    def finished(
+        self, deployment_id: str, error: UpstreamError | None, elapsed: float, stream: bool, counted: bool = True
+    ) -> None:
+        self.inner.finished(deployment_id, error, elapsed, stream, counted)
+        if counted:
+            self.tally.attempt(deployment_id, error, CURRENT.get())
