@@ -7,10 +7,27 @@ end, so the lines of several workers sharing one pipe never interleave. When the
 is not being read) a line is dropped and counted (``on_drop``: ``gateway_access_log_dropped_total``);
 ``close`` flushes what is queued.
 
-The logger ``configure`` returns is the gateway's one log: the access line of every request, and
-warnings such as limiter mode changes and policy reloads. Its calls skip the ``LogRecord`` machinery
-(about 5 µs of the ~8 µs a standard logger call costs); the standard loggers under ``gateway`` and the
-HTTP server's per-connection warnings reach the same writer.
+The logger ``configure`` returns is the gateway's one log: the access line of every request, lifecycle
+events, and warnings. Its calls skip the ``LogRecord`` machinery (about 5 µs of the ~8 µs a standard logger
+call costs); the standard loggers under ``gateway`` and the HTTP server's per-connection warnings reach the
+same writer.
+
+Lifecycle events are lines with a stable ``event`` field (``msg`` stays human), written whether or not
+access lines are on, so log queries can rely on them (``{...} | json | event="circuit_opened"``):
+
+    start              info     a worker is ready: pid, host, port, workers, limiter, policy, tracing
+    policy_reloaded    info     reason (file change, SIGHUP, admin), from, to (policy versions)
+    policy_rejected    error    reason, errors (file:line), serving (the version kept)
+    limiter_degraded   warning  Redis failed: limits run on local shares (error)
+    limiter_recovered  info     limits are back on Redis
+    circuit_opened     warning  deployment (a deployment is out of normal service)
+    circuit_half_open  info     deployment (probes are let through)
+    circuit_closed     info     deployment
+    shutdown           info     SIGTERM or SIGINT: /readyz turns 503, the drain begins (drain_delay_seconds)
+    stopped            info     the worker closed its pools and state (uptime_seconds)
+
+Layers below this module (the limiter, the policy store) log them through their loggers with the same
+``{"event": ...}`` fields; ``event`` is the one way to write them from here.
 """
 
 from __future__ import annotations
@@ -135,10 +152,12 @@ def _line(
 
 
 class JSONLogger(logging.Logger):
-    """The gateway's log: every call is one JSON line on the writer."""
+    """The gateway's log: every call is one JSON line on the writer. Below warning, only access lines
+    (when ``access``) and lifecycle events (always) are written."""
 
-    def __init__(self, writer: LineWriter, level: int) -> None:
-        super().__init__(LOGGER, level)
+    def __init__(self, writer: LineWriter, access: bool) -> None:
+        super().__init__(LOGGER, logging.INFO)
+        self.access = access
         self.writer = writer
         self.bridge = _Bridge(writer)
         self._adopted: list[logging.Logger] = []
@@ -155,12 +174,16 @@ class JSONLogger(logging.Logger):
     ) -> None:
         if exc_info is None and extra is None and type(args) is tuple and len(args) == 1 and type(args[0]) is dict:
             # The access line: the hot path, every request.
+            if level < logging.WARNING and not self.access and "event" not in args[0]:
+                return
             line = {"ts": round(time.time(), 3), "level": _LEVELS.get(level, "info"), "msg": msg, **args[0]}
             self.writer.put(orjson.dumps(line, default=str))
             return
         text, fields = _message_and_fields(msg, args)
         if extra:
             fields = {**(fields or {}), **extra}
+        if level < logging.WARNING and not self.access and not (fields and "event" in fields):
+            return
         level_name = _LEVELS.get(level) or logging.getLevelName(level).lower()
         self.writer.put(_line(time.time(), level_name, text, fields, _traceback(exc_info), None))
 
@@ -202,12 +225,19 @@ def configure(
 ) -> logging.Logger:
     """The gateway's log, writing to ``fd`` (stdout) through a queue of ``capacity`` lines; access lines
     (info) only when ``enabled``. Call ``close`` on it at shutdown."""
-    log = JSONLogger(LineWriter(fd, capacity, secrets, on_drop), logging.INFO if enabled else logging.WARNING)
+    log = JSONLogger(LineWriter(fd, capacity, secrets, on_drop), enabled)
     parent = logging.getLogger("gateway")
     for handler in [h for h in parent.handlers if isinstance(h, _Bridge)]:  # an earlier app's, in tests
         parent.removeHandler(handler)
     parent.addHandler(log.bridge)
+    if parent.level == logging.NOTSET or parent.level > logging.INFO:
+        parent.setLevel(logging.INFO)  # the lower layers' info-level events (limiter_recovered) reach the writer
     return log
+
+
+def event(log: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """One lifecycle event: a JSON line whose ``event`` is ``name`` (see the module docstring for the names)."""
+    log.log(level, name.replace("_", " "), {"event": name, **fields})
 
 
 def adopt(log: logging.Logger, name: str) -> None:

@@ -41,6 +41,8 @@ COMMANDS = {
     "explain": "show how a request would be routed, sending nothing upstream",
     "hash-key": "print the sha256 digest to put in keys[].key_sha256",
     "fake-upstream": "run a fake OpenAI-compatible provider (gateway fake-upstream --help)",
+    "spend": "what was spent and by whom, and the budgets (gateway spend --help)",
+    "simulate": "what a routing policy sustains and costs, in virtual time (gateway simulate --help)",
 }
 
 
@@ -80,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     hash_key.add_argument("key")
     # Its options belong to gateway.fake.cli, imported only when used so serving never loads the fake.
     command("fake-upstream")
+    command("spend")  # its options: gateway.spend.cli
+    # Its options belong to gateway.sim.cli, imported only when used so serving never loads the simulator.
+    command("simulate")
     return parser
 
 
@@ -89,6 +94,22 @@ def _fake_upstream(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gateway fake-upstream", description="fake OpenAI-compatible provider")
     fake_cli.add_arguments(parser)
     return fake_cli.run(parser.parse_args(argv))
+
+
+def _simulate(argv: list[str]) -> int:
+    from gateway.sim import cli as sim_cli
+
+    parser = argparse.ArgumentParser(prog="gateway simulate", description=COMMANDS["simulate"])
+    sim_cli.add_arguments(parser)
+    return sim_cli.run(parser.parse_args(argv))
+
+
+def _spend(argv: list[str]) -> int:
+    from gateway.spend import cli as spend_cli
+
+    parser = argparse.ArgumentParser(prog="gateway spend", description=COMMANDS["spend"])
+    spend_cli.add_arguments(parser)
+    return spend_cli.run(parser.parse_args(argv))
 
 
 def _complain(what: str, errors: list[str]) -> None:
@@ -194,6 +215,9 @@ def _serve(path: str | None, args: argparse.Namespace) -> int:
     except demo.DemoError as e:
         print(f"gateway: {e}", file=sys.stderr)
         return 2
+    except ConfigError as e:  # found while building the app: AWS credentials that cannot be resolved, say
+        _complain("configuration", e.errors)
+        return 2
     return 0
 
 
@@ -201,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fake-upstream"]:
         return _fake_upstream(argv[1:])
+    if argv[:1] == ["spend"]:
+        return _spend(argv[1:])
+    if argv[:1] == ["simulate"]:
+        return _simulate(argv[1:])
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "hash-key":

@@ -7,17 +7,26 @@ several apps in one process never share counters. With several workers, each pro
 
 from __future__ import annotations
 
+import glob
 import os
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# The gateway's own time is a fraction of a millisecond when all is well; the upper buckets catch starved CPU,
+# a slow Redis and the waits in its own queues.
+_OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # see child()
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "gateway_requests_total",
@@ -115,6 +124,69 @@ class Metrics:
         self.disconnects = Counter(
             "gateway_client_disconnects_total", "Clients that left before the end", ["endpoint"], registry=r
         )
+        # Observability (README, Observability): the gateway's own time, fallbacks, providers' latency and
+        # errors, and the limiter's headroom. Label values are configuration names and fixed vocabularies only.
+        self.overhead = Histogram(
+            "gateway_overhead_seconds",
+            "The gateway's own time per request: its duration to the answer (a stream's first byte) less the "
+            "time spent waiting on providers and on the client's upload",
+            ["endpoint"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "gateway_fallbacks_total",
+            "Requests moved to another deployment after one failed, by route, from, to and the failure's class",
+            ["route", "from_deployment", "to_deployment", "reason"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_latency_seconds",
+            "Per successful attempt: from sending to the answer in hand (a JSON body, a stream's first event)",
+            ["deployment"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors_total",
+            "Failed upstream attempts by deployment and class (5xx, 429, timeout, connection, context_length, 4xx)",
+            ["deployment", "class"],
+            registry=r,
+        )
+        self.headroom = Gauge(
+            "gateway_bucket_headroom_ratio",
+            "Room left in a deployment's fullest-used rate-limit bucket (its account's or its own), 0 to 1",
+            ["deployment"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        # Spend and budgets (README, Spend and budgets). End users never become label values: a budget
+        # per end user reports as one label per key, the highest share any of its end users has used.
+        self.cost = Counter(
+            "gateway_cost_usd_total",
+            "USD spent, priced from each answer's usage (estimates included), by deployment, key, tier and route",
+            ["deployment", "key", "tier", "route"],
+            registry=r,
+        )
+        self.budget_used = Gauge(
+            "gateway_budget_used_ratio",
+            "Share of a budget's cap spent in its current window (reservations in flight included), as this "
+            "worker last saw it; budget = key:<key>:day|month, user:<key>:day|month (its most-spent end user), "
+            "tier:<tier>:day|month",
+            ["budget"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+
+    def child(self, metric: M, *values: str) -> M:
+        """``metric.labels(*values)``, remembered. Label values are bounded by design, so the label sets are few;
+        prometheus_client's own lookup (a lock, every value converted) costs about a microsecond, and the
+        request path makes several a request."""
+        key = (id(metric), values)
+        found: M | None = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def render(self) -> bytes:
         if self.multiprocess_dir:
@@ -122,3 +194,15 @@ class Metrics:
             MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+def clear_multiprocess_dir(path: str) -> None:
+    """Forget every worker of an earlier run: the files a directory reused across restarts still holds (an
+    emptyDir outlives its container) would otherwise add old counts and pin gauges (a circuit left open)."""
+    for name in glob.glob(os.path.join(path, "*.db")):
+        os.remove(name)
+
+
+def worker_gone(pid: int, path: str) -> None:
+    """A worker process ended: its live gauges (in flight, headroom) leave the sums; its counters stay."""
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]

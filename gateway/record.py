@@ -27,6 +27,11 @@ class RequestRecord:
     error_code: str | None = None
     tried: list[str] = field(default_factory=list)
     extra_headers: dict[str, str] = field(default_factory=dict)  # e.g. the caller's x-ratelimit-*
+    tier: str | None = None  # as routing identifies it: the key's, or a trusted key's x-gateway-tier
+    end_user: str | None = None  # as routing identifies it (never logged: the ledger and budgets use it)
+    usage: dict[str, Any] | None = None  # the provider's usage object (OpenAI's shape), priced at the end
+    cost_usd: float | None = None  # what the answer cost (gateway.spend.pricing)
+    cost_estimated: bool = False  # priced from estimated tokens: the provider reported no usage
 
     def as_log(self, latency_ms: float) -> dict[str, Any]:
         return {
@@ -45,4 +50,6 @@ class RequestRecord:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "error": self.error_code,
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+            "cost_estimated": self.cost_estimated,
         }

@@ -166,6 +166,7 @@ def example_config_env(directory: Path) -> dict[str, str]:
         "OPENAI_API_KEY": "sk-a",
         "GROQ_API_KEY": "gsk-b",
         "GEMINI_API_KEY": "g-c",
+        "ANTHROPIC_API_KEY": "sk-ant-d",
         "AZURE_OPENAI_KEY_FILE": str(key_file),
         "AGENT_KEY_SHA256": digest("a"),
         "BATCH_KEY_SHA256": digest("b"),

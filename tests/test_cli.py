@@ -145,3 +145,22 @@ def test_the_demo_refuses_an_unknown_failure_kind() -> None:
     env = user_env(GATEWAY_DEMO_FAIL="gemini/gemini-2.5-flash:bogus", GATEWAY_PORT=str(free_port()))
     result = gateway("serve", env=env)
     assert result.returncode == 2 and "failure_kind must be one of" in result.stderr
+
+
+def test_serve_reports_aws_credentials_it_cannot_find_without_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"server: {{port: {free_port()}}}\n"
+        "providers:\n  br: {kind: bedrock, region: us-east-1,"
+        " models: {m: {upstream_model: meta.llama3-3-70b-instruct-v1:0}}}\n"
+    )
+    home = tmp_path / "home"  # no ~/.aws files; no instance metadata to ask
+    env = user_env(HOME=str(home), AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(home / "c"))
+    env = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith("AWS_") or k in ("AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE")
+    }
+    result = gateway("serve", "--config", str(config), env=env)
+    assert result.returncode == 2 and "providers.br: no AWS credentials found" in result.stderr
+    assert "Traceback" not in result.stderr

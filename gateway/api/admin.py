@@ -12,10 +12,12 @@ from starlette.responses import Response
 
 from gateway.api.intake import check, parse_object, request_id
 from gateway.api.respond import openai_error
-from gateway.config.model import Deployment, Price
+from gateway.config.model import BudgetCaps, Deployment, Price, VirtualKey
 from gateway.errors import GatewayError, InvalidRequest, redact
 from gateway.routing.explain import ADMIN_VIEW, explain, refusal
+from gateway.routing.features import features_from
 from gateway.runtime import Runtime
+from gateway.spend.report import BadQuery, Query, report
 from gateway.types import Endpoint
 
 
@@ -43,6 +45,12 @@ def _deployment(d: Deployment) -> dict[str, Any]:
         "max_output_tokens": d.max_output_tokens,
         "capabilities": sorted(d.capabilities),
     }
+
+
+def _budgets(budget: BudgetCaps, user_budget: BudgetCaps) -> dict[str, Any]:
+    """A key's spend caps, where it has any."""
+    shown = {"budget": vars(budget), "user_budget": vars(user_budget)}
+    return {name: caps for name, caps in shown.items() if any(v is not None for v in caps.values())}
 
 
 def effective_config(rt: Runtime) -> dict[str, Any]:
@@ -73,7 +81,11 @@ def effective_config(rt: Runtime) -> dict[str, Any]:
             }
             for a in s.accounts
         ],
-        "keys": [{"name": k.name, "tier": k.tier, "models": sorted(k.models)} for k in s.keys],
+        "keys": [
+            {"name": k.name, "tier": k.tier, "models": sorted(k.models)} | _budgets(k.budget, k.user_budget)
+            for k in s.keys
+        ],
+        "budgets": {"tiers": {tier: vars(caps) for tier, caps in s.budgets.tiers.items()}},
         "draining": rt.draining,
     }
 
@@ -160,7 +172,9 @@ async def reload_policies(request: Request) -> Response:
 @_tagged
 async def explain_route(request: Request) -> Response:
     """Body: ``{"request": <chat or embeddings body>, "key": <key name>?, "headers": {...}?,
-    "endpoint": "chat"|"embeddings"?}``; the answer shows the decision with the live health snapshot."""
+    "endpoint": "chat"|"embeddings"?, "budget_used": <share>?}``; the answer shows the decision with the live
+    health snapshot and this replica's view of the budgets the request touches (``budget_used`` overrides it,
+    to see what happens as they fill)."""
     rt: Runtime = request.app.state.runtime
     if (denied := _denied(request)) is not None:
         return denied
@@ -177,6 +191,9 @@ async def explain_route(request: Request) -> Response:
         given = body.get("headers")
         headers: dict[str, Any] = given if isinstance(given, dict) else {}
         endpoint: Endpoint = "embeddings" if body.get("endpoint") == "embeddings" else "chat"
+        given = body.get("budget_used")
+        if given is not None and (not isinstance(given, int | float) or isinstance(given, bool) or not given >= 0):
+            raise InvalidRequest("'budget_used' must be a share of a cap (a number >= 0)", param="budget_used")
     except GatewayError as e:
         return openai_error(e)
     policy = rt.policies.current
@@ -194,5 +211,45 @@ async def explain_route(request: Request) -> Response:
         {str(k): str(v) for k, v in headers.items()},
         endpoint,
         rt.settings.limits.default_output_tokens,
+        budget_used=float(given) if given is not None else _budget_used(rt, query, key, headers, endpoint),
     )
     return _json(result)
+
+
+def _budget_used(
+    rt: Runtime, query: dict[str, Any], key: VirtualKey, headers: dict[str, Any], endpoint: Endpoint
+) -> float:
+    """This replica's view of the budgets the explained request touches (its tier and end user as serving
+    would identify them, headers trusted as explain trusts them)."""
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    seen = features_from(query, key, lowered, endpoint, True)
+    return rt.books.used(rt.books.touched(key, seen.tier, seen.end_user))
+
+
+_SPEND_PARAMS = frozenset({"key", "end_user", "tier", "window", "top"})
+
+
+@_tagged
+async def spend(request: Request) -> Response:
+    """``GET /admin/spend?key=&end_user=&tier=&window=day|month|YYYY-MM-DD|YYYY-MM&top=10``: spend in one
+    window and the budgets that apply (``spend.report``)."""
+    rt: Runtime = request.app.state.runtime
+    if (denied := _denied(request)) is not None:
+        return denied
+    params = request.query_params
+    try:
+        unknown = sorted(set(params) - _SPEND_PARAMS)
+        if unknown:
+            raise InvalidRequest(f"unknown parameter {unknown[0]!r} (known: {', '.join(sorted(_SPEND_PARAMS))})")
+        top = params.get("top", "10")
+        if not top.isdigit():
+            raise InvalidRequest(f"top must be a whole number, not {top!r}", param="top")
+        query = Query(
+            params.get("key"), params.get("end_user"), params.get("tier"), params.get("window", "day"), int(top)
+        )
+        answer = await report(rt.books.ledger, rt.settings, query, rt.books.clock())
+    except BadQuery as e:
+        return openai_error(InvalidRequest(str(e), param=e.param))
+    except GatewayError as e:
+        return openai_error(e)
+    return _json(answer)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.intake import request_id
+from gateway.api.respond import openai_error
+from gateway.auth import bearer_token, digest
+from gateway.errors import AuthenticationFailed
 from gateway.runtime import Runtime
 
 
@@ -33,6 +38,15 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """The Prometheus scrape; with ``observability.metrics.token_env`` (or ``token_file``) set, only for
+    ``Authorization: Bearer <that token>`` (the scraper's ``authorization`` setting)."""
     rt: Runtime = request.app.state.runtime
     tag = {"x-request-id": request_id(request)}
+    token = rt.settings.observability.metrics_token
+    if token is not None:
+        presented = bearer_token(request.headers.get("authorization"))
+        # Digests compared: equal lengths, so the time taken says nothing of the token's length either.
+        if presented is None or not hmac.compare_digest(digest(presented), digest(token.reveal())):
+            denied = AuthenticationFailed("/metrics needs its bearer token", code="invalid_metrics_token")
+            return openai_error(denied, headers={**tag, "www-authenticate": 'Bearer realm="metrics"'})
     return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8", headers=tag)

@@ -7,9 +7,10 @@ need their own response (``StreamRelay``) and the hot path skips a layer of exce
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -17,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api.disconnect import DisconnectGuard
 from gateway.api.intake import check_chat, check_embeddings, parse_object, read_body, request_id
-from gateway.api.respond import error_response, finish, json_response
+from gateway.api.respond import error_response, finish, json_response, overhead
 from gateway.api.stream import StreamRelay
 from gateway.config.model import Deployment, VirtualKey
 from gateway.errors import GatewayError, UpstreamConnection
@@ -28,10 +29,15 @@ from gateway.routing.decision import decide
 from gateway.routing.features import Features, features_from, refine
 from gateway.routing.resolve import empty_plan_error
 from gateway.routing.select import Plan
-from gateway.routing.walk import Demand, walk
+from gateway.routing.walk import Demand, Waiting, walk
 from gateway.runtime import Runtime
+from gateway.spend import pricing
+from gateway.spend.pricing import max_cost
 from gateway.types import Endpoint, Usage
 from gateway.upstream import Exchange
+
+if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is configured
+    from gateway.tracing import RequestTrace
 
 
 async def _read_json(exchange: Exchange, deployment: Deployment) -> tuple[bytes, Usage | None]:
@@ -67,6 +73,9 @@ def demand(key: VirtualKey, features: Features) -> Demand:
     return Demand(tokens, specs.quotas(key, features.end_user, tokens), features.model, prompt)
 
 
+Settlement = tuple[Reservation, int, float | None]  # a JSON answer's reservation, its tokens and its cost
+
+
 class ProxyEndpoint:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -77,29 +86,37 @@ class ProxyEndpoint:
         rt: Runtime = request.app.state.runtime
         record = RequestRecord(request_id(request), self.path, time.perf_counter())
         rt.metrics.inflight.inc()  # finish() takes it back: it runs once for every request, streams included
-        settlement: tuple[Reservation, int] | None = None
+        waiting = Waiting()  # on providers and the client's upload: the rest is the gateway's overhead
+        traced = None if rt.tracer is None else rt.tracer.begin(request.headers, self.endpoint, record.request_id)
+        settlement: Settlement | None = None
         try:
-            response, settlement = await self._handle(rt, request, record)
-        except GatewayError as e:
-            response = error_response(e, record)
-        except ClientDisconnect:  # gone mid-upload: nobody to answer; a 499 line, no traceback
-            record.status = 499
-            response = Response(status_code=499)
-        except Exception:  # a bug: still one answer, one line (with the traceback) and the in-flight gauge back
-            rt.log.exception("unhandled error", {"request_id": record.request_id, "endpoint": self.path})
-            response = error_response(GatewayError("the gateway failed to handle this request"), record)
-        if isinstance(response, StreamRelay):
-            await response(scope, receive, send)  # finishes and settles itself
-            return
-        finish(rt, record, disconnected=record.status == 499)
-        await response(scope, receive, send)
-        # Reconcile after the answer is out, so the caller never waits for it.
-        if settlement is not None:
-            await rt.limiter.settle(*settlement)
+            try:
+                response, settlement = await self._handle(rt, request, record, waiting, traced)
+            except GatewayError as e:
+                response = error_response(e, record)
+            except ClientDisconnect:  # gone mid-upload: nobody to answer; a 499 line, no traceback
+                record.status = 499
+                response = Response(status_code=499)
+            except Exception:  # a bug: still one answer, one line (with the traceback) and the in-flight gauge back
+                rt.log.exception("unhandled error", {"request_id": record.request_id, "endpoint": self.path})
+                response = error_response(GatewayError("the gateway failed to handle this request"), record)
+            if isinstance(response, StreamRelay):
+                await response(scope, receive, send)  # finishes and settles itself
+                if record.ttft_ms is not None:  # overhead to the first byte; then the provider sets the pace
+                    overhead(rt, record, record.ttft_ms / 1000, waiting.seconds)
+                return
+            finish(rt, record, disconnected=record.status == 499, waited=waiting.seconds)
+            await response(scope, receive, send)
+            # Reconcile after the answer is out, so the caller never waits for it.
+            if settlement is not None:
+                await rt.limiter.settle(*settlement)
+        finally:
+            if traced is not None:
+                traced.end(record)
 
     async def _handle(
-        self, rt: Runtime, request: Request, record: RequestRecord
-    ) -> tuple[Response | StreamRelay, tuple[Reservation, int] | None]:
+        self, rt: Runtime, request: Request, record: RequestRecord, waiting: Waiting, traced: RequestTrace | None
+    ) -> tuple[Response | StreamRelay, Settlement | None]:
         """The response, and for a JSON answer the reservation with the tokens to settle it with.
 
         Settling uses the provider's usage report; a JSON answer without one settles at the best estimate
@@ -111,7 +128,10 @@ class ProxyEndpoint:
         """
         key = rt.keys.authenticate(request.headers.get("authorization"))
         record.key_name = key.name
-        body = parse_object(await read_body(request, rt.settings.server.max_body_bytes))
+        began = time.perf_counter()
+        raw = await read_body(request, rt.settings.server.max_body_bytes)
+        waiting.seconds += time.perf_counter() - began
+        body = parse_object(raw)
         if self.endpoint == "chat":
             model = check_chat(body, rt.settings.limits.max_n)
         else:
@@ -120,33 +140,46 @@ class ProxyEndpoint:
         record.model = model
         record.stream = self.endpoint == "chat" and body.get("stream") is True
         wants = demand(key, features)
+        output = wants.tokens - wants.prompt
         async with DisconnectGuard(request.receive) as guard:
             if record.stream:
                 streamed = await walk(
-                    rt.steps, record, chosen, rt.deployments, body, self.endpoint, wants, _first_event
+                    rt.steps, record, chosen, rt.deployments, body, self.endpoint, wants, _first_event, waiting
                 )
             else:
-                answered = await walk(rt.steps, record, chosen, rt.deployments, body, self.endpoint, wants, _read_json)
+                answered = await walk(
+                    rt.steps, record, chosen, rt.deployments, body, self.endpoint, wants, _read_json, waiting
+                )
         if guard.disconnected:
             record.status = 499
             return Response(status_code=499), None
         if record.stream:
             record.deployment = streamed.deployment.id
-            _cost_header(record, streamed.deployment, wants.prompt, wants.tokens - wants.prompt, estimated=True)
+            _cost_header(record, streamed.deployment, max_cost(streamed.deployment.price, wants.prompt, output), True)
             first, rest = streamed.result
+            if traced is not None:
+                rest = traced.relay(first, rest)
             relay = StreamRelay(rt, record, first, rest, _wants_usage(body), streamed.reservation, wants.prompt)
             return relay, None
         record.deployment = answered.deployment.id
         answer, usage = answered.result
+        if traced is not None:
+            traced.answered(answer)
+        price = answered.deployment.price
         if usage is not None:
             record.prompt_tokens, record.completion_tokens = usage.prompt, usage.completion
-            _cost_header(record, answered.deployment, usage.prompt, usage.completion, False)
             used = usage.total
-        else:
-            _cost_header(record, answered.deployment, wants.prompt, wants.tokens - wants.prompt, estimated=True)
-            used = min(wants.tokens, wants.prompt + len(answer) // 3)
+            if price is not None:
+                record.cost_usd = pricing.answer_cost(answer, usage.prompt, usage.completion, price)
+        else:  # no usage report: the prompt estimate and the answer's bytes / 3, never more than was reserved
+            completion = min(output, len(answer) // 3)
+            used = wants.prompt + completion
+            if price is not None:
+                record.cost_usd, record.cost_estimated = pricing.estimate(wants.prompt, completion, price), True
+        if record.cost_usd is not None:
+            _cost_header(record, answered.deployment, record.cost_usd, record.cost_estimated)
         reservation = answered.reservation
-        return json_response(answer, record), None if reservation is None else (reservation, used)
+        return json_response(answer, record), None if reservation is None else (reservation, used, record.cost_usd)
 
 
 # Counting a prompt this long (estimated) exactly takes a third of a millisecond or more: off the
@@ -166,6 +199,10 @@ async def route(
     policy = rt.policies.current  # read once: this request sees one policy version throughout
     record.extra_headers["x-gateway-policy-version"] = policy.version
     features = features_from(body, key, headers, endpoint, key.trusted, rt.settings.limits.default_output_tokens)
+    record.tier, record.end_user = features.tier, features.end_user
+    budgets = rt.books.touched(key, features.tier, features.end_user)
+    if budgets:  # the budget_used feature, from what this replica last saw (no round trip)
+        features = dataclasses.replace(features, budget_used=rt.books.used(budgets))
     snapshot = rt.health.snapshot()
     thresholds = policy.thresholds(features.model)
     if features.prompt_tokens > _COUNT_IN_THREAD:
@@ -182,13 +219,12 @@ async def route(
     return found, features
 
 
-def _cost_header(record: RequestRecord, deployment: Deployment, prompt: int, completion: int, estimated: bool) -> None:
-    """``x-gateway-cost-usd`` from catalog prices: actual usage when the provider reported it, otherwise
-    (streams, whose headers leave before usage arrives) the admission estimate, marked ``~``."""
-    if deployment.price is None:
-        return
-    cost = prompt * deployment.price.input + completion * deployment.price.output
-    record.extra_headers["x-gateway-cost-usd"] = f"{'~' if estimated else ''}{cost:.6f}"
+def _cost_header(record: RequestRecord, deployment: Deployment, usd: float, estimated: bool) -> None:
+    """``x-gateway-cost-usd`` (``spend.pricing``): the answer's cost from its usage, otherwise an estimate
+    marked ``~`` (a stream's headers leave before its usage arrives: its maximum, as admission reserved);
+    none for a deployment without a price."""
+    if deployment.price is not None:
+        record.extra_headers["x-gateway-cost-usd"] = pricing.header(usd, estimated)
 
 
 def _wants_usage(body: dict[str, Any]) -> bool:

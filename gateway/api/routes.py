@@ -17,4 +17,5 @@ routes = [
     Route("/admin/policies", admin.policies, methods=["GET"]),
     Route("/admin/policies/reload", admin.reload_policies, methods=["POST"]),
     Route("/admin/explain", admin.explain_route, methods=["POST"]),
+    Route("/admin/spend", admin.spend, methods=["GET"]),
 ]

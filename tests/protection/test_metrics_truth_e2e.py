@@ -38,6 +38,7 @@ from gateway.auth import digest
 from gateway.fake.testing import FakeUpstream
 from gateway.metrics import Metrics
 
+PRICE = {"input_per_mtok": 1, "output_per_mtok": 4}  # with a budget set, every model needs a price
 POLICY = """
 routes:
   mt:
@@ -63,13 +64,29 @@ def gateway_config(port: int, a: str, b: str, redis_url: str, policy_dir: Path) 
         "circuit": {"failure_threshold": 2, "open_seconds": 60, "min_requests": 1_000_000},
         "limits": {"queue_timeout_seconds": 3, "fail_mode": "open", "redis_deadline_ms": 50},
         "providers": {
-            "a": account(
-                a, {"mt-main": {}, "mt-broken": {}, "mt-slow": {}, "mt-cool": {}, "text-embedding-3-small": {}}
-            ),
-            "b": account(b, {"mt-main": {}}),
+            "a": {
+                **account(
+                    a,
+                    {
+                        "mt-main": {"price": PRICE},
+                        "mt-broken": {"price": PRICE},
+                        "mt-slow": {"price": PRICE},
+                        "mt-cool": {"price": PRICE},
+                        "text-embedding-3-small": {},
+                    },
+                ),
+                "limits": {"rpm": 100_000},  # a limit: bucket headroom has something to sample
+            },
+            "b": account(b, {"mt-main": {"price": PRICE}}),
         },
         "keys": [
-            {"name": "tester", "key_sha256": digest(TEST_KEY), "tier": "premium", "models": ["*"]},
+            {
+                "name": "tester",
+                "key_sha256": digest(TEST_KEY),
+                "tier": "premium",
+                "models": ["*"],
+                "budget": {"daily_usd": 1000},
+            },
             {"name": "limited", "key_sha256": digest(LIMITED_KEY), "models": ["*"], "limits": {"rpm": 1}},
         ],
         "admin": {"key_sha256": digest(ADMIN_KEY)},
