@@ -106,7 +106,7 @@ DEMO_ACCOUNTS: dict[str, dict[str, Any]] = {
         },
     },
     "gemini": {"kind": "gemini", "path": "/v1beta/openai", "models": {"gemini-2.5-flash": {}}},
-    "anthropic": {"kind": "anthropic", "path": "", "models": {"claude-sonnet-5-5": {}}},
+    "anthropic": {"kind": "anthropic", "path": "", "limits": {"rpm": 4000}, "models": {"claude-sonnet-5-5": {}}},
     "local-vllm": {
         "kind": "openai-compatible",
         "path": "/v1",

@@ -174,7 +174,7 @@ def test_default_with_a_provider_key_routes_to_it() -> None:
 
 def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     s = load_settings(str(EXAMPLE_CONFIG), example_config_env(tmp_path), kinds=REGISTRY)
-    assert {a.kind for a in s.accounts} == {"openai", "azure", "groq", "gemini", "openai-compatible"}
+    assert {a.kind for a in s.accounts} == {"openai", "azure", "groq", "gemini", "anthropic", "openai-compatible"}
     assert s.server.port == 8080 and s.admin_key_sha256 == digest("c")
 
 

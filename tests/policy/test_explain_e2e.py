@@ -65,6 +65,7 @@ def test_explain_the_shipped_policy_for_a_premium_key(example_env: dict[str, str
     assert plan_of(result) == [
         ("openai-main/gpt-4o", "candidate"),
         ("azure-eastus/gpt-4o", "candidate"),
+        ("anthropic/claude-sonnet-5-5", "fallback"),
         ("gemini/gemini-2.5-flash", "fallback"),
         ("openai-main/gpt-4o-mini", "fallback"),
         *ECONOMY_REST,
@@ -77,7 +78,7 @@ def test_explain_the_shipped_policy_for_a_long_prompt(example_env: dict[str, str
     result = explain_cli(example_env, LONG, tmp_path)
     assert result["features"]["prompt_tokens"] > 120_000
     assert result["rule"] == "agent-default/long-prompt"
-    assert plan_of(result) == [("gemini/gemini-2.5-flash", "candidate")]
+    assert plan_of(result) == [("gemini/gemini-2.5-flash", "candidate"), ("anthropic/claude-sonnet-5-5", "candidate")]
     [(deployment, kind, stage, reason)] = excluded_of(result)
     assert (deployment, kind, stage) == ("local-vllm/llama-3.1-70b", "context_window", "fallback")
     assert reason.startswith("needs ") and reason.endswith("its context window is 131072")
