@@ -31,10 +31,13 @@ check: $(BIN)/.installed
 deploy-tools: $(BIN)/.installed
 	scripts/ensure-deploy-tools
 
+# The quick tests on every core (each e2e test waits on its own processes), then the slow load and timing
+# tests alone, so that no other test skews what they measure.
 test: $(BIN)/.installed $(NODE_DEPS) deploy-tools
 	scripts/ensure-redis
 	scripts/check
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto -m "not slow"
+	$(BIN)/pytest -m slow
 
 bench: $(BIN)/.installed
 	scripts/ensure-bench-tools
