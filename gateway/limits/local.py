@@ -18,6 +18,7 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from gateway.errors import bounded_seconds
 from gateway.limits.decide import (
@@ -51,6 +52,10 @@ class _Spent:
     usd: float
     reached: int  # alert level already reported in this window (decide.ALERTS)
     expires: float  # Unix time: a day after the window ends
+
+
+def _not_cooling(candidate: Candidate) -> float:
+    return 0.0
 
 
 class LocalLimiter:
@@ -96,13 +101,16 @@ class LocalLimiter:
         budgets: Sequence[Budget] = (),
     ) -> Admission:
         now = self._clock()
-        self._sweep(now)
+        if now >= self._next_sweep:
+            self._sweep(now)
+        level = partial(self.level, now=now)
         decision = decide(
             candidates,
             quotas,
             strategy,
-            level=lambda b: self.level(b, now),
-            cooldown=lambda c: self._candidate_cooling(c.id, c.account, now),
+            level=level,
+            # Nothing cooling down (the usual case) is answered without asking per candidate.
+            cooldown=partial(self._cooling, now=now) if self._cooldowns else _not_cooling,
             budgets=budgets,
             spent=self.spent,
         )
@@ -111,10 +119,10 @@ class LocalLimiter:
         if decision.chosen is not None:
             charged = (*candidates[decision.chosen].buckets, *quotas)
             for bucket in charged:
-                self._store(bucket, self.level(bucket, now) - need(bucket), now)
+                self._store(bucket, level(bucket) - need(bucket), now)
             cost = candidates[decision.chosen].usd
             took = [budget_take(self.spent(b), b.cap, cost) for b in budgets]
-            reservation = Reservation(reserved(charged), tuple(zip(budgets, took, strict=True)))
+            reservation = Reservation(reserved(charged), tuple(zip(budgets, took, strict=True)) if budgets else ())
         alerts = []
         for j, budget in enumerate(budgets):  # as admit_v5.lua: spend and alert levels written together
             usd = self.spent(budget) + took[j]
@@ -130,13 +138,13 @@ class LocalLimiter:
         return Admission(
             chosen=decision.chosen,
             retry_after=decision.retry_after,
-            quota=tuple(state(q, self.level(q, now)) for q in quotas),
+            quota=tuple([state(q, level(q)) for q in quotas]) if quotas else (),
             skipped=skipped(candidates, decision.skip_codes),
             reservation=reservation,
             blocked_by_quota=decision.blocked_by_quota,
             over_budget=decision.over_budget,
-            spent=tuple(self.spent(b) for b in budgets),
-            alerts=tuple(alerts),
+            spent=tuple([self.spent(b) for b in budgets]) if budgets else (),
+            alerts=tuple(alerts) if alerts else (),
         )
 
     def spent(self, budget: Budget) -> float:
@@ -205,6 +213,9 @@ class LocalLimiter:
                 del self._budgets[next(iter(self._budgets))]
             entry = self._budgets[budget.counter] = _Spent(0.0, 0, budget.ends + BUDGET_KEPT_SECONDS)
         return entry
+
+    def _cooling(self, candidate: Candidate, now: float) -> float:
+        return self._candidate_cooling(candidate.id, candidate.account, now)
 
     def _candidate_cooling(self, deployment_id: str, account: str, now: float) -> float:
         until = self._cooldowns.get(f"dep:{deployment_id}", now)

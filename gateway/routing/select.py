@@ -27,7 +27,7 @@ from gateway.config.model import Deployment
 from gateway.limits.model import Strategy as AdmitStrategy
 from gateway.routing.features import Features
 from gateway.routing.policy import Policy, Retries, Route, Rule, Strategy
-from gateway.routing.snapshot import DeploymentState, Snapshot
+from gateway.routing.snapshot import UNKNOWN, DeploymentState, Snapshot
 
 Stage = Literal["candidate", "fallback"]
 ExclusionKind = Literal[
@@ -248,6 +248,7 @@ def plan(
     grants_all = "*" in allowed or route.name in allowed or features.model in allowed
     seen: set[str] = set()
     excluded: list[Excluded] = []
+    states = snapshot.deployments
 
     def usable(ids: tuple[str, ...], stage: Stage) -> list[Usable]:
         kept: list[Usable] = []
@@ -256,7 +257,7 @@ def plan(
                 continue
             seen.add(i)
             d = deployments.get(i)
-            state = snapshot.state(i)
+            state = states.get(i, UNKNOWN)  # snapshot.state(i)
             why = _exclusion(d, features, rule, state, grants_all)
             if why is not None:
                 excluded.append(Excluded(i, why[1], why[0], stage))

@@ -220,21 +220,22 @@ async def walk(
         entry = group[admission.chosen or 0]
         remaining.remove(entry)
         deployment = deployments[entry.deployment]
-        if not steps.record.allow(deployment.id, entry.last_resort):  # half-open and its probes are taken
+        deployment_id = deployment.id  # a property that formats a string: read once
+        if not steps.record.allow(deployment_id, entry.last_resort):  # half-open and its probes are taken
             await steps.admit.give_back(admission.reservation, None)
-            errors.append(ServiceUnavailable(f"{deployment.id} is recovering; its probe requests are taken"))
+            errors.append(ServiceUnavailable(f"{deployment_id} is recovering; its probe requests are taken"))
             continue
-        if moving is not None and moving[0] != deployment.id:
-            steps.watch.fell_back(plan.route, moving[0], deployment.id, moving[1])
+        if moving is not None and moving[0] != deployment_id:
+            steps.watch.fell_back(plan.route, moving[0], deployment_id, moving[1])
         moving = None
         try:
-            result = await _tries(steps, record, deployment, prepared[deployment.id], plan, deadline, finish, waiting)
+            result = await _tries(steps, record, deployment, prepared[deployment_id], plan, deadline, finish, waiting)
         except UpstreamError as e:
             errors.append(e)
             await steps.admit.failed(deployment, admission.reservation, e)
             if not failures.may_fall_back(e, plan.retry_on) or time.monotonic() >= deadline:
                 raise
-            moving = (deployment.id, e)
+            moving = (deployment_id, e)
             if "context_length" in failures.triggers(e):  # only a larger window can help
                 window = deployment.context_window or 0
                 remaining = [r for r in remaining if (deployments[r.deployment].context_window or 0) > window]
@@ -255,6 +256,7 @@ async def _tries(
 ) -> T:
     """One deployment, with its same-deployment retries; every try's outcome goes to ``steps.record``."""
     retries = plan.retries
+    deployment_id = deployment.id
     last: list[UpstreamError] = []  # the previous try's failure; empty on the first try
     no_room = False
     failed_at = 0.0  # when the previous try failed: a retry's backoff waits on the provider too
@@ -262,7 +264,7 @@ async def _tries(
     def worth_retrying(error: BaseException) -> bool:
         # A failure that opened the circuit (a failed half-open probe included) ends the tries here:
         # from now on the circuit decides when this deployment sees a request again.
-        return not no_room and failures.retry_here(error) and steps.record.allow(deployment.id)
+        return not no_room and failures.retry_here(error) and steps.record.allow(deployment_id)
 
     async def once() -> T:
         nonlocal no_room, failed_at
@@ -275,8 +277,8 @@ async def _tries(
         # UpstreamPoolExhausted before anything is counted or reported to the circuit.
         slot = await steps.send.slot(deployment)
         record.attempts += 1
-        record.tried.append(deployment.id)
-        steps.record.started(deployment.id)
+        record.tried.append(deployment_id)
+        steps.record.started(deployment_id)
         started = time.monotonic()
 
         def took() -> float:
@@ -287,7 +289,7 @@ async def _tries(
         def failed(error: UpstreamError) -> UpstreamError:
             nonlocal failed_at
             slot.release()
-            steps.record.finished(deployment.id, error, took(), record.stream)
+            steps.record.finished(deployment_id, error, took(), record.stream)
             failed_at = time.monotonic()
             last.append(error)
             return error
@@ -305,9 +307,9 @@ async def _tries(
             raise
         except BaseException:  # the client left: not the provider's failure, but no longer in flight
             slot.release()
-            steps.record.finished(deployment.id, None, took(), record.stream, counted=False)
+            steps.record.finished(deployment_id, None, took(), record.stream, counted=False)
             raise
-        steps.record.finished(deployment.id, None, took(), record.stream)
+        steps.record.finished(deployment_id, None, took(), record.stream)
         return result
 
     return await retrying(

@@ -29,6 +29,7 @@ import heapq
 import itertools
 import time
 from asyncio import events
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVarTuple
@@ -56,9 +57,7 @@ class _Soon(events.Handle):
 
     __slots__ = ()
 
-    def __init__(
-        self, callback: Callable[..., object], args: tuple[Any, ...], loop: VirtualLoop, context: Any
-    ) -> None:
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...], loop: VirtualLoop, context: Any) -> None:
         self._context = context if context is not None else _copy_context()
         self._loop = loop
         self._callback = callback
@@ -104,6 +103,9 @@ class _Timer(events.TimerHandle):
 
 class VirtualLoop(asyncio.BaseEventLoop):
     """``time()`` is simulated seconds from 0; waiting costs no real time."""
+
+    _ready: deque[Any]  # the base loop's, set by its constructor: handles (their callbacks are private)
+    _stopping: bool
 
     def __init__(self) -> None:
         super().__init__()
@@ -206,6 +208,10 @@ class VirtualLoop(asyncio.BaseEventLoop):
         heapq.heapify(kept)
         self._timers, self._timer_cancelled_count = kept, 0
         return kept
+
+    def close(self) -> None:
+        super().close()
+        self._timers.clear()
 
     def _process_events(self, event_list: list[Any]) -> None:  # no I/O: nothing ever arrives
         return None

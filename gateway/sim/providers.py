@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from gateway.config.model import Account, Deployment, Limits, Settings
 from gateway.errors import UpstreamConnection, UpstreamError, UpstreamPoolExhausted, UpstreamStatus, UpstreamTimeout
 from gateway.fake import errors as fake_errors
 from gateway.fake.ratelimit import Bucket, format_duration, retry_headers
-from gateway.providers.base import Provider
+from gateway.providers.base import Provider, UnsupportedParameter
 from gateway.routing.walk import Prepared
 from gateway.sim.trace import CURRENT
 from gateway.sim.workload import Behaviour, Outage, Workload
@@ -46,6 +46,12 @@ class ProviderLimits:
     def __init__(self, limits: Limits, now: float) -> None:
         self.requests = Bucket(limits.rpm, float(limits.rpm), now) if limits.rpm else None
         self.tokens = Bucket(limits.tpm, float(limits.tpm), now) if limits.tpm else None
+        # What its answers' x-ratelimit-* headers say: (bucket, limit header, the limit, remaining header).
+        self.reported = tuple(
+            (bucket, f"x-ratelimit-limit-{unit}", str(bucket.limit), f"x-ratelimit-remaining-{unit}")
+            for unit, bucket in (("requests", self.requests), ("tokens", self.tokens))
+            if bucket is not None
+        )
 
     def denial(self, tokens: int, now: float) -> tuple[str, int, int, float | None] | None:
         """(unit, limit, used, retry_after) when over, as ``fake.ratelimit.RateLimiter.admit`` decides."""
@@ -122,14 +128,17 @@ class ModelledFleet:
         registry: Mapping[str, Provider],
         rng: random.Random,
         clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
         pool_size: int,
     ) -> None:
-        self._rng, self._clock = rng, clock
+        self._rng, self._clock, self._sleep = rng, clock, sleep
         self._timeouts = settings.server.timeouts
         self._max_retry_after = settings.limits.max_retry_after_seconds
         now = clock()
         self._models: dict[str, _Modelled] = {}
-        self._prepared: dict[tuple[str, int], Prepared] = {}  # by deployment and body (the client's templates)
+        # by deployment and body (the client's templates), each object kept with what was made for it
+        self._prepared: dict[tuple[int, int], tuple[Deployment, object, Prepared | UnsupportedParameter]] = {}
+        self._by_object: dict[int, tuple[Deployment, _Modelled]] = {}
         for account in settings.accounts:
             pool = asyncio.Semaphore(pool_size)
             own = workload.limits.get(account.name, account.limits)
@@ -149,22 +158,35 @@ class ModelledFleet:
             for holder in modelled.holders:
                 holder.drain(now)
 
+    def _model(self, deployment: Deployment) -> _Modelled:
+        """The deployment's model, found by the object (``Deployment.id`` formats a string on every read)."""
+        found = self._by_object.get(id(deployment))
+        if found is None or found[0] is not deployment:
+            found = self._by_object[id(deployment)] = (deployment, self._models[deployment.id])
+        return found[1]
+
     def prepare(self, deployment: Deployment, body: dict[str, Any], endpoint: Endpoint) -> Prepared:
         """The adapter's own translation, once per request shape (a class's body) and deployment: a parameter
-        the provider cannot express excludes the deployment here as it does in serving. A modelled provider
-        reads the request's sizes from its trace, not from the bytes."""
-        key = (deployment.id, id(body))
+        the provider cannot express excludes the deployment here as it does in serving (the refusal is kept
+        too). A modelled provider reads the request's sizes from its trace, not from the bytes."""
+        key = (id(deployment), id(body))
         found = self._prepared.get(key)
-        if found is None:
-            m = self._models[deployment.id]
-            payload = m.provider.to_request(body, deployment, m.provider, endpoint)  # may raise UnsupportedParameter
-            found = self._prepared[key] = Prepared(
-                m.provider.url(m.account_config, deployment, endpoint), orjson.dumps(payload)
-            )
-        return found
+        if found is None or found[0] is not deployment or found[1] is not body:
+            m = self._model(deployment)
+            try:
+                payload = m.provider.to_request(body, deployment, m.provider, endpoint)
+                url = m.provider.url(m.account_config, deployment, endpoint)
+                made: Prepared | UnsupportedParameter = Prepared(url, orjson.dumps(payload))
+            except UnsupportedParameter as refused:
+                made = refused
+            found = self._prepared[key] = (deployment, body, made)
+        made = found[2]
+        if isinstance(made, UnsupportedParameter):
+            raise made.with_traceback(None)
+        return made
 
     async def slot(self, deployment: Deployment) -> Slot:
-        pool = self._models[deployment.id].pool
+        pool = self._model(deployment).pool
         if not pool.locked():
             await pool.acquire()
             return Slot(pool)
@@ -179,38 +201,37 @@ class ModelledFleet:
         return Slot(pool)
 
     async def send(self, deployment: Deployment, prepared: Prepared, slot: Slot, request_id: str) -> Exchange:
+        m = self._model(deployment)
+        call, now, rng, sleep = CURRENT.get().call, self._clock(), self._rng, self._sleep
         try:
-            return await self._send(self._models[deployment.id], slot)
+            for outage in m.outages:
+                if outage.start <= now < outage.end:
+                    raise await self._outage(m, outage)
+            estimate, output = call.prompt + call.cap, call.output
+            for holder in m.holders:
+                denied = holder.denial(estimate, now)
+                if denied is not None:
+                    await sleep(ERROR_DELAY)
+                    raise self._rate_limited(m, estimate, *denied)
+            for holder in m.holders:
+                holder.take(estimate)
+            behaviour = m.behaviour
+            ttft = behaviour.ttft.sample(rng)
+            if behaviour.error_rate and rng.random() < behaviour.error_rate:
+                await sleep(min(ttft, self._timeouts.first_byte))
+                self._settle(m, estimate, 0)  # a failed request costs no tokens
+                raise self._failure(m, behaviour.error)
+            speed = behaviour.tokens_per_second.sample(rng)
+            generation = output / speed if speed > 0 else 0.0
+            first = ttft if call.stream else ttft + generation  # a JSON answer's headers come with the whole answer
+            if first > self._timeouts.first_byte:
+                await sleep(self._timeouts.first_byte)
+                self._settle(m, estimate, 0)
+                raise UpstreamTimeout("the upstream did not answer in time")
+            await sleep(first)
         except UpstreamError:
             slot.release()
             raise
-
-    async def _send(self, m: _Modelled, slot: Slot) -> ModelledExchange:
-        call, now, rng = CURRENT.get().call, self._clock(), self._rng
-        for outage in m.outages:
-            if outage.start <= now < outage.end:
-                raise await self._outage(m, outage)
-        estimate, output = call.prompt + call.cap, call.output
-        for holder in m.holders:
-            denied = holder.denial(estimate, now)
-            if denied is not None:
-                await asyncio.sleep(ERROR_DELAY)
-                raise self._rate_limited(m, estimate, *denied)
-        for holder in m.holders:
-            holder.take(estimate)
-        ttft = m.behaviour.ttft.sample(rng)
-        if m.behaviour.error_rate and rng.random() < m.behaviour.error_rate:
-            await asyncio.sleep(min(ttft, self._timeouts.first_byte))
-            self._settle(m, estimate, 0)  # a failed request costs no tokens
-            raise self._failure(m, m.behaviour.error)
-        speed = m.behaviour.tokens_per_second.sample(rng)
-        generation = output / speed if speed > 0 else 0.0
-        first = ttft if call.stream else ttft + generation  # a JSON answer's headers come with the whole answer
-        if first > self._timeouts.first_byte:
-            await asyncio.sleep(self._timeouts.first_byte)
-            self._settle(m, estimate, 0)
-            raise UpstreamTimeout("the upstream did not answer in time")
-        await asyncio.sleep(first)
         self._settle(m, estimate, call.prompt + output)
         headers = self._headers(m, self._clock())
         return ModelledExchange(
@@ -227,13 +248,11 @@ class ModelledFleet:
         account's); none when the provider has no limits."""
         if not m.holders:
             return {}
-        holder = m.holders[-1]
         headers = {}
-        for unit, bucket in (("requests", holder.requests), ("tokens", holder.tokens)):
-            if bucket is not None:
-                bucket.refill(now)
-                headers[f"x-ratelimit-limit-{unit}"] = str(bucket.limit)
-                headers[f"x-ratelimit-remaining-{unit}"] = str(bucket.remaining)
+        for bucket, limit_header, limit, remaining_header in m.holders[-1].reported:
+            bucket.refill(now)
+            headers[limit_header] = limit
+            headers[remaining_header] = str(bucket.remaining)
         return headers
 
     def _rate_limited(
@@ -250,13 +269,13 @@ class ModelledFleet:
 
     async def _outage(self, m: _Modelled, outage: Outage) -> UpstreamError:
         if outage.kind == "timeout":  # the provider takes the request and never answers
-            await asyncio.sleep(min(self._timeouts.first_byte, self._timeouts.total))
+            await self._sleep(min(self._timeouts.first_byte, self._timeouts.total))
             return UpstreamTimeout("the upstream did not answer in time")
         if outage.kind == "connection":
             return UpstreamConnection(
                 f"could not connect to provider account {m.account!r}", code="upstream_connect_failed"
             )
-        await asyncio.sleep(ERROR_DELAY)
+        await self._sleep(ERROR_DELAY)
         if outage.kind == "429":
             model = m.deployment.upstream_model
             body = fake_errors.rate_limited(model, "requests", 0, 0, 1, format_duration(outage.retry_after))

@@ -2,8 +2,9 @@
 
 The admission step is the gateway's ``Admitter`` over its in-process limiter (watched) and its waiting
 line; the record step is its ``Recorder`` over the circuit breaker (``Health``); both read the virtual
-clock. The workload's workflows arrive on schedule, each a task running its calls one after another;
-the run ends when the last one has finished. One seed gives separate random streams to the workload
+clock. The Prometheus metrics they update on every request are not kept (``Unmeasured``): the report comes
+from the tally. The workload's workflows arrive on schedule, each a task running its calls one after
+another; the run ends when the last one has finished. One seed gives separate random streams to the workload
 (arrivals, workflows), the modelled providers, routing (``weighted``) and the retries' jitter, so a
 change to the policy changes what the providers and routing draw, never the traffic.
 """
@@ -17,12 +18,12 @@ import random
 import time
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from gateway.config.model import Settings
 from gateway.limits import specs
 from gateway.limits.queue import WaitLine
-from gateway.metrics import Metrics
+from gateway.metrics import M, Metrics
 from gateway.providers import REGISTRY
 from gateway.providers.base import Provider
 from gateway.routing.admission import Admitter
@@ -59,6 +60,33 @@ class Result:
     simulated: float  # virtual seconds until the last workflow finished
     wall: float  # real seconds the run took
     cpu: float  # seconds of CPU it took (what a shared machine's load does not inflate)
+
+
+class _Ignored:
+    """A labelled metric that records nothing."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def dec(self, amount: float = 1) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+_IGNORED = _Ignored()
+
+
+class Unmeasured(Metrics):
+    """The gateway's metrics with the per-request updates (``child(...)``: attempts, upstream latency and
+    errors, fallbacks) ignored."""
+
+    def child(self, metric: M, *values: str) -> M:
+        return cast(M, _IGNORED)
 
 
 def streams(seed: int) -> dict[str, random.Random]:
@@ -119,10 +147,10 @@ async def _run(
 
     limiter = WatchedLimiter(clock, tally)
     health = Health(settings.circuit, clock=clock, on_change=lambda d, c: tally.circuit(clock(), d, c))
-    metrics = Metrics()
+    metrics = Unmeasured()
     accounts = {a.name: (a, setup.registry[a.kind]) for a in settings.accounts}
     pool = settings.server.max_connections_per_account * settings.server.workers
-    fleet = ModelledFleet(settings, workload, setup.registry, rngs["providers"], clock, pool)
+    fleet = ModelledFleet(settings, workload, setup.registry, rngs["providers"], clock, loop.sleep, pool)
     steps = Steps(
         admit=Admitter(limiter, WaitLine(), accounts, settings.limits, metrics, spawn),
         send=fleet,
@@ -134,7 +162,7 @@ async def _run(
         for account in settings.accounts:
             for d in account.deployments:
                 await limiter.inner.cooldown(d.id, None, 0.0, drain=specs.candidate(account, d, 0).buckets)
-    client = Client(settings, setup.policy, workload, steps, limiter, health, tally, rngs["routing"], clock)
+    client = Client(settings, setup.policy, workload, steps, limiter, health, tally, rngs["routing"], clock, loop.sleep)
     draw = Draw(workload, settings.limits.default_output_tokens, rngs["workload"])
     done = loop.create_future()
     running: set[asyncio.Task[None]] = set()

@@ -157,7 +157,8 @@ class Tally:
         if ttft is not None:
             c.ttft.append(ttft)
         c.wait.append(trace.admitted - trace.arrived)
-        d = self.deployment(deployment.id)
+        deployment_id = deployment.id
+        d = self.deployment(deployment_id)
         i = int(now / self.bin)
         if i >= len(d.answered):
             d.answered.extend([0] * (i + 1 - len(d.answered)))
@@ -166,7 +167,7 @@ class Tally:
         d.prompt += usage.prompt
         d.completion += usage.completion
         d.cost += cost
-        self._fallbacks(trace, deployment.id)
+        self._fallbacks(trace, deployment_id)
 
     def refused(self, trace: Trace, error: GatewayError, now: float) -> None:
         if not trace.counted:

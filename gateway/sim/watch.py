@@ -49,8 +49,11 @@ class WatchedLimiter:
         if admission.chosen is not None:
             self.tally.requested(reserved((*candidates[admission.chosen].buckets, *quotas)), now)
             reservation = admission.reservation
-            if reservation is not None and any(b.kind == "tokens" and b.cost for b in reservation.buckets):
-                self._held[id(reservation)] = (reservation, now)
+            if reservation is not None:
+                for b in reservation.buckets:
+                    if b.cost and b.kind == "tokens":
+                        self._held[id(reservation)] = (reservation, now)
+                        break
             if trace is not None and trace.admitted < 0:
                 trace.admitted = now
         return admission

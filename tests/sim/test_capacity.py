@@ -26,7 +26,7 @@ def _workload(prompt: int, output: int, rate: float) -> dict[str, Any]:
             }
         },
         "providers": {"*": {"ttft_ms": 400, "tokens_per_second": 100}},
-        "search": {"warmup_s": 60, "window_s": 300, "min_workflows": 3000, "precision": 0.01},
+        "search": {"warmup_s": 60, "window_s": 120, "min_workflows": 600, "precision": 0.01},
     }
 
 

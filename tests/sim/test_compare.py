@@ -54,7 +54,7 @@ def test_the_same_seed_gives_the_same_report(tmp_path: Path) -> None:
         out = tmp_path / str(n)
         out.mkdir()
         _, report = simulate(
-            PLAN / "fleet.yaml", PLAN / "workload.yaml", out, "--duration", "120", "--no-search", env=env
+            PLAN / "fleet.yaml", PLAN / "workload.yaml", out, "--duration", "30", "--no-search", env=env
         )
         report.pop("wall_seconds"), report.pop("cpu_seconds")
         runs.append(report)
@@ -62,7 +62,7 @@ def test_the_same_seed_gives_the_same_report(tmp_path: Path) -> None:
     out = tmp_path / "other"
     out.mkdir()
     _, other = simulate(
-        PLAN / "fleet.yaml", PLAN / "workload.yaml", out, "--duration", "120", "--no-search", "--seed", "2"
+        PLAN / "fleet.yaml", PLAN / "workload.yaml", out, "--duration", "30", "--no-search", "--seed", "2"
     )
     assert other["requests"] != runs[0]["requests"] or other["latency_ms"] != runs[0]["latency_ms"]
 

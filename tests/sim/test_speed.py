@@ -1,7 +1,12 @@
-"""How fast the simulator runs: an hour at 100 workflows a second (bench/sim_speed.py), against the README.
+"""How fast the simulator runs (bench/sim_speed.py), against the README's figure for an hour at 100 workflows a
+second.
 
-The bound is on the CPU time the run used, which a shared machine's load does not inflate as it does the
-wall time.
+Forty-five simulated seconds at the same rate, the faster of two runs: the CPU time per simulated request is
+what an hour multiplies (a workflow lasts seconds, so a run is soon past its start). The bound is on CPU
+time, which a shared machine's load inflates less than wall time but still by half at times (measured here
+while other benchmarks ran): hence the faster of two runs, half again over the README's figure, and more when
+the bench's yardstick (a Python loop timed in the same process) says the machine is slower than for the
+README's run.
 """
 
 from __future__ import annotations
@@ -14,14 +19,20 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "sim_speed.py"
-README_CPU_S = 194.0  # the README's figure for one simulated hour (CPU seconds)
+# The README's figures for one simulated hour (`taskset -c 1 .venv/bin/python bench/sim_speed.py`).
+README_CPU_S = 191.4  # CPU seconds
+README_REQUESTS = 1_081_272  # requests simulated
+README_YARDSTICK_S = 0.461  # the yardstick in that run
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_an_hour_at_100_workflows_a_second() -> None:
-    done = subprocess.run([sys.executable, str(BENCH), "--json"], capture_output=True, text=True, timeout=1700)
+@pytest.mark.timeout(300)
+def test_forty_five_seconds_at_100_workflows_a_second() -> None:
+    command = [sys.executable, str(BENCH), "--seconds", "45", "--repeat", "2", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    assert figures["answered"] == figures["requests"] > 1_000_000  # the hour's traffic, all of it served
-    assert figures["cpu_s"] < 1.25 * README_CPU_S, figures
+    assert figures["answered"] == figures["requests"] > 12_000  # the traffic, all of it served
+    per_request = README_CPU_S / README_REQUESTS * 1e6  # µs
+    slower = max(1.0, figures["yardstick_s"] / README_YARDSTICK_S)
+    assert figures["cpu_us_per_request"] < 1.5 * per_request * slower, figures
