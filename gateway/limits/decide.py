@@ -79,16 +79,23 @@ def decide(
     >>> decide([Candidate("a/m", "a", (b,))], [], "first", lambda _: 4.0, lambda _: 0.0)
     Decision(chosen=None, retry_after=3.0, blocked_by_quota=False, skip_codes=((0, 1),), over_budget=None)
     """
-    quota_ok = all(level(q) >= need(q) for q in quotas)
-    quota_wait = max((wait(q, level(q)) for q in quotas), default=0.0)
+    quota_ok, quota_wait = True, 0.0
+    if quotas:  # this runs for every request, most with no quota: no generators made for nothing
+        quota_ok = all(level(q) >= need(q) for q in quotas)
+        quota_wait = max(wait(q, level(q)) for q in quotas)
     chosen: int | None = None
     best = -math.inf
     candidate_wait = math.inf
     skips: list[tuple[int, int]] = []
     for index, candidate in enumerate(candidates):
         cooling = cooldown(candidate)
-        pairs = [(b, level(b)) for b in candidate.buckets]
-        full = next((pos for pos, (b, lv) in enumerate(pairs, 1) if lv < need(b)), 0)
+        pairs = []
+        full = 0  # the first full bucket's position (1-based), found in the loop that reads the levels
+        for pos, b in enumerate(candidate.buckets, 1):
+            lv = level(b)
+            pairs.append((b, lv))
+            if not full and lv < need(b):
+                full = pos
         if cooling > 0 or full:
             skips.append((index, COOLDOWN if cooling > 0 else full))
             candidate_wait = min(candidate_wait, max([cooling, *(wait(b, lv) for b, lv in pairs)]))
@@ -114,6 +121,8 @@ def decide(
 
 def skipped(candidates: Sequence[Candidate], codes: Sequence[tuple[int, int]]) -> tuple[tuple[str, str], ...]:
     """Skip codes as (candidate id, reason): ("a/m", "cooldown"), ("a/m", "full: acct:a:tpm")."""
+    if not codes:
+        return ()
     return tuple(
         (c.id, "cooldown" if code == COOLDOWN else f"full: {c.buckets[code - 1].name}")
         for c, code in ((candidates[i], code) for i, code in codes)

@@ -31,7 +31,7 @@ from gateway.errors import (
     bounded_seconds,
 )
 from gateway.limits import Limiter, specs
-from gateway.limits.model import Admission, Budget, Reservation, Strategy
+from gateway.limits.model import Admission, BucketSpec, Budget, Reservation, Strategy
 from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
@@ -62,6 +62,9 @@ class Admitter:
         self._limits = limits
         self._metrics = metrics
         self._spawn = spawn  # background work after the answer (correcting a bucket costs a round trip)
+        # specs.deployment_buckets by deployment id, with the deployment they were made for: observe() reads them
+        # on every answer that carries the provider's counts
+        self._reported: dict[str, tuple[Deployment, tuple[BucketSpec, ...]]] = {}
 
     async def admit(
         self,
@@ -111,7 +114,8 @@ class Admitter:
         """True when admitted; raises when waiting cannot help; False when it is worth waiting. A bucket a
         provider drove far into debt must not say "come back next year": Retry-After is capped (a budget's
         says when its window ends)."""
-        record.extra_headers.update(specs.ratelimit_headers(admission.quota))
+        if admission.quota:
+            record.extra_headers.update(specs.ratelimit_headers(admission.quota))
         if budgets and self._books is not None:
             self._books.observe(budgets, admission)
             if admission.over_budget is not None:
@@ -174,7 +178,10 @@ class Admitter:
         reported = provider.rate_limits(headers)
         if not reported:
             return
-        for bucket in specs.deployment_buckets(account, deployment):
+        known = self._reported.get(deployment.id)
+        if known is None or known[0] is not deployment:
+            known = self._reported[deployment.id] = (deployment, specs.deployment_buckets(account, deployment))
+        for bucket in known[1]:
             remaining = reported.get(bucket.kind)
             if remaining is not None and remaining < LOW * bucket.capacity:
                 self._spawn(self._limiter.correct(bucket, remaining))
