@@ -63,6 +63,13 @@ class MakeRun:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+        """The output once it holds ``text`` (access lines are written by a thread, after the answer)."""
+        deadline = time.monotonic() + timeout
+        while text not in (found := self.output()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return found
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # Ctrl-C reaches the whole group the same way

@@ -88,7 +88,8 @@ def test_the_failure_knob_shows_a_fallback(clone: Path) -> None:
         raw = client(running).chat.completions.with_raw_response.create(model="agent-default", messages=HELLO)
         assert raw.headers["x-gateway-deployment"] == "openai-main/gpt-4o-mini"
         assert int(raw.headers["x-gateway-attempts"]) >= 2  # gemini first (most headroom), failed, fell back
-        assert '"tried":["gemini/gemini-2.5-flash"' in running.output()
+        tried = '"tried":["gemini/gemini-2.5-flash"'
+        assert tried in running.wait_for(tried)
     finally:
         running.stop()
 
