@@ -13,26 +13,34 @@ replica's batch once (``settle_v3.lua``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from gateway.limits.model import Budget, Reservation
 
 MAX_COUNTERS = 50_000  # as the local limiter's table: end users are chosen by clients
 
 
+@dataclass(slots=True)
+class _Owed:
+    budget: Budget
+    usd: float  # added to in place: every settled request with budgets adds to it
+
+
 class BudgetShares:
     def __init__(self, max_counters: int = MAX_COUNTERS) -> None:
         self._max = max_counters
         self._seen: dict[str, float] = {}  # counter -> spend Redis last reported
-        self._owed: dict[str, tuple[Budget, float]] = {}  # counter -> USD to add to Redis
+        self._owed: dict[str, _Owed] = {}  # counter -> USD to add to Redis
         self._failed: list[tuple[int, list[tuple[Budget, float]]]] = []  # (seq, batch) to resend, in order
         self._seq = 0
 
     def saw(self, budgets: Sequence[Budget], spent: Sequence[float]) -> None:
         """What Redis reported after an admission (every request that touches budgets: kept cheap)."""
-        if len(self._seen) >= self._max:  # a flood of end users: start over rather than track it
-            self._seen = {}
-        self._seen.update(zip([b.counter for b in budgets], spent, strict=True))
+        seen = self._seen
+        if len(seen) >= self._max:  # a flood of end users: start over rather than track it
+            seen = self._seen = {}
+        for budget, usd in zip(budgets, spent, strict=True):  # a plain loop: a third of update(zip(...))'s time
+            seen[budget.counter] = usd
 
     def seen(self, budget: Budget) -> float:
         return self._seen.get(budget.counter, 0.0)
@@ -48,17 +56,34 @@ class BudgetShares:
         return found, None
 
     def owe(self, changes: Sequence[tuple[Budget, float]]) -> None:
+        """Add to what is owed (every settled request with budgets: kept cheap)."""
+        owed = self._owed
         for budget, usd in changes:
-            if not usd:
-                continue
-            _, queued = self._owed.get(budget.counter, (budget, 0.0))
-            self._owed[budget.counter] = (budget, queued + usd)
+            if usd:
+                queued = owed.get(budget.counter)
+                if queued is None:
+                    owed[budget.counter] = _Owed(budget, usd)
+                else:
+                    queued.usd += usd
+
+    def owe_settled(self, reserved: Sequence[tuple[Budget, float]], cost: float) -> None:
+        """``owe(decide.budget_refunds(...))`` for a request whose actual cost is known (the usual settlement,
+        without the list in between): each budget's spend moves from what it took to that cost."""
+        used = cost if cost > 0 else 0.0
+        owed = self._owed
+        for budget, took in reserved:
+            if used != took:
+                queued = owed.get(budget.counter)
+                if queued is None:
+                    owed[budget.counter] = _Owed(budget, used - took)
+                else:
+                    queued.usd += used - took
 
     def take(self) -> tuple[int, list[tuple[Budget, float]]]:
         """What is owed, as the next batch (its sequence number, its amounts); (0, []) when nothing is."""
         if not self._owed:
             return 0, []
-        owed, self._owed = list(self._owed.values()), {}
+        owed, self._owed = [(o.budget, o.usd) for o in self._owed.values()], {}
         self._seq += 1
         return self._seq, owed
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import struct
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -14,7 +16,6 @@ from gateway.limits.decide import (
     ALERTS,
     MAX_COOLDOWN_SECONDS,
     budget_refunds,
-    budget_take,
     refunds,
     reserved,
     skipped,
@@ -26,6 +27,9 @@ from gateway.state.store import KeyLayout, RedisClient, Scripts
 
 Args = list[str | bytes | float | int]
 _ALERTS: Args = [len(ALERTS), *ALERTS]
+# A budget's counter in Redis: its spend (USD) and the alert level it reached, packed (``admit_v5.lua``).
+_COUNTER = struct.Struct("<dB")
+MAX_ENCODED = 4096  # budget sequences whose encoded arguments are kept (one per key, end user and tier in use)
 
 
 class RedisLimiter:
@@ -43,6 +47,7 @@ class RedisLimiter:
         # admission; a call Redis runs later than that does nothing (``admit_v5.lua``).
         self.offset: float | None = None
         self.patience = 0.0
+        self._encoded: dict[int, tuple[Sequence[Budget], EncodedBudgets]] = {}  # id -> (the budgets, encoded)
 
     async def admit(
         self,
@@ -52,7 +57,8 @@ class RedisLimiter:
         budgets: Sequence[Budget] = (),
     ) -> Admission:
         stale = time.time() + self.offset + self.patience if self.offset is not None and self.patience else 0.0
-        keys, args = encode_admit(self.keys, candidates, quotas, strategy, budgets, stale)
+        encoded = self._encode(budgets) if budgets else _NO_BUDGETS
+        keys, args = encode_admit(self.keys, candidates, quotas, strategy, budgets, stale, encoded)
         packed = orjson.dumps(args)
         if self.pipe is not None:
             reply = await self._fast("admit_v5", keys, packed)
@@ -60,26 +66,42 @@ class RedisLimiter:
             reply = await self._call("admit_v5", keys, [packed])
         if len(reply) == 1:  # stale: it ran after this process had stopped waiting (it charged nothing)
             raise TimeoutError("the admission reached Redis after its deadline")
-        chosen, retry_after, blocked, skips, levels, over, read, alerts = reply
+        chosen, retry_after, blocked, skips, levels, over, amounts, alerts = reply
         picked = None if int(chosen) < 0 else int(chosen)
+        spent: tuple[float, ...] = ()
+        took: tuple[float, ...] = ()
+        if budgets:  # each budget's spend after the decision, then what it took: one unpack
+            both = encoded.amounts.unpack(amounts)
+            spent, took = both[: len(budgets)], both[len(budgets) :]
         reservation = None
-        spent = [float(v.split(None, 1)[0]) if v else 0.0 for v in read]  # as the script read them
         if picked is not None:
-            cost = candidates[picked].usd
-            took = tuple((b, budget_take(s, b.cap, cost)) for b, s in zip(budgets, spent, strict=True))
-            spent = [s + t for s, (_, t) in zip(spent, took, strict=True)]
-            reservation = Reservation(reserved((*candidates[picked].buckets, *quotas)), took)
+            charged = tuple(zip(budgets, took, strict=False)) if budgets else ()  # as many: one of each per budget
+            reservation = Reservation(reserved((*candidates[picked].buckets, *quotas)), charged)
         return Admission(
             chosen=picked,
             retry_after=float(retry_after),
-            quota=tuple(state(q, float(level)) for q, level in zip(quotas, levels, strict=True)),
+            quota=tuple([state(q, float(level)) for q, level in zip(quotas, levels, strict=True)]),
             skipped=skipped(candidates, [(int(i), int(code)) for i, code in skips]) if skips else (),
             reservation=reservation,
             blocked_by_quota=bool(blocked),
             over_budget=int(over) - 1 if int(over) else None,
-            spent=tuple(spent),
-            alerts=tuple((int(j) - 1, int(before), int(level)) for j, before, level in alerts),
+            spent=spent,
+            alerts=tuple([(int(j) - 1, int(before), int(level)) for j, before, level in alerts]) if alerts else (),
         )
+
+    def _encode(self, budgets: Sequence[Budget]) -> EncodedBudgets:
+        """``encode_budgets`` for ``budgets``, kept while callers pass the same sequence again (``Books.touched``
+        hands out one tuple per key, end user and tier for the day), so a request does not rebuild it."""
+        if type(budgets) is not tuple:  # a list may change between calls: encoded afresh
+            return encode_budgets(self.keys, budgets)
+        found = self._encoded.get(id(budgets))
+        if found is not None and found[0] is budgets:
+            return found[1]
+        if len(self._encoded) >= MAX_ENCODED:
+            self._encoded.clear()
+        encoded = encode_budgets(self.keys, budgets)
+        self._encoded[id(budgets)] = (budgets, encoded)  # holds the sequence, so its id is not reused meanwhile
+        return encoded
 
     async def settle(
         self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
@@ -112,7 +134,7 @@ class RedisLimiter:
         if not budgets:
             return []
         stored = await self.client.mget([self.keys.budget(b.counter) for b in budgets])
-        return [float(v.split()[0]) if v else 0.0 for v in stored]
+        return [_COUNTER.unpack(v)[0] if isinstance(v, bytes) else 0.0 for v in stored]  # None: nothing spent
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
@@ -166,6 +188,28 @@ class RedisLimiter:
         return await self.scripts[script](keys=keys, args=args)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedBudgets:
+    """Budgets as ``admit_v5.lua`` takes them, and how its answer about them is read (kept per tuple)."""
+
+    keys: tuple[str, ...]
+    args: tuple[str | float | int, ...]  # the count, then (cap, expiry) each
+    amounts: struct.Struct  # the answer's spend after, then what each took: 2 x n doubles
+
+
+def encode_budgets(layout: KeyLayout, budgets: Sequence[Budget]) -> EncodedBudgets:
+    """The budgets' keys and their part of the arguments, the expiry as the decimal string Redis takes (the
+    script never formats it)."""
+    args: list[str | float | int] = [len(budgets)]
+    for budget in budgets:
+        args += [budget.cap, str(budget.expires_ms)]
+    keys = tuple([layout.budget(b.counter) for b in budgets])
+    return EncodedBudgets(keys, tuple(args), struct.Struct(f"<{2 * len(budgets)}d"))
+
+
+_NO_BUDGETS = EncodedBudgets((), (0,), struct.Struct("<"))
+
+
 def encode_admit(
     layout: KeyLayout,
     candidates: Sequence[Candidate],
@@ -173,9 +217,11 @@ def encode_admit(
     strategy: Strategy,
     budgets: Sequence[Budget] = (),
     stale: float = 0.0,
+    encoded: EncodedBudgets | None = None,
 ) -> tuple[list[str], Args]:
     """KEYS and the arguments for ``admit_v5.lua``, sent as one JSON array in one ARGV (the protocol is
-    described at the top of the script).
+    described at the top of the script). ``encoded``: ``encode_budgets(layout, budgets)``, when the caller
+    keeps it.
 
     Buckets and cooldowns shared by several candidates (one account's limits) are passed once.
     """
@@ -202,13 +248,14 @@ def encode_admit(
         tail += [dep, acct, c.usd, len(c.buckets)]
         for b in c.buckets:
             tail += [bucket(b), b.cost]
-    tail.append(len(budgets))
-    for budget in budgets:
-        tail += [budget.cap, budget.expires_ms]
+    encoded = encoded or encode_budgets(layout, budgets)
+    tail += encoded.args
     tail += _ALERTS
     tail.append(stale)
     head: Args = [strategy, len(specs)]
     for spec in specs:
         head += [spec.capacity, spec.refill_per_sec]
-    keys = [layout.bucket(s.name) for s in specs] + list(cooling) + [layout.budget(b.counter) for b in budgets]
+    keys = [layout.bucket(s.name) for s in specs]
+    keys += cooling
+    keys += encoded.keys
     return keys, head + tail

@@ -170,12 +170,13 @@ class ResilientLimiter:
         Budget deltas wait for Redis however long it is away (``budget_shares``).
         """
         if reservation.budgets:
-            spend = budget_refunds(reservation, actual_tokens, actual_cost)
             if reservation.local:
-                self.local.add_spend(spend)
+                self.local.add_spend(budget_refunds(reservation, actual_tokens, actual_cost))
                 self.budgets.owe(spent_by(reservation, actual_tokens, actual_cost))
+            elif actual_tokens is not None and actual_cost is not None:  # the usual case, on every request
+                self.budgets.owe_settled(reservation.budgets, actual_cost)
             else:
-                self.budgets.owe(spend)
+                self.budgets.owe(budget_refunds(reservation, actual_tokens, actual_cost))
         changes = refunds(reservation, actual_tokens)
         if self.mode != "redis" and changes:
             n = self.divisor()

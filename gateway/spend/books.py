@@ -28,7 +28,7 @@ from gateway.metrics import Metrics
 from gateway.spend import budgets as naming
 from gateway.spend import windows
 from gateway.spend.budgets import Calendar
-from gateway.spend.ledger import Entry, Ledger, MemoryTables
+from gateway.spend.ledger import Ledger, MemoryTables
 from gateway.state.ledger import RedisLedger
 from gateway.state.store import KeyLayout, Scripts, build_client
 
@@ -39,10 +39,14 @@ GAUGE_STEP = 0.001  # a budget's gauge is set again once its share moved this mu
 
 @dataclass(slots=True)
 class _Gauge:
-    label: str
+    """One label of ``gateway_budget_used_ratio``: a key's or a tier's budget, or all of a key's end users'
+    budgets of one period, which show the highest share among them in the window."""
+
     child: Any
-    user: bool  # an end user's budget: its key's label shows the highest share among them
+    user: bool
     shown: float = -1.0  # the share last set
+    window: str = ""  # end users' budgets: the window of ``peak``
+    peak: float = 0.0  # end users' budgets: the highest share seen in ``window``
 
 
 class Books:
@@ -64,25 +68,25 @@ class Books:
         # Only requests that can touch a budget pay for looking: keys with none, in tiers with none, skip it.
         self.enabled = bool(self._tiers) or any(k.budget.any or k.user_budget.any for k in settings.keys)
         self._tier_labels = frozenset({k.tier for k in settings.keys} | set(self._tiers))
-        self._calendar: tuple[int, Calendar] | None = None
+        self._calendar: Calendar | None = None
         self._seen: dict[str, float] = {}  # budget counter -> share of its cap spent
-        self._user_peaks: dict[str, tuple[str, float]] = {}  # user:<key>:<period> -> (window, highest share)
-        # Per request, on the hot path: the budgets of (key, end user, tier) while the day lasts, and each
-        # budget's gauge (labels() costs more than the rest of a request's budget work).
+        # Per request, on the hot path: the budgets of (key, end user, tier) while the day lasts, and their
+        # gauges by the tuple's id (labels() costs more than the rest of a request's budget work).
         self._touched: dict[tuple[str, str | None, str], tuple[Budget, ...]] = {}
         self._touched_day = ""
-        self._gauges: dict[str, _Gauge] = {}  # budget name -> its gauge
+        self._rows: dict[int, tuple[tuple[Budget, ...], tuple[_Gauge, ...]]] = {}
+        self._gauges: dict[str, _Gauge] = {}  # label -> its gauge (labels are configured: a bounded set)
         self._costs: dict[tuple[str, str, str, str], Any] = {}  # labels -> the cost counter's child
         for label in configured_labels(settings):  # exported from the start, at 0, as dashboards expect
             metrics.budget_used.labels(label).set(0)
 
     def calendar(self) -> Calendar:
-        """The current windows (computed once a second: most requests of a second share them)."""
+        """The current windows (computed again when the day changes, or the clock goes back)."""
         now = self.clock()
-        second = int(now)
-        if self._calendar is None or self._calendar[0] != second:
-            self._calendar = (second, Calendar.at(now))
-        return self._calendar[1]
+        cal = self._calendar
+        if cal is None or not cal.day_ends - windows.DAY <= now < cal.day_ends:
+            cal = self._calendar = Calendar.at(now)
+        return cal
 
     def touched(self, key: VirtualKey | str | None, tier: str | None, end_user: str | None) -> tuple[Budget, ...]:
         if not self.enabled or key is None:
@@ -92,32 +96,42 @@ class Books:
             return ()
         cal = self.calendar()
         if cal.day != self._touched_day or len(self._touched) >= MAX_VIEW:  # windows change with the day
-            self._touched, self._touched_day = {}, cal.day
+            self._touched, self._rows, self._touched_day = {}, {}, cal.day
         slot = (found.name, end_user, tier or found.tier)
         budgets = self._touched.get(slot)
         if budgets is None:
             budgets = self._touched[slot] = naming.touched(found, end_user, slot[2], self._tiers, cal)
+            self._rows[id(budgets)] = (budgets, tuple([self._gauge(b) for b in budgets]))
         return budgets
 
     def used(self, budgets: Sequence[Budget]) -> float:
         """The highest share of a cap spent among ``budgets``, as last seen (0 for one never seen)."""
-        return max((self._seen.get(b.counter, 0.0) for b in budgets), default=0.0)
+        seen, top = self._seen, 0.0
+        for budget in budgets:  # a plain loop: max() over a generator took twice as long, on every request
+            share = seen.get(budget.counter, 0.0)
+            if share > top:
+                top = share
+        return top
 
     def observe(self, budgets: Sequence[Budget], admission: Admission) -> None:
+        row = self._rows.get(id(budgets))
+        gauges = row[1] if row is not None and row[0] is budgets else [self._gauge(b) for b in budgets]
         seen = self._seen
-        for budget, spent in zip(budgets, admission.spent, strict=False):
+        for budget, spent, gauge in zip(budgets, admission.spent, gauges, strict=False):
             share = spent / budget.cap
-            if budget.counter not in seen and len(seen) >= MAX_VIEW:
-                del seen[next(iter(seen))]
             seen[budget.counter] = share
-            gauge = self._gauge(budget)
             if gauge.user:  # one label for every end user of a key: the highest share in the window
-                window, peak = self._user_peaks.get(gauge.label, ("", 0.0))
-                share = max(share, peak) if window == budget.window else share
-                self._user_peaks[gauge.label] = (budget.window, share)
-            if abs(share - gauge.shown) >= GAUGE_STEP:
+                if gauge.window != budget.window:
+                    gauge.window, gauge.peak = budget.window, share
+                elif share > gauge.peak:
+                    gauge.peak = share
+                else:
+                    share = gauge.peak
+            if share - gauge.shown >= GAUGE_STEP or gauge.shown - share >= GAUGE_STEP:
                 gauge.child.set(share)
                 gauge.shown = share
+        while len(seen) > MAX_VIEW:  # end users are chosen by clients: the oldest go
+            del seen[next(iter(seen))]
         for index, before, reached in admission.alerts:
             budget = budgets[index]
             for level in range(before + 1, reached + 1):  # one line per share crossed, even several at once
@@ -135,13 +149,11 @@ class Books:
                 )
 
     def _gauge(self, budget: Budget) -> _Gauge:
-        found = self._gauges.get(budget.name)
+        label = naming.label(budget)
+        found = self._gauges.get(label)
         if found is None:
-            if len(self._gauges) >= MAX_VIEW:  # end users' budget names: a flood starts over
-                self._gauges = {}
-            label = naming.label(budget)
             user = budget.name.startswith("user:")
-            found = self._gauges[budget.name] = _Gauge(label, self._metrics.budget_used.labels(label), user)
+            found = self._gauges[label] = _Gauge(self._metrics.budget_used.labels(label), user)
         return found
 
     def refusal(self, budget: Budget) -> RateLimited:
@@ -165,9 +177,7 @@ class Books:
                     self._costs = {}
                 counter = self._costs[labels] = self._metrics.cost.labels(*labels)
             counter.inc(usd)
-        cal = self.calendar()
-        entry = Entry(key, tier or OTHER_TIER, end_user, deployment, route, usd)
-        self.ledger.add(entry, (cal.day, cal.month))
+        self.ledger.add((key, tier or OTHER_TIER, end_user, deployment, route, usd), self.calendar().day_month)
 
     async def close(self) -> None:
         await self.ledger.close()

@@ -9,7 +9,7 @@ digest>:month``, ``tier:<tier>:day``; the window ("2026-12-01", "2026-12") compl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config.model import BudgetCaps, VirtualKey
 from gateway.limits.model import Budget
@@ -25,6 +25,10 @@ class Calendar:
     day_ends: float
     month: str
     month_ends: float
+    day_month: tuple[str, str] = field(init=False, compare=False, repr=False)  # (day, month), made once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "day_month", (self.day, self.month))
 
     @classmethod
     def at(cls, now: float) -> Calendar:

@@ -86,7 +86,8 @@ class MemoryTables:
 
 
 class Entry(NamedTuple):
-    """One priced request, as the ledger records it (a tuple: made for every request)."""
+    """One priced request, as the ledger records it. ``Ledger.add`` takes any tuple of these fields in this
+    order: the books pass a plain one (a NamedTuple's constructor is a Python call, made for every request)."""
 
     key: str
     tier: str
@@ -94,6 +95,9 @@ class Entry(NamedTuple):
     deployment: str
     route: str
     usd: float | None  # None: the deployment has no price
+
+
+EntryFields = tuple[str, str, str | None, str, str, float | None]  # an Entry's fields, in its order
 
 
 def end_user_id(end_user: str) -> str:
@@ -136,18 +140,19 @@ class Ledger:
         self._pending: dict[Row, list[float]] = {}  # row -> [USD, requests]
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False  # the last flush failed (logged once per run of failures)
+        self._expiry_of: dict[str, float] = {}  # window -> when its tables expire (parsing a date is slow)
 
-    def add(self, entry: Entry, cal_windows: tuple[str, ...]) -> None:
+    def add(self, entry: EntryFields, cal_windows: tuple[str, ...]) -> None:
         """Count one request in each window (``cal_windows``: its day and its month): one dict update, no I/O."""
-        user = entry.end_user
+        key, tier, user, deployment, route, usd = entry
         if user is not None and len(self._pending) >= self._max_pending:
             user = OTHER
-        row = (cal_windows, entry.key, entry.tier, user, entry.deployment, entry.route, entry.usd is not None)
+        row = (cal_windows, key, tier, user, deployment, route, usd is not None)
         found = self._pending.get(row)
         if found is None:
-            self._pending[row] = [entry.usd or 0.0, 1.0]
+            self._pending[row] = [usd or 0.0, 1.0]
         else:
-            found[0] += entry.usd or 0.0
+            found[0] += usd or 0.0
             found[1] += 1.0
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_later())
@@ -165,7 +170,14 @@ class Ledger:
         if not pending:
             return
         increments = spread(pending)
-        expiries = {w: expiry(w) for w in {w for w, _, _, _ in increments}}
+        known = self._expiry_of
+        if len(known) > 64:  # a handful of windows a day; more only from a clock that jumped around
+            known.clear()
+        expiries = {}
+        for window in {w for w, _, _, _ in increments}:
+            if window not in known:
+                known[window] = expiry(window)
+            expiries[window] = known[window]
         try:
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await self.tables.add(increments, expiries)

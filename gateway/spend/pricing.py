@@ -127,7 +127,8 @@ def answer_cost(body: bytes, prompt: int, completion: int, price: Price) -> floa
 def estimate(prompt: int, completion: int, price: Price) -> float:
     """A cost from counted or estimated tokens, all at the plain input and output prices (no cache is known):
     what a request without a usage report is charged, and at most what admission reserved for it."""
-    return max(0, prompt) * price.input + max(0, completion) * price.output
+    # conditionals, not max(): this runs for every candidate of every request with budgets (a third of the time)
+    return (prompt if prompt > 0 else 0) * price.input + (completion if completion > 0 else 0) * price.output
 
 
 def max_cost(price: Price | None, prompt: int, output: int) -> float:

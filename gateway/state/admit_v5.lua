@@ -1,10 +1,10 @@
 -- admit_v5: choose a candidate with room and charge it, the caller's quotas and the budgets the request
 -- touches, all or nothing. The same algorithm as gateway/limits/decide.py; Redis TIME is the only clock.
--- v5 (against v4): budgets. A budget is a spend counter per calendar window, "<USD spent> <alert level>"
--- with an absolute expiry; every budget must have room for the chosen candidate's maximum cost (the
--- cheapest candidate's when none has capacity), else nothing is charged (decide.py: budget_room,
--- budget_take); the first time a budget's spend reaches an alert share (decide.ALERTS) in its window,
--- the level is stored and reported, so one replica of the fleet reports it.
+-- v5 (against v4): budgets. A budget is a spend counter per calendar window, its USD spent and its alert
+-- level packed together (below), expiring a day after its window; every budget must have room for the
+-- chosen candidate's maximum cost (the cheapest candidate's when none has capacity), else nothing is
+-- charged (decide.py: budget_room, budget_take); the first time a budget's spend reaches an alert share
+-- (decide.ALERTS) in its window, the level is stored and reported, so one replica of the fleet reports it.
 --
 -- KEYS: the distinct bucket keys (nb of them), then the distinct cooldown keys, then the budget keys
 --       (nbud of them, last).
@@ -12,20 +12,23 @@
 -- the call; cjson decodes it in a tenth of the time a Lua split takes) of: strategy ("first" | "most_headroom"), nb, nb x (capacity, refill_per_sec),
 --       nq, nq x (bucket index, cost),
 --       nc, nc x (deployment cooldown index, account cooldown index, usd, n, n x (bucket index, cost)),
---       nbud, nbud x (cap, expiry as Unix milliseconds), alert shares count, the alert shares,
+--       nbud, nbud x (cap, expiry as Unix milliseconds in a decimal string), alert shares count, the alert
+--       shares (ascending),
 --       the Redis TIME after which the call is stale and must do nothing (0: never; it then returns {-2}).
 --       Indexes are 1-based: bucket indexes into the bucket keys, cooldown indexes into the cooldown keys.
 -- Returns: {chosen (0-based, -1 = none), retry_after, blocked_by_quota (0/1),
 --           {candidate index (0-based), skip code (-1 = cooldown, k = its k-th bucket is full)}...,
 --           {quota levels after the decision}, over budget (1-based, 0 = none),
---           {each budget's counter as it was read (false: none yet)},
+--           each budget's spend after the decision then what it took (decide.budget_take; 0 unless
+--           admitted), as 2 x nbud little-endian doubles in one string (struct.pack: exact, no formatting),
 --           {budget index (1-based), alert level before, alert level newly reached}...}.
---           The caller computes what each budget took, and its spend after, from what was read: the same
---           arithmetic (decide.budget_take), in the same doubles, and no formatting here.
---           Floats are returned as strings (Redis truncates numbers).
+--           Other floats are returned as strings (Redis truncates numbers).
 -- Storage (v3 and later; every script agrees): a bucket is a string "<level> <TIME of that level>"
 -- with a TTL, a cooldown a string "<TIME it ends>" with a TTL, so one MGET reads every key the call
--- touches and one SET ... PX writes each charged bucket (v2 made three calls per bucket).
+-- touches and one SET ... PX writes each charged bucket (v2 made three calls per bucket). A budget is
+-- struct.pack('<dB', USD spent, alert level): 9 bytes, exact, read and written without a decimal
+-- conversion (printing and parsing 17 digits cost more than the SET), given its expiry when made and
+-- rewritten with KEEPTTL (settle_v3 writes it the same way, with the expiry).
 -- A missing bucket is full; a missing cooldown is over; a missing budget has spent nothing.
 
 local MARGIN = 10 -- seconds past twice the refill time before an idle bucket expires (decide.py agrees)
@@ -111,39 +114,36 @@ for c = 0, nc - 1 do
 end
 if chosen >= 0 or nc == 0 then candidate_wait = 0 end
 
-local nbud = tonumber(arg())
-local bcap, bexp, spent, level_of = {}, {}, {}, {}
-local first_budget = #KEYS - nbud
+-- A budget without room refuses (over: its 1-based index); it is measured against the chosen candidate's
+-- maximum cost, or the cheapest candidate's when none has capacity (free requests pass a spent budget).
+local nbud = arg()
+local budgets_at, first_budget = pos, #KEYS - nbud -- budget j: cap args[budgets_at + 2j - 1], expiry + 2j
+pos = pos + 2 * nbud
+local needed = 0
+if nbud > 0 and nc > 0 then
+  needed = chosen >= 0 and usds[chosen] or math.huge
+  if chosen < 0 then
+    for c = 0, nc - 1 do needed = math.min(needed, usds[c]) end
+  end
+end
+local spent, level_of, over = {}, {}, 0
 for j = 1, nbud do
-  bcap[j] = tonumber(arg())
-  bexp[j] = tonumber(arg())
   local v = stored[first_budget + j]
   if v then
-    local s, l = string.match(v, '^(%S+) (%S+)$')
-    spent[j], level_of[j] = tonumber(s), tonumber(l)
+    spent[j], level_of[j] = struct.unpack('<dB', v)
   else
     spent[j], level_of[j] = 0, 0
   end
+  if over == 0 and needed > 0 and spent[j] >= args[budgets_at + 2 * j - 1] then over = j end
 end
 local shares = {}
-for a = 1, tonumber(arg()) do shares[a] = tonumber(arg()) end
-local function alert_level(j)
+for a = 1, arg() do shares[a] = arg() end
+local function alert_level(usd, limit)
   local n = 0
   for _, share in ipairs(shares) do
-    if spent[j] >= share * bcap[j] then n = n + 1 end
+    if usd >= share * limit then n = n + 1 end
   end
   return n
-end
-
-local over = 0
-if nbud > 0 and nc > 0 then
-  local cost = chosen >= 0 and usds[chosen] or math.huge
-  if chosen < 0 then
-    for c = 0, nc - 1 do cost = math.min(cost, usds[c]) end
-  end
-  for j = 1, nbud do
-    if over == 0 and not (cost <= 0 or spent[j] < bcap[j]) then over = j end
-  end
 end
 
 local stamp = string.format('%.17g', now)
@@ -153,8 +153,7 @@ local function charge(i, cost)
   redis.call('SET', KEYS[i], string.format('%.17g', level[i]) .. ' ' .. stamp, 'PX', ttl)
 end
 
-local retry, blocked = 0, 0
-local took = {}
+local retry, blocked, cost = 0, 0, 0
 if over > 0 then
   chosen = -1
 elseif not quota_ok then
@@ -164,28 +163,31 @@ elseif chosen < 0 then
 else
   for _, b in ipairs(chosen_buckets) do charge(b[1], b[2]) end
   for _, q in ipairs(quota) do charge(q[1], q[2]) end
-  local cost = usds[chosen]
-  for j = 1, nbud do
-    took[j] = cost <= 0 and 0 or math.min(cost, bcap[j] - spent[j])
-    spent[j] = spent[j] + took[j]
-  end
+  cost = usds[chosen]
 end
 
-local alerts = {}
-local read = {}
+-- Each budget takes the admitted cost (or the room left), and reports an alert level newly reached.
+local alerts, amounts = {}, {}
 for j = 1, nbud do
-  local reached = alert_level(j)
-  local raised = reached > level_of[j]
-  if raised then
-    alerts[#alerts + 1] = {j, level_of[j], reached}
-    level_of[j] = reached
+  local limit, usd, before = args[budgets_at + 2 * j - 1], spent[j], level_of[j]
+  local took = cost > 0 and math.min(cost, limit - usd) or 0
+  usd = usd + took
+  amounts[j], amounts[nbud + j] = usd, took
+  local next_share = shares[before + 1] -- the shares ascend: a new level means the next one is reached
+  local reached = (next_share and usd >= next_share * limit) and alert_level(usd, limit) or before
+  if reached > before then alerts[#alerts + 1] = {j, before, reached} end
+  if reached > before or took > 0 then
+    -- a counter keeps the expiry of its window, set when it is made
+    local packed = struct.pack('<dB', usd, reached)
+    if stored[first_budget + j] then
+      redis.call('SET', KEYS[first_budget + j], packed, 'KEEPTTL')
+    else
+      redis.call('SET', KEYS[first_budget + j], packed, 'PXAT', args[budgets_at + 2 * j])
+    end
   end
-  if raised or (took[j] or 0) > 0 then
-    redis.call('SET', KEYS[first_budget + j], string.format('%.17g', spent[j]) .. ' ' .. level_of[j], 'PXAT', string.format('%d', bexp[j]))
-  end
-  read[j] = stored[first_budget + j] or false
 end
+amounts = nbud > 0 and struct.pack('<' .. string.rep('d', 2 * nbud), unpack(amounts)) or ''
 
 local levels = {}
 for q, b in ipairs(quota) do levels[q] = string.format('%.17g', level[b[1]]) end
-return {chosen, string.format('%.17g', retry), blocked, skips, levels, over, read, alerts}
+return {chosen, string.format('%.17g', retry), blocked, skips, levels, over, amounts, alerts}

@@ -27,10 +27,16 @@ def pack(*parts: bytes) -> bytes:
     >>> pack(b"PING")
     b'*1\\r\\n$4\\r\\nPING\\r\\n'
     """
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
+    return b"".join([b"*%d\r\n" % len(parts), *map(bulk, parts)])
+
+
+def bulk(part: bytes) -> bytes:
+    """One RESP bulk string (formatting only its header: ``%s`` would copy the part through the formatter).
+
+    >>> bulk(b"k")
+    b'$1\\r\\nk\\r\\n'
+    """
+    return b"$%d\r\n" % len(part) + part + b"\r\n"
 
 
 class _Protocol(asyncio.Protocol):
@@ -131,10 +137,14 @@ class Pipe:
             return self._protocol
 
     async def call(self, *parts: bytes) -> Any:
+        return await self.send(pack(*parts))
+
+    async def send(self, command: bytes) -> Any:
+        """Send one command already in RESP (``pack``)."""
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             protocol = await self._connect()
-        return await protocol.send(pack(*parts))
+        return await protocol.send(command)
 
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:

@@ -8,7 +8,8 @@
 -- last applied one is skipped. Budget spend is money: it must be counted once, neither lost nor doubled.
 -- A bucket delta > 0 gives back, < 0 charges; a bucket that ends up full is deleted (a missing bucket reads
 -- as full). A budget delta is added to its spend, which never goes below 0; its alert level is kept, so a
--- share already reported is not reported again in the same window (admit_v5 reports them).
+-- share already reported is not reported again in the same window (admit_v5 reports them, and describes the
+-- counter: struct.pack('<dB', USD spent, alert level)).
 
 local MARGIN = 10
 local MAX_TTL_MS = 3600000 -- decide.MAX_TTL_SECONDS: a TTL Redis accepts, whatever the level
@@ -54,11 +55,8 @@ for j = 1, nbud do
   local delta, expiry = tonumber(arg()), tonumber(arg())
   local spent, reached = 0, 0
   local v = stored[nb + j]
-  if v then
-    local s, l = string.match(v, '^(%S+) (%S+)$')
-    spent, reached = tonumber(s), tonumber(l)
-  end
+  if v then spent, reached = struct.unpack('<dB', v) end
   spent = math.max(0, spent + delta)
-  redis.call('SET', KEYS[nb + j], string.format('%.17g', spent) .. ' ' .. reached, 'PXAT', string.format('%d', expiry))
+  redis.call('SET', KEYS[nb + j], struct.pack('<dB', spent, reached), 'PXAT', string.format('%d', expiry))
 end
 return #KEYS - 1

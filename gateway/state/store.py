@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
-from gateway.state.pipe import Pipe
+from gateway.state.pipe import Pipe, bulk
 
 RedisClient = Redis | RedisCluster
 
@@ -53,6 +53,8 @@ def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:
 
 
 POOL_SIZE = 16
+MAX_BULK = 50_000  # keys whose RESP form the pipe's caller keeps (end users' budgets among them)
+_EVALSHA = bulk(b"EVALSHA")
 
 
 async def warm(client: RedisClient, connections: int = POOL_SIZE) -> None:
@@ -126,27 +128,46 @@ def script_text(name: str) -> str:
     return resources.files("gateway.state").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
+class _BulkKeys(dict[str, bytes]):
+    """Key -> its RESP bulk string, made on first use (a lookup is the whole cost after that)."""
+
+    def __missing__(self, key: str) -> bytes:
+        found = self[key] = bulk(key.encode())
+        return found
+
+
 class Scripts:
     """The Lua scripts registered on one client; each call is one EVALSHA."""
 
     def __init__(self, client: RedisClient) -> None:
         self._client = client
         self._scripts = {name: client.register_script(script_text(name)) for name in SCRIPTS}
+        self._bulk = _BulkKeys()  # key -> its RESP bulk string, for the pipe (the same keys recur)
+        self._sha = {name: bulk(s.sha.encode()) for name, s in self._scripts.items()}
 
     def __getitem__(self, name: str) -> AsyncScript:
         return self._scripts[name]
 
     async def run_on(self, pipe: Pipe, name: str, keys: list[str], packed: bytes) -> Any:
         """EVALSHA of one script on the lean pipelined connection with one packed argument; a script the
-        server lost (Redis restarted and emptied its cache) is loaded again and the call repeated."""
+        server lost (Redis restarted and emptied its cache) is loaded again and the call repeated.
+
+        Each key's RESP form is kept (bounded): a request names the same buckets, cooldowns and budgets as
+        the ones before it, and encoding them again cost more than the rest of the command."""
         script = self._scripts[name]
-        command = [b"EVALSHA", script.sha.encode(), str(len(keys)).encode(), *(k.encode() for k in keys), packed]
+        cached = self._bulk
+        if len(cached) >= MAX_BULK:
+            cached.clear()
+        parts = [b"*%d\r\n" % (len(keys) + 4), _EVALSHA, self._sha[name], bulk(b"%d" % len(keys))]
+        parts += map(cached.__getitem__, keys)
+        parts += (b"$%d\r\n" % len(packed), packed, b"\r\n")  # bulk(packed), without copying it twice
+        command = b"".join(parts)
         try:
-            return await pipe.call(*command)
+            return await pipe.send(command)
         except NoScriptError:
             async with asyncio.timeout(pipe.timeout):
                 await self._client.script_load(script.script)
-            return await pipe.call(*command)
+            return await pipe.send(command)
 
     async def load(self) -> None:
         """SCRIPT LOAD every script (on every primary of a cluster), so the first EVALSHA does not miss.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis_procs import RedisServer
 
+from gateway.limits.decide import ALERTS
 from gateway.limits.model import BucketSpec, Budget, Candidate
 from gateway.limits.redis_limiter import RedisLimiter
 from gateway.state.pipe import Pipe
@@ -45,3 +46,26 @@ async def test_admitting_with_budgets_on_every_level_is_one_script_call(redis_se
     assert await commands(client) == {"config|resetstat": 1, "evalsha": 1, "time": 1, "mget": 1, "set": 10}
     assert await limiter.budget_spend(BUDGETS) == [0.01] * 6  # every budget charged by that one call
     await limiter.close()
+
+
+async def test_budgets_passed_again_are_charged_again(redis_server: RedisServer) -> None:
+    """The encoded budgets of a tuple are kept for the next call with the same tuple; a list, which may change
+    between calls, is encoded afresh."""
+    limiter = RedisLimiter(aioredis.Redis.from_url(redis_server.url), "again", pipe=Pipe(redis_server.url))
+    await limiter.start()
+    touched = tuple(BUDGETS[:2])
+    candidates = [Candidate("a/m", "a", (), 0.5)]
+    assert (await limiter.admit(candidates, [], "first", touched)).spent == (0.5, 0.5)
+    assert (await limiter.admit(candidates, [], "first", touched)).spent == (1.0, 1.0)
+    changing = [BUDGETS[0]]
+    await limiter.admit(candidates, [], "first", changing)
+    changing[0] = BUDGETS[2]
+    admission = await limiter.admit(candidates, [], "first", changing)
+    assert admission.reservation is not None and admission.reservation.budgets == ((BUDGETS[2], 0.5),)
+    assert await limiter.budget_spend(BUDGETS[:3]) == [1.5, 1.0, 0.5]
+    await limiter.close()
+
+
+def test_alert_shares_ascend() -> None:
+    """admit_v5 looks only at the next share above the level a budget reached, which needs them in order."""
+    assert list(ALERTS) == sorted(ALERTS)

@@ -140,7 +140,7 @@ def test_encode_admit_passes_shared_buckets_and_cooldowns_once() -> None:
     quotas = [1, 1, 1]  # one quota: bucket 1, cost 1
     first = [1, 2, 0.25, 2, 2, 1, 3, 10]  # cooldowns 1 and 2, its USD, two buckets: (2, cost 1), (3, cost 10)
     second = [3, 2, 0.5, 1, 3, 10]  # its own cooldown 3, the shared account cooldown 2, its USD, the shared bucket 3
-    budgets = [1, 5.0, 1796256000000]  # one budget: its cap, its expiry (a day after its window, in ms)
+    budgets = [1, 5.0, "1796256000000"]  # one budget: its cap, its expiry (a day after its window, in ms)
     alerts = [3, 0.5, 0.8, 1.0]
     stale = [0.0]  # no Redis time after which the call must do nothing
     assert args == head + quotas + [2] + first + second + budgets + alerts + stale

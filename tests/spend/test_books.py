@@ -147,6 +147,13 @@ async def test_what_admissions_report_is_the_view_the_gauge_and_one_line_per_sha
     assert gauge(metrics, "user:team-a:day") == pytest.approx(0.9)
     assert "alice" not in metrics.render().decode() and "bob" not in metrics.render().decode()
 
+    # The next day the end users' gauge starts again from what they spend then; budgets not handed out by
+    # touched() (a list) are observed alike.
+    clock.now = at("2026-12-02T10:00:00")
+    fresh = list(book.touched(KEY, None, "bob"))
+    book.observe(fresh, await limiter.admit([Candidate("a/m", "a", (), 0.1)], [], "first", fresh))
+    assert gauge(metrics, "user:team-a:day") == pytest.approx(0.2) and book.used(fresh) == pytest.approx(0.2)
+
 
 async def test_costs_are_counted_by_bounded_labels() -> None:
     book, metrics, _ = books(Clock("2026-12-01T10:00:00"))

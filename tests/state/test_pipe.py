@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
+import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 from redis_procs import RedisServer
 
+from gateway.limits.model import BucketSpec, Candidate
+from gateway.limits.redis_limiter import encode_admit
 from gateway.state.pipe import Pipe, pack
+from gateway.state.store import KeyLayout, Scripts
 
 URL = "redis://127.0.0.1:6379/0"
 
@@ -114,3 +119,21 @@ async def test_calls_in_one_turn_of_the_loop_share_one_write(pipe: Pipe) -> None
     replies = await asyncio.gather(*(pipe.call(b"ECHO", str(i).encode()) for i in range(5)))
     assert replies == [str(i).encode() for i in range(5)]
     assert writes == [b"".join(pack(b"ECHO", str(i).encode()) for i in range(5))]
+
+
+async def test_a_script_the_server_lost_is_loaded_again_and_run(redis_server: RedisServer) -> None:
+    """``Scripts.run_on``: a NOSCRIPT answer (Redis restarted, its script cache empty) loads the script and sends
+    the same command again; the keys' encodings it keeps are the same on every call."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    scripts, pipe = Scripts(client), Pipe(redis_server.url)
+    rpm = BucketSpec("acct:é:rpm", 10, 1, 1, "requests")  # not ASCII: a key's length is counted in bytes
+    keys, args = encode_admit(KeyLayout("p"), [Candidate("é/m", "é", (rpm,))], [], "first")
+    try:
+        await scripts.load()
+        assert (await scripts.run_on(pipe, "admit_v5", keys, orjson.dumps(args)))[0] == 0  # admitted
+        await client.script_flush()
+        assert (await scripts.run_on(pipe, "admit_v5", keys, orjson.dumps(args)))[0] == 0
+        assert await client.get("{p}:b2:acct:é:rpm") is not None  # the key as named, charged twice
+    finally:
+        pipe.close()
+        await client.aclose()
