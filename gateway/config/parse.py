@@ -95,32 +95,10 @@ def _limits(r: _Reader, raw: Any, path: str) -> Limits:
 
 
 def _credential(r: _Reader, m: dict[str, Any], path: str, required: bool) -> Secret | None:
-    env_name = r.get(m, path, "api_key_env", _str, "an environment variable name", "")
-    file_name = r.get(m, path, "api_key_file", _str, "a file path", "")
-    if env_name and file_name:
-        r.error(path, "give api_key_env or api_key_file, not both")
-        return None
-    if env_name:
-        value = r.env.get(env_name, "")
-        if not value:
-            r.error(f"{path}.api_key_env", f"environment variable {env_name} is not set")
-            return None
-        return Secret(value)
-    if file_name:
-        full = os.path.join(r.base_dir, file_name)
-        try:
-            with open(full, encoding="utf-8") as f:
-                value = f.read().strip()
-        except OSError as e:
-            r.error(f"{path}.api_key_file", f"cannot read {full}: {e.strerror}")
-            return None
-        if not value:
-            r.error(f"{path}.api_key_file", f"{full} is empty")
-            return None
-        return Secret(value)
-    if required:
+    secret = _secret_from(r, m, path, "api_key")
+    if secret is None and required and not (m.get("api_key_env") or m.get("api_key_file")):
         r.error(path, "a credential is required: set api_key_env or api_key_file")
-    return None
+    return secret
 
 
 _MODEL_KEYS = frozenset(
@@ -383,18 +361,19 @@ def _circuit(r: _Reader, raw: Any) -> CircuitSettings:
     )
 
 
-def _secret_from(r: _Reader, m: dict[str, Any], path: str) -> Secret | None:
-    """A secret named by ``token_env`` (an environment variable) or ``token_file`` (a file, e.g. a mounted
-    Kubernetes Secret); None when neither is given."""
-    env_name = r.get(m, path, "token_env", _str, "an environment variable name", "")
-    file_name = r.get(m, path, "token_file", _str, "a file path", "")
+def _secret_from(r: _Reader, m: dict[str, Any], path: str, name: str) -> Secret | None:
+    """A secret named by ``<name>_env`` (an environment variable) or ``<name>_file`` (a file, e.g. a mounted
+    Kubernetes Secret); None, with an error where one was named but cannot be read, or when neither is given."""
+    env_key, file_key = f"{name}_env", f"{name}_file"
+    env_name = r.get(m, path, env_key, _str, "an environment variable name", "")
+    file_name = r.get(m, path, file_key, _str, "a file path", "")
     if env_name and file_name:
-        r.error(path, "give token_env or token_file, not both")
+        r.error(path, f"give {env_key} or {file_key}, not both")
         return None
     if env_name:
         value = r.env.get(env_name, "")
         if not value:
-            r.error(f"{path}.token_env", f"environment variable {env_name} is not set")
+            r.error(f"{path}.{env_key}", f"environment variable {env_name} is not set")
         return Secret(value) if value else None
     if not file_name:
         return None
@@ -403,10 +382,10 @@ def _secret_from(r: _Reader, m: dict[str, Any], path: str) -> Secret | None:
         with open(full, encoding="utf-8") as f:
             value = f.read().strip()
     except OSError as e:
-        r.error(f"{path}.token_file", f"cannot read {full}: {e.strerror}")
+        r.error(f"{path}.{file_key}", f"cannot read {full}: {e.strerror}")
         return None
     if not value:
-        r.error(f"{path}.token_file", f"{full} is empty")
+        r.error(f"{path}.{file_key}", f"{full} is empty")
     return Secret(value) if value else None
 
 
@@ -427,7 +406,7 @@ def _observability(r: _Reader, raw: Any) -> ObservabilitySettings:
     if endpoint and not endpoint.startswith(("http://", "https://")):
         r.error(f"{pt}.endpoint", f"expected an http:// or https:// URL (OTLP over HTTP), got {endpoint!r}")
     return ObservabilitySettings(
-        metrics_token=_secret_from(r, metrics, pm),
+        metrics_token=_secret_from(r, metrics, pm, "token"),
         headroom_interval_seconds=r.get(
             metrics, pm, "headroom_interval_seconds", _pos_float, "seconds > 0", d.headroom_interval_seconds
         ),

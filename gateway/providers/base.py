@@ -172,6 +172,11 @@ NO_OP_VALUES: Mapping[str, tuple[Any, ...]] = {
 LABELS = frozenset({"metadata"})
 
 
+def errors_in_translation(event: bytes) -> UpstreamError | None:
+    """``stream_error`` for a kind whose stream translator raises the provider's error events itself."""
+    return None
+
+
 def asks_nothing(name: str, value: Any) -> bool:
     """>>> asks_nothing("store", False), asks_nothing("n", None), asks_nothing("n", 2)
     (True, True, False)

@@ -9,9 +9,8 @@ root, as the SDK's (``ANTHROPIC_BASE_URL``).
 """
 
 from gateway.config.model import Account, Deployment, Secret
-from gateway.errors import UpstreamError
 from gateway.providers.anthropic import errors, request, response, stream
-from gateway.providers.base import Param, Provider
+from gateway.providers.base import Param, Provider, errors_in_translation
 from gateway.providers.openai_compat import CHAT_PARAMS
 from gateway.types import Endpoint
 
@@ -27,10 +26,6 @@ def _url(account: Account, deployment: Deployment, endpoint: Endpoint) -> str:
     return f"{account.base_url}/v1/messages"
 
 
-def _stream_error(event: bytes) -> UpstreamError | None:
-    return None  # the translator raises an error event itself
-
-
 PROVIDER = Provider(
     kind="anthropic",
     default_base_url="https://api.anthropic.com",
@@ -42,7 +37,7 @@ PROVIDER = Provider(
     from_error=errors.from_error,
     to_request=request.to_request,
     rate_limits=errors.rate_limits,
-    stream_error=_stream_error,
+    stream_error=errors_in_translation,
     from_response=response.from_response,
     stream=stream.Translator,
     endpoints=frozenset({"chat"}),

@@ -9,8 +9,7 @@ Bedrock API key (``api_key_env``) is sent as a bearer token instead of signing.
 """
 
 from gateway.config.model import Account, Deployment, Secret
-from gateway.errors import UpstreamError
-from gateway.providers.base import Decoder, Param, Provider
+from gateway.providers.base import Decoder, Param, Provider, errors_in_translation
 from gateway.providers.bedrock import errors, request, response, signing, stream
 from gateway.providers.bedrock.eventstream import EventStreamDecoder
 from gateway.providers.openai_compat import CHAT_PARAMS
@@ -33,10 +32,6 @@ def _decoder(max_event: int) -> Decoder:
     return EventStreamDecoder(max_event)
 
 
-def _stream_error(event: bytes) -> UpstreamError | None:
-    return None  # the translator raises an exception event itself
-
-
 PROVIDER = Provider(
     kind="bedrock",
     default_base_url="https://bedrock-runtime.{region}.amazonaws.com",
@@ -48,7 +43,7 @@ PROVIDER = Provider(
     from_error=errors.from_error,
     to_request=request.to_request,
     rate_limits=errors.rate_limits,
-    stream_error=_stream_error,
+    stream_error=errors_in_translation,
     from_response=response.from_response,
     stream=stream.Translator,
     decoder=_decoder,

@@ -25,32 +25,16 @@ import orjson
 from gateway.config.model import Deployment
 from gateway.errors import InvalidRequest
 from gateway.providers.anthropic import messages
+from gateway.providers.anthropic import request as anthropic_request
 from gateway.providers.anthropic.models import facts
 from gateway.providers.anthropic.request import thinking
 from gateway.providers.base import Provider, UnsupportedParameter, UnsupportedValue, asks_nothing
 from gateway.types import Endpoint
 
 KIND = "bedrock"
-SUPPORTED = frozenset(
-    {
-        "model",
-        "messages",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "tools",
-        "tool_choice",
-        "response_format",
-        "reasoning_effort",
-        "user",
-        "safety_identifier",
-        "n",
-    }
-)
+# The conversation goes through the Anthropic adapter's translation, so its parameters too, but for
+# parallel_tool_calls (Converse has no switch for it: refused).
+SUPPORTED = anthropic_request.SUPPORTED - {"parallel_tool_calls"}
 _CHOICES: dict[str, dict[str, Any]] = {"auto": {"auto": {}}, "required": {"any": {}}}
 
 
