@@ -8,7 +8,8 @@ there, in two modes:
   candidates; admit, then settle with the actual tokens;
 - ``budgets``: the same, plus budgets on every level (the key's, its end user's and its tier's, daily and
   monthly: six), and everything the gateway does for them per request: which budgets the request touches
-  and each candidate's maximum cost (``Books.touched``, ``pricing.max_cost``), the budget view, gauge and
+  (``Books.touched``, twice: routing's ``budget_used`` feature from ``Books.used``, and admission), each
+  candidate's maximum cost (``pricing.max_cost``), the budget view, gauge and
   alerts after admission (``Books.observe``), the cost counter and the ledger row at the end
   (``Books.charge``), and settling the budgets with the actual cost.
 
@@ -112,7 +113,9 @@ async def request(limiter: ResilientLimiter, book: Books, mode: str) -> None:
             book.charge("team-a", "premium", "alice", DEPLOYMENTS[0].id, "agent", cost)
         await limiter.settle(admission.reservation, PROMPT + 120)
         return
-    budgets = book.touched(KEY, "premium", "alice")
+    budgets = book.touched(KEY, "premium", "alice")  # routing: the budget_used feature (api.proxy.route)
+    book.used(budgets)
+    budgets = book.touched(KEY, "premium", "alice")  # admission finds them again (a cached tuple)
     candidates = [
         Candidate(d.id, d.account, buckets(d.account), max_cost(d.price, PROMPT, OUTPUT)) for d in DEPLOYMENTS
     ]

@@ -7,7 +7,6 @@ need their own response (``StreamRelay``) and the hot path skips a layer of exce
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from gateway.limits import specs
 from gateway.limits.model import Reservation
 from gateway.record import RequestRecord
 from gateway.routing.decision import decide
-from gateway.routing.features import Features, features_from, refine
+from gateway.routing.features import Features, features_from, identity, refine
 from gateway.routing.resolve import empty_plan_error
 from gateway.routing.select import Plan
 from gateway.routing.walk import Demand, Waiting, walk
@@ -198,11 +197,11 @@ async def route(
     """The plan for this request: the policy's, for a route or alias; otherwise the model's deployments."""
     policy = rt.policies.current  # read once: this request sees one policy version throughout
     record.extra_headers["x-gateway-policy-version"] = policy.version
-    features = features_from(body, key, headers, endpoint, key.trusted, rt.settings.limits.default_output_tokens)
-    record.tier, record.end_user = features.tier, features.end_user
-    budgets = rt.books.touched(key, features.tier, features.end_user)
-    if budgets:  # the budget_used feature, from what this replica last saw (no round trip)
-        features = dataclasses.replace(features, budget_used=rt.books.used(budgets))
+    record.tier, record.end_user = who = identity(body, key, headers, key.trusted)
+    budgets = rt.books.touched(key, *who)
+    used = rt.books.used(budgets) if budgets else 0.0  # from what this replica last saw (no round trip)
+    default_output = rt.settings.limits.default_output_tokens
+    features = features_from(body, key, headers, endpoint, key.trusted, default_output, used, who)
     snapshot = rt.health.snapshot()
     thresholds = policy.thresholds(features.model)
     if features.prompt_tokens > _COUNT_IN_THREAD:

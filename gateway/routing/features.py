@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from gateway import tokens
 from gateway.config.model import LimitSettings, VirtualKey
 from gateway.types import Endpoint
+from gateway.values import value
 
 TIER_HEADER = "x-gateway-tier"
 END_USER_HEADER = "x-gateway-end-user"
@@ -38,7 +39,7 @@ TAGS_HEADER = "x-gateway-tags"
 NEAR = 0.2
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Features:
     model: str  # as the client sent it (a route, an alias or a plain model name)
     endpoint: Endpoint
@@ -111,6 +112,18 @@ def required_capabilities(body: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(caps)
 
 
+def identity(
+    body: dict[str, Any], key: VirtualKey, headers: Mapping[str, str], trusted: bool
+) -> tuple[str, str | None]:
+    """The request's tier and end user: a trusted key's headers, else the key's tier and the body's ``user``
+    (or ``safety_identifier``)."""
+    tier = (_string(headers.get(TIER_HEADER)) if trusted else None) or key.tier
+    end_user = (_string(headers.get(END_USER_HEADER)) if trusted else None) or _string(
+        body.get("user") or body.get("safety_identifier")
+    )
+    return tier, end_user
+
+
 def features_from(
     body: dict[str, Any],
     key: VirtualKey,
@@ -119,17 +132,16 @@ def features_from(
     trusted: bool,
     default_output: int = LimitSettings.default_output_tokens,
     budget_used: float = 0.0,
+    who: tuple[str, str | None] | None = None,
 ) -> Features:
     """Features of one request. ``headers`` is looked up with lower-case names (Starlette's are case-blind);
     ``default_output`` is ``limits.default_output_tokens``, what an answer without a cap is assumed to take;
-    ``budget_used`` comes from the spend books (serving), or from whoever explains a decision."""
+    ``budget_used`` comes from the spend books (serving), or from whoever explains a decision; ``who`` is
+    ``identity(...)`` when the caller has it already (serving needs it first, to find the budgets)."""
     metadata = body.get("metadata")
     meta: Mapping[str, Any] = metadata if isinstance(metadata, dict) else {}
     chat = endpoint == "chat"
-    tier = (_string(headers.get(TIER_HEADER)) if trusted else None) or key.tier
-    end_user = (_string(headers.get(END_USER_HEADER)) if trusted else None) or _string(
-        body.get("user") or body.get("safety_identifier")
-    )
+    tier, end_user = identity(body, key, headers, trusted) if who is None else who
     model = body.get("model")
     return Features(
         model=model if isinstance(model, str) else "",
