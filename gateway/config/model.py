@@ -125,10 +125,11 @@ class Deployment:
     context_window: int | None
     max_output_tokens: int | None
     capabilities: frozenset[str]
+    # "<account>/<model>": read several times per request by routing, the limiter and the breaker, so made once
+    id: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def id(self) -> str:
-        return f"{self.account}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.account}/{self.model}")
 
 
 @dataclass(frozen=True)

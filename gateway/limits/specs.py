@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 
 from gateway.config.model import Account, Deployment, Limits, VirtualKey
 from gateway.limits.model import BucketSpec, BucketState, Candidate
@@ -30,6 +31,40 @@ def candidate(account: Account, deployment: Deployment, tokens: int, usd: float 
     buckets = _per_minute(f"acct:{account.name}", account.limits, tokens)
     buckets += _per_minute(f"dep:{deployment.id}", deployment.limits, tokens)
     return Candidate(deployment.id, account.name, buckets, usd)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """A deployment's buckets, made once (the admission step keeps one per deployment): a request's
+    candidate differs from it only in the token buckets' cost.
+
+    >>> acct = Account("a", "openai", "", None, None, Limits(rpm=60, tpm=1000), ())
+    >>> dep = Deployment("a", "m", "m", "chat", Limits(), None, None, None, frozenset())
+    >>> shape(acct, dep).candidate(40, 0.5) == candidate(acct, dep, 40, 0.5)
+    True
+    """
+
+    id: str
+    account: str
+    buckets: tuple[BucketSpec, ...]  # as ``candidate`` makes them, with no tokens
+    tokens_at: tuple[int, ...]  # where the token buckets are
+    reported: tuple[BucketSpec, ...]  # ``deployment_buckets``
+
+    def candidate(self, tokens: int, usd: float = 0.0) -> Candidate:
+        """``candidate(account, deployment, tokens, usd)``."""
+        if not tokens or not self.tokens_at:
+            return Candidate(self.id, self.account, self.buckets, usd)
+        buckets = list(self.buckets)
+        for i in self.tokens_at:
+            b = buckets[i]
+            buckets[i] = BucketSpec(b.name, b.capacity, b.refill_per_sec, tokens, "tokens")
+        return Candidate(self.id, self.account, tuple(buckets), usd)
+
+
+def shape(account: Account, deployment: Deployment) -> Shape:
+    made = candidate(account, deployment, 0)
+    at = tuple(i for i, b in enumerate(made.buckets) if b.kind == "tokens")
+    return Shape(made.id, made.account, made.buckets, at, deployment_buckets(account, deployment))
 
 
 def deployment_buckets(account: Account, deployment: Deployment) -> tuple[BucketSpec, ...]:

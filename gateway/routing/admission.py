@@ -31,7 +31,7 @@ from gateway.errors import (
     bounded_seconds,
 )
 from gateway.limits import Limiter, specs
-from gateway.limits.model import Admission, BucketSpec, Budget, Reservation, Strategy
+from gateway.limits.model import Admission, Budget, Reservation, Strategy
 from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
@@ -62,9 +62,17 @@ class Admitter:
         self._limits = limits
         self._metrics = metrics
         self._spawn = spawn  # background work after the answer (correcting a bucket costs a round trip)
-        # specs.deployment_buckets by deployment id, with the deployment they were made for: observe() reads them
-        # on every answer that carries the provider's counts
-        self._reported: dict[str, tuple[Deployment, tuple[BucketSpec, ...]]] = {}
+        # each deployment's buckets (``specs.shape``) by id, with the deployment they were made for
+        self._shapes: dict[str, tuple[Deployment, specs.Shape]] = {}
+
+    def _shape(self, deployment: Deployment) -> specs.Shape:
+        known = self._shapes.get(deployment.id)
+        if known is None or known[0] is not deployment:
+            known = self._shapes[deployment.id] = (
+                deployment,
+                specs.shape(self._accounts[deployment.account][0], deployment),
+            )
+        return known[1]
 
     async def admit(
         self,
@@ -77,16 +85,12 @@ class Admitter:
         limiter = self._limiter
         books = self._books
         budgets = () if books is None else books.touched(record.key_name, record.tier, record.end_user)
-        output = demand.tokens - demand.prompt
-        candidates = [
-            specs.candidate(
-                self._accounts[d.account][0],
-                d,
-                demand.tokens,
-                max_cost(d.price, demand.prompt, output) if budgets else 0.0,
-            )
-            for d in deployments
-        ]
+        tokens, shape = demand.tokens, self._shape
+        if budgets:
+            output = tokens - demand.prompt
+            candidates = [shape(d).candidate(tokens, max_cost(d.price, demand.prompt, output)) for d in deployments]
+        else:
+            candidates = [shape(d).candidate(tokens) for d in deployments]
         budget = self._limits.queue_timeout_seconds if may_wait else 0.0
         deadline = time.monotonic() + budget
         try:
@@ -166,22 +170,17 @@ class Admitter:
     async def another_try(self, deployment: Deployment) -> bool:
         """A same-deployment retry is another request to the provider: one more from its request buckets
         (its tokens ride on the original reservation, which is settled with actual usage)."""
-        account = self._accounts[deployment.account][0]
-        admission = await self._limiter.admit([specs.candidate(account, deployment, 0)], ())
+        admission = await self._limiter.admit([self._shape(deployment).candidate(0)], ())
         return admission.chosen is not None
 
     def observe(self, deployment: Deployment, headers: Mapping[str, str]) -> None:
         """Lower our bucket when the provider says it is nearly out. Correcting costs a Redis round trip, so it
         is done only then (our bucket may be optimistic: another client may share the account); in normal
         operation requests stay at two round trips."""
-        account, provider = self._accounts[deployment.account]
-        reported = provider.rate_limits(headers)
+        reported = self._accounts[deployment.account][1].rate_limits(headers)
         if not reported:
             return
-        known = self._reported.get(deployment.id)
-        if known is None or known[0] is not deployment:
-            known = self._reported[deployment.id] = (deployment, specs.deployment_buckets(account, deployment))
-        for bucket in known[1]:
+        for bucket in self._shape(deployment).reported:
             remaining = reported.get(bucket.kind)
             if remaining is not None and remaining < LOW * bucket.capacity:
                 self._spawn(self._limiter.correct(bucket, remaining))
