@@ -6,8 +6,9 @@ reports for one answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+from gateway.values import value
 
 Endpoint = Literal["chat", "embeddings"]
 Mode = Literal["chat", "embedding"]
@@ -20,7 +21,7 @@ def mode_of(endpoint: Endpoint) -> Mode:
     return "chat" if endpoint == "chat" else "embedding"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Usage:
     """Tokens of one answer, as the provider counted them."""
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from gateway.limits.model import BucketSpec, BucketState, Budget, Candidate, Reservation, Strategy
+from gateway.values import value
 
 COOLDOWN = -1  # skip code: the candidate is cooling down; codes > 0 name its first full bucket (1-based)
 
 
-@dataclass(frozen=True)
+@value
 class Decision:
     chosen: int | None
     retry_after: float

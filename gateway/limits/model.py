@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.values import value
+
 Kind = Literal["requests", "tokens"]
 # A budget's counter outlives its window by this much, so a request admitted just before the window ended
 # still settles into it (the Lua scripts take the expiry from the caller).
@@ -12,7 +14,7 @@ BUDGET_KEPT_SECONDS = 86_400.0
 Strategy = Literal["first", "most_headroom"]
 
 
-@dataclass(frozen=True)
+@value
 class BucketSpec:
     """One token bucket and what this request takes from it.
 
@@ -32,7 +34,7 @@ class BucketSpec:
             raise ValueError(f"invalid bucket {self.name!r}: capacity and refill must be > 0, cost >= 0")
 
 
-@dataclass(frozen=True)
+@value
 class Candidate:
     id: str  # deployment id "account/model"
     account: str
@@ -75,7 +77,7 @@ class BucketState:
     reset_seconds: float
 
 
-@dataclass(frozen=True)
+@value
 class Reservation:
     """Every bucket ``admit`` charged (the chosen candidate's and the quotas), and what it took from each
     budget (USD), enough to settle later. ``local``: the budgets were charged in this process while Redis
@@ -86,7 +88,7 @@ class Reservation:
     local: bool = False
 
 
-@dataclass(frozen=True)
+@value
 class Admission:
     chosen: int | None  # index into the candidates; None when nothing had room
     retry_after: float  # seconds until a retry could succeed, from refill rates and cooldowns; 0 if admitted

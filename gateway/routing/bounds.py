@@ -16,15 +16,15 @@ after reserving (and, on the way, locking other tenants out of the account).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gateway import tokens
 from gateway.config.model import Deployment
 from gateway.errors import InvalidRequest
+from gateway.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Asked:
     """What a request asks of any deployment, read once per request."""
 

@@ -28,6 +28,7 @@ from gateway.limits.model import Strategy as AdmitStrategy
 from gateway.routing.features import Features
 from gateway.routing.policy import Policy, Retries, Route, Rule, Strategy
 from gateway.routing.snapshot import UNKNOWN, DeploymentState, Snapshot
+from gateway.values import value
 
 Stage = Literal["candidate", "fallback"]
 ExclusionKind = Literal[
@@ -35,7 +36,7 @@ ExclusionKind = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PlanEntry:
     deployment: str
     score: float | None  # what the strategy ranked by: USD, headroom, ms or weight; None for priority
@@ -53,7 +54,7 @@ class Excluded:
     stage: Stage = "candidate"
 
 
-@dataclass(frozen=True)
+@value
 class Plan:
     route: str
     rule: str | None  # None: no rule matched (``reason`` says so)

@@ -7,13 +7,15 @@ The health module builds a ``Snapshot`` (from Redis or the local limiter) and ha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
+
+from gateway.values import value
 
 Circuit = Literal["closed", "open", "half_open"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DeploymentState:
     circuit: Circuit = "closed"
     retry_in: float = 0.0  # seconds until an open circuit half-opens
@@ -28,7 +30,7 @@ class DeploymentState:
 UNKNOWN = DeploymentState()
 
 
-@dataclass(frozen=True)
+@value
 class Snapshot:
     deployments: Mapping[str, DeploymentState] = field(default_factory=dict)
 

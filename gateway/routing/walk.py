@@ -40,11 +40,12 @@ from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
 from gateway.types import Endpoint
 from gateway.upstream import Exchange, Slot, retrying
+from gateway.values import value
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@value
 class Demand:
     """What a request asks of the limiter: estimated tokens and the caller's quota buckets."""
 

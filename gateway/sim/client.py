@@ -18,7 +18,6 @@ import bisect
 import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -38,13 +37,14 @@ from gateway.sim.tally import Tally, cost_usd
 from gateway.sim.trace import CURRENT, Call, Trace
 from gateway.sim.workload import RequestClass, Workload
 from gateway.upstream import Exchange
+from gateway.values import value
 
 PATH = "/v1/chat/completions"
 _FEATURES = tuple(f.name for f in dataclasses.fields(Features))  # in the constructor's order
 _PROMPT, _PROMPT_EXACT, _END_USER = (_FEATURES.index(n) for n in ("prompt_tokens", "prompt_exact", "end_user"))
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Workflow:
     cls: RequestClass
     tier: str

@@ -10,8 +10,10 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from gateway.values import value
 
-@dataclass(frozen=True, slots=True)
+
+@value
 class Call:
     """One request of a workflow, drawn when the workflow arrives (so two policies see the same traffic)."""
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.model import Price
+from gateway.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Tokens:
     """One answer's tokens by how they are priced."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from gateway.config.model import CircuitSettings
@@ -182,8 +180,6 @@ def test_snapshot_shape(health: Health) -> None:
     assert health.snapshot().state(DEP) is snap.state(DEP)  # unchanged: not rebuilt
     health.started(DEP)
     assert health.snapshot().state(DEP).inflight == 1
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        snap.state(DEP).circuit = "open"  # type: ignore[misc]
 
 
 def test_deltas_carry_outcomes_once(health: Health) -> None:
