@@ -23,7 +23,6 @@ is the gateway's own, ``gateway_overhead_seconds``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -38,6 +37,7 @@ from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
 from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
+from gateway.time_limit import time_limit
 from gateway.types import Endpoint
 from gateway.upstream import Exchange, Slot, retrying
 from gateway.values import value
@@ -297,7 +297,7 @@ async def _tries(
 
         try:
             with steps.watch.attempt(deployment, record.attempts):
-                async with asyncio.timeout(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
+                with time_limit(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
                     exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
                     steps.admit.observe(deployment, exchange.headers)
                     result = await finish(exchange, deployment)
