@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway import accesslog, tokens
+from gateway import accesslog
 from gateway.auth import KeyRing
 from gateway.config.model import Deployment, Settings
 from gateway.limits import Limiter, LocalLimiter, ResilientLimiter, WorkerShare, build_limiter, specs
@@ -176,15 +176,12 @@ class Runtime:
 
     async def start(self) -> None:
         accesslog.adopt(self.log, "uvicorn.error")  # the server's own errors: JSON lines, redacted, never blocking
-        # tiktoken's encoding takes 0.2 s or more to load: in a thread, alongside the rest, never in a request.
-        loading = asyncio.ensure_future(asyncio.to_thread(tokens.encoding))
-        try:
-            await self.upstream.start()
-            await self.limiter.start()
-            await self.health_sync.start()
-            await self.policies.start()
-        finally:
-            await loading
+        # tiktoken's encoding is loaded in a thread when a prompt first needs counting (tokens.loaded), not here:
+        # ~45 MB that a gateway whose prompts are all short never needs.
+        await self.upstream.start()
+        await self.limiter.start()
+        await self.health_sync.start()
+        await self.policies.start()
         self.metrics.limiter_degraded.set(1 if self.limiter.mode == "degraded" else 0)
         self._sampler = asyncio.ensure_future(self._sample_headroom())
         self._started_at = time.monotonic()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -121,17 +122,51 @@ def _cache_dir() -> str | None:
 
 @functools.cache
 def encoding() -> Encoding | None:
-    """The o200k_base encoding, loaded once per process; None when it cannot load offline."""
+    """The o200k_base encoding, loaded once per process (0.2 s or more: see ``loaded``); None when it cannot
+    load offline.
+
+    It is made from tiktoken's own constructor arguments rather than its registry, so that the Python copy of
+    the 200,000 merge ranks can be emptied once the encoder has its own (in Rust): that copy alone is ~28 MB of
+    a process's memory, used by nothing but pickling.
+    """
     directory = _cache_dir()
     if directory is None or not os.path.isfile(os.path.join(directory, hashlib.sha1(_URL.encode()).hexdigest())):
         return None  # tiktoken would go to the network
     os.environ.setdefault(_CACHE_ENV, directory)
     try:
         import tiktoken
+        from tiktoken_ext import openai_public
 
-        return tiktoken.get_encoding("o200k_base")
+        made = openai_public.o200k_base()
+        enc = tiktoken.Encoding(**made)
+        made["mergeable_ranks"].clear()
+        return enc
     except Exception:  # a corrupt file or a tiktoken that changed its cache layout: keep estimating
         return None
+
+
+_loading = threading.Lock()  # held by the one thread that loads the encoding
+
+
+def loaded() -> Encoding | None:
+    """The encoding if it is loaded; otherwise None at once, and it starts loading in a thread.
+
+    The request path counts with this: the first long prompt is reserved on its estimate (as when tiktoken is
+    missing) rather than wait for the load, and a process that never sees a prompt long enough to count never
+    holds the encoding's ~45 MB.
+    """
+    if encoding.cache_info().currsize:
+        return encoding()
+    if _loading.acquire(blocking=False):
+        threading.Thread(target=_load, name="tiktoken-load", daemon=True).start()
+    return None
+
+
+def _load() -> None:
+    try:
+        encoding()
+    finally:
+        _loading.release()
 
 
 def _text(enc: Encoding, text: str) -> int:
@@ -157,13 +192,14 @@ def _part(enc: Encoding, part: Any) -> int:
     return _value(enc, part)
 
 
-def count_prompt(body: Mapping[str, Any]) -> int | None:
-    """Exact prompt tokens as OpenAI counts them for a chat or embeddings body; None without tiktoken.
+def count_prompt(body: Mapping[str, Any], wait: bool = True) -> int | None:
+    """Exact prompt tokens as OpenAI counts them for a chat or embeddings body; None without tiktoken, or,
+    with ``wait`` false, while it is still loading (``loaded``).
 
     >>> count_prompt({"messages": [{"role": "user", "content": "Hello there"}]})
     9
     """
-    enc = encoding()
+    enc = encoding() if wait else loaded()
     if enc is None:
         return None
     messages = body.get("messages")

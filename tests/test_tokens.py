@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +69,18 @@ def test_counts_follow_openai_chat_accounting(fresh_encoding: None) -> None:
     assert tokens.count_prompt({"input": "Hello there"}) == n
     assert tokens.count_prompt({"input": ["Hello there", "Hello there"]}) == 2 * n
     assert tokens.count_prompt({"input": [[1, 2, 3], [4]]}) == 4
+
+
+def test_serving_never_waits_for_the_encoding_to_load(fresh_encoding: None) -> None:
+    assert tokens.count_prompt(HELLO, wait=False) is None  # not loaded yet: the estimate stands, loading starts
+    deadline = time.monotonic() + 30
+    while tokens.loaded() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert tokens.count_prompt(HELLO, wait=False) == tokens.count_prompt(HELLO)  # loaded by the thread: counted
+
+
+def test_the_encoding_keeps_no_python_copy_of_its_ranks(fresh_encoding: None) -> None:
+    enc = tokens.encoding()
+    assert enc is not None
+    assert enc.n_vocab > 200_000 and enc.decode(enc.encode("Hello there")) == "Hello there"
+    assert not enc._mergeable_ranks  # the encoder has its own copy: ~28 MB of Python objects are freed

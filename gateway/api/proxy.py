@@ -205,9 +205,9 @@ async def route(
     snapshot = rt.health.snapshot()
     thresholds = policy.thresholds(features.model)
     if features.prompt_tokens > _COUNT_IN_THREAD:
-        features = await asyncio.to_thread(refine, features, thresholds)
+        features = await asyncio.to_thread(refine, features, thresholds, False)
     else:
-        features = refine(features, thresholds)
+        features = refine(features, thresholds, False)
     found = decide(policy, features, snapshot, rt.rng, rt.deployments, rt.index, key)  # the gateway's randomness
     if not found.direct:
         if found.rule is not None:  # no rule matched: there is no rule to name (the error says why)

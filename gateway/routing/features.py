@@ -183,13 +183,14 @@ def near(value: int, threshold: int) -> bool:
 COUNTED_FROM = 1_000
 
 
-def refine(features: Features, thresholds: Sequence[int]) -> Features:
+def refine(features: Features, thresholds: Sequence[int], wait: bool = True) -> Features:
     """Replace the estimate with tiktoken's exact count when it could fall on either side of a threshold,
     or when the prompt is long enough for its over-reservation to hold back real capacity.
 
     Thresholds are the token bounds a route's rules test and its deployments' context windows
     (``Policy.thresholds(model)``); both the prompt and prompt + max_tokens are compared, since rules
     and windows test either. Far from every threshold the estimate decides the same way, for free.
+    Serving passes ``wait`` false: until tiktoken has loaded (``tokens.loaded``), the estimate stands.
     """
     if features.prompt_exact:
         return features
@@ -197,7 +198,7 @@ def refine(features: Features, thresholds: Sequence[int]) -> Features:
     long = features.prompt_tokens >= COUNTED_FROM
     if not long and not any(near(features.prompt_tokens, t) or near(total, t) for t in thresholds):
         return features
-    exact = tokens.count_prompt(features.body)
+    exact = tokens.count_prompt(features.body, wait)
     if exact is None:
         return features
     return dataclasses.replace(features, prompt_tokens=exact, prompt_exact=True)

@@ -149,6 +149,6 @@ def test_refine_compares_prompt_plus_max_tokens_too() -> None:
 
 
 def test_refine_keeps_the_estimate_when_tiktoken_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens, "count_prompt", lambda body: None)
+    monkeypatch.setattr(tokens, "count_prompt", lambda body, wait=True: None)
     f = chat(HELLO)
     assert refine(f, [f.prompt_tokens]) is f
