@@ -66,7 +66,7 @@ class Budget:
         object.__setattr__(self, "expires_ms", int((self.ends + BUDGET_KEPT_SECONDS) * 1000))
 
 
-@dataclass(frozen=True)
+@value
 class BucketState:
     """A bucket as the caller's ``x-ratelimit-*`` headers show it; ``reset_seconds`` = time until full."""
 

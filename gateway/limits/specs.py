@@ -97,16 +97,25 @@ def ratelimit_headers(states: tuple[BucketState, ...]) -> dict[str, str]:
     >>> ratelimit_headers((BucketState("key:a:rpm", "requests", 60, 59.5, 0.5),))
     {'x-ratelimit-limit-requests': '60', 'x-ratelimit-remaining-requests': '59', 'x-ratelimit-reset-requests': '500ms'}
     """
+    tightest: dict[str, BucketState] = {}  # by kind, the first with the least left (this runs per request)
+    for s in states:
+        t = tightest.get(s.kind)
+        if t is None or s.remaining / s.limit < t.remaining / t.limit:
+            tightest[s.kind] = s
     headers: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        same = [s for s in states if s.kind == kind]
-        if not same:
-            continue
-        tight = min(same, key=lambda s: s.remaining / s.limit)
-        headers[f"x-ratelimit-limit-{kind}"] = str(int(tight.limit))
-        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(tight.remaining)))
-        headers[f"x-ratelimit-reset-{kind}"] = duration(tight.reset_seconds)
+    for kind, (limit, remaining, reset) in _HEADERS.items():
+        tight = tightest.get(kind)
+        if tight is not None:
+            headers[limit] = str(int(tight.limit))
+            headers[remaining] = str(max(0, math.floor(tight.remaining)))
+            headers[reset] = duration(tight.reset_seconds)
     return headers
+
+
+_HEADERS = {
+    k: (f"x-ratelimit-limit-{k}", f"x-ratelimit-remaining-{k}", f"x-ratelimit-reset-{k}")
+    for k in ("requests", "tokens")
+}
 
 
 def duration(seconds: float) -> str:
