@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "budgets.py"
-README_P50_MS = 0.023  # added at p50, budgets on six levels against limits alone
-README_CPU_US = 13.0  # added gateway CPU per request
+README_P50_MS = 0.021  # added at p50, budgets on six levels against limits alone
+README_CPU_US = 8.8  # added gateway CPU per request
 LINE = re.compile(r"budgets against limits: p50 \+(-?[\d.]+) ms, gateway CPU \+(-?[\d.]+) µs")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_budgets_cost_a_request_what_the_readme_says() -> None:
-    command = [sys.executable, str(BENCH), "--rounds", "3", "--requests", "3000", "--gateway-cpu-ms", "0.272"]
+    command = [sys.executable, str(BENCH), "--rounds", "3", "--requests", "3000", "--gateway-cpu-ms", "0.259"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=280)
     found = LINE.search(done.stdout)
     assert found is not None, done.stdout + done.stderr
     p50_ms, cpu_us = float(found.group(1)), float(found.group(2))
     print(f"BUDGETS: +{p50_ms} ms at p50, +{cpu_us} µs of gateway CPU per request")
-    assert p50_ms <= 2 * README_P50_MS + 0.005, done.stdout  # the target, 0.05 ms, with the README's at 0.023
-    assert cpu_us <= 2.5 * README_CPU_US, done.stdout
+    assert p50_ms <= 2 * README_P50_MS + 0.005, done.stdout  # near the target, 0.05 ms, with the README's at 0.021
+    assert cpu_us <= 3 * README_CPU_US, done.stdout
