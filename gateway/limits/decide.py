@@ -56,13 +56,10 @@ def wait(bucket: BucketSpec, level: float) -> float:
 
 
 def state(bucket: BucketSpec, level: float) -> BucketState:
-    return BucketState(
-        name=bucket.name,
-        kind=bucket.kind,
-        limit=bucket.capacity,
-        remaining=max(0.0, level),
-        reset_seconds=max(0.0, (bucket.capacity - level) / bucket.refill_per_sec),
-    )
+    capacity = bucket.capacity
+    reset = (capacity - level) / bucket.refill_per_sec
+    # name, kind, limit, remaining, reset_seconds
+    return BucketState(bucket.name, bucket.kind, capacity, level if level > 0.0 else 0.0, reset if reset > 0.0 else 0.0)
 
 
 def decide(

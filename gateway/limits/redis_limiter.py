@@ -225,29 +225,27 @@ def encode_admit(
 
     Buckets and cooldowns shared by several candidates (one account's limits) are passed once.
     """
-    buckets: dict[str, int] = {}
+    buckets: dict[str, int] = {}  # name -> position (1-based), each bucket passed once
     specs: list[BucketSpec] = []
-    cooling: dict[str, int] = {}
-
-    def bucket(spec: BucketSpec) -> int:
-        if spec.name not in buckets:
-            buckets[spec.name] = len(buckets) + 1
-            specs.append(spec)
-        return buckets[spec.name]
-
-    def cooldown(key: str) -> int:
-        return cooling.setdefault(key, len(cooling) + 1)
-
+    cooling: dict[str, int] = {}  # key -> position (1-based)
     tail: Args = [len(quotas)]
     for q in quotas:
-        tail += [bucket(q), q.cost]
+        i = buckets.get(q.name)
+        if i is None:
+            i = buckets[q.name] = len(specs) + 1
+            specs.append(q)
+        tail += (i, q.cost)
     tail.append(len(candidates))
     for c in candidates:
-        dep = cooldown(layout.deployment_cooldown(c.id))
-        acct = cooldown(layout.account_cooldown(c.account))
-        tail += [dep, acct, c.usd, len(c.buckets)]
+        dep = cooling.setdefault(layout.deployment_cooldown(c.id), len(cooling) + 1)
+        acct = cooling.setdefault(layout.account_cooldown(c.account), len(cooling) + 1)
+        tail += (dep, acct, c.usd, len(c.buckets))
         for b in c.buckets:
-            tail += [bucket(b), b.cost]
+            i = buckets.get(b.name)
+            if i is None:
+                i = buckets[b.name] = len(specs) + 1
+                specs.append(b)
+            tail += (i, b.cost)
     encoded = encoded or encode_budgets(layout, budgets)
     tail += encoded.args
     tail += _ALERTS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -90,14 +90,12 @@ class KeyLayout:
     """
 
     prefix: str = "llmgw"
+    tag: str = field(init=False, repr=False, compare=False)  # "{prefix}": in every key of every request
 
     def __post_init__(self) -> None:
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             raise ValueError(f"invalid key prefix {self.prefix!r}")
-
-    @property
-    def tag(self) -> str:
-        return "{" + self.prefix + "}"
+        object.__setattr__(self, "tag", "{" + self.prefix + "}")
 
     def bucket(self, name: str) -> str:
         return f"{self.tag}:b2:{name}"
