@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestRecord:
     """What one request did; filled in as it goes, logged and measured once at the end."""
 
