@@ -202,12 +202,12 @@ async def route(
     used = rt.books.used(budgets) if budgets else 0.0  # from what this replica last saw (no round trip)
     default_output = rt.settings.limits.default_output_tokens
     features = features_from(body, key, headers, endpoint, key.trusted, default_output, used, who)
+    snapshot = rt.health.snapshot()
     thresholds = policy.thresholds(features.model)
     if features.prompt_tokens > _COUNT_IN_THREAD:
         features = await asyncio.to_thread(refine, features, thresholds, False)
     else:
         features = refine(features, thresholds, False)
-    snapshot = rt.health.snapshot()  # read by decide at once: nothing happens in between
     found = decide(policy, features, snapshot, rt.rng, rt.deployments, rt.index, key)  # the gateway's randomness
     if not found.direct:
         if found.rule is not None:  # no rule matched: there is no rule to name (the error says why)

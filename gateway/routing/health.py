@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -120,37 +120,6 @@ class _Deployment:
     view_until: float = 0.0
 
 
-class _States(Mapping[str, DeploymentState]):
-    """The states of ``Health.snapshot()``, as of its time, each made on first read and kept."""
-
-    __slots__ = ("_health", "_now", "_made")
-
-    def __init__(self, health: Health, now: float) -> None:
-        self._health, self._now = health, now
-        self._made: dict[str, DeploymentState] = {}
-
-    def get(self, name: str, default: DeploymentState | None = None) -> DeploymentState | None:  # type: ignore[override]
-        made = self._made.get(name)
-        if made is None:
-            d = self._health._deployments.get(name)
-            if d is None:
-                return default
-            made = self._made[name] = self._health._state(d, self._now)
-        return made
-
-    def __getitem__(self, name: str) -> DeploymentState:
-        found = self.get(name)
-        if found is None:
-            raise KeyError(name)
-        return found
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._health._deployments))
-
-    def __len__(self) -> int:
-        return len(self._health._deployments)
-
-
 class Health:
     """One per replica (per process): in-process state plus the latest merged view from Redis."""
 
@@ -169,9 +138,12 @@ class Health:
         self._replicas = 1
 
     def snapshot(self) -> Snapshot:
-        """Every deployment's state now, each made when first read (a plan reads its candidates' only):
-        routing reads it at once, before anything else can happen."""
-        return Snapshot(_States(self, self._clock()))
+        now = self._clock()
+        states = {}
+        for name, d in self._deployments.items():  # _state's first test inlined: this runs for every request
+            view = d.view
+            states[name] = view if view is not None and now < d.view_until else self._state(d, now)
+        return Snapshot(states)
 
     def allow(self, deployment: str, last_resort: bool = False) -> bool:
         """May a request be sent now? A half-open circuit admits its probes; ``last_resort`` (every circuit
