@@ -67,17 +67,10 @@ class BudgetShares:
                     queued.usd += usd
 
     def owe_settled(self, reserved: Sequence[tuple[Budget, float]], cost: float) -> None:
-        """``owe(decide.budget_refunds(...))`` for a request whose actual cost is known (the usual settlement,
-        without the list in between): each budget's spend moves from what it took to that cost."""
+        """``owe(decide.budget_refunds(...))`` for a request whose actual cost is known (the usual settlement):
+        each budget's spend moves from what it took to that cost."""
         used = cost if cost > 0 else 0.0
-        owed = self._owed
-        for budget, took in reserved:
-            if used != took:
-                queued = owed.get(budget.counter)
-                if queued is None:
-                    owed[budget.counter] = _Owed(budget, used - took)
-                else:
-                    queued.usd += used - took
+        self.owe([(budget, used - took) for budget, took in reserved])
 
     def take(self) -> tuple[int, list[tuple[Budget, float]]]:
         """What is owed, as the next batch (its sequence number, its amounts); (0, []) when nothing is."""

@@ -221,7 +221,7 @@ async def walk(
         entry = group[admission.chosen or 0]
         remaining.remove(entry)
         deployment = deployments[entry.deployment]
-        deployment_id = deployment.id  # a property that formats a string: read once
+        deployment_id = deployment.id
         if not steps.record.allow(deployment_id, entry.last_resort):  # half-open and its probes are taken
             await steps.admit.give_back(admission.reservation, None)
             errors.append(ServiceUnavailable(f"{deployment_id} is recovering; its probe requests are taken"))

@@ -138,7 +138,6 @@ class ModelledFleet:
         self._models: dict[str, _Modelled] = {}
         # by deployment and body (the client's templates), each object kept with what was made for it
         self._prepared: dict[tuple[int, int], tuple[Deployment, object, Prepared | UnsupportedParameter]] = {}
-        self._by_object: dict[int, tuple[Deployment, _Modelled]] = {}
         for account in settings.accounts:
             pool = asyncio.Semaphore(pool_size)
             own = workload.limits.get(account.name, account.limits)
@@ -158,13 +157,6 @@ class ModelledFleet:
             for holder in modelled.holders:
                 holder.drain(now)
 
-    def _model(self, deployment: Deployment) -> _Modelled:
-        """The deployment's model, found by the object (``Deployment.id`` formats a string on every read)."""
-        found = self._by_object.get(id(deployment))
-        if found is None or found[0] is not deployment:
-            found = self._by_object[id(deployment)] = (deployment, self._models[deployment.id])
-        return found[1]
-
     def prepare(self, deployment: Deployment, body: dict[str, Any], endpoint: Endpoint) -> Prepared:
         """The adapter's own translation, once per request shape (a class's body) and deployment: a parameter
         the provider cannot express excludes the deployment here as it does in serving (the refusal is kept
@@ -172,7 +164,7 @@ class ModelledFleet:
         key = (id(deployment), id(body))
         found = self._prepared.get(key)
         if found is None or found[0] is not deployment or found[1] is not body:
-            m = self._model(deployment)
+            m = self._models[deployment.id]
             try:
                 payload = m.provider.to_request(body, deployment, m.provider, endpoint)
                 url = m.provider.url(m.account_config, deployment, endpoint)
@@ -186,7 +178,7 @@ class ModelledFleet:
         return made
 
     async def slot(self, deployment: Deployment) -> Slot:
-        pool = self._model(deployment).pool
+        pool = self._models[deployment.id].pool
         if not pool.locked():
             await pool.acquire()
             return Slot(pool)
@@ -201,7 +193,7 @@ class ModelledFleet:
         return Slot(pool)
 
     async def send(self, deployment: Deployment, prepared: Prepared, slot: Slot, request_id: str) -> Exchange:
-        m = self._model(deployment)
+        m = self._models[deployment.id]
         call, now, rng, sleep = CURRENT.get().call, self._clock(), self._rng, self._sleep
         try:
             for outage in m.outages:
