@@ -22,21 +22,11 @@ reuses a connection whose response was not read to the end).
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import aiohttp
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_any,
-    stop_before_delay,
-)
 
 from gateway.config.model import Account, Deployment, ServerSettings
 from gateway.errors import (
@@ -53,8 +43,6 @@ from gateway.providers.base import Provider, SdkAnswer, SdkCall, StreamTranslato
 
 _MAX_ERROR_BODY = 64 * 1024  # an error answer is read this far; its message is all that is kept
 _YIELD_EVERY = 1024 * 1024  # bytes read back to back (an inflating body never waits) between yields
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -436,59 +424,4 @@ async def _error(exchange: Exchange, provider: Provider) -> UpstreamError:
     response = exchange.response
     return provider.from_error(
         response.status, b"".join(pieces), response.headers, rules.secrets, rules.max_retry_after
-    )
-
-
-async def retrying(
-    call: Callable[[], Awaitable[T]],
-    retries: int,
-    initial: float,
-    maximum: float,
-    deadline: float,
-    worth_retrying: Callable[[BaseException], bool],
-) -> T:
-    """``call()``, tried again as ``same_deployment_retries`` allows while its failure is worth retrying.
-
-    The first try runs bare: setting tenacity up leaves ~40 objects in reference cycles per request
-    (measured: most of the garbage collector's work), and most requests need one try. A failed first
-    try is replayed as tenacity's first attempt, so backoff, Retry-After and the stop rules count it.
-    """
-    replay: Exception | None = None
-    try:
-        return await call()
-    except Exception as error:
-        if retries < 1:
-            raise
-        replay = error
-    async for attempt in same_deployment_retries(retries, initial, maximum, deadline, worth_retrying):
-        with attempt:
-            if replay is not None:
-                failure, replay = replay, None
-                raise failure
-            return await call()
-    raise AssertionError("same_deployment_retries always yields at least once")
-
-
-def same_deployment_retries(
-    retries: int, initial: float, maximum: float, deadline: float, worth_retrying: Callable[[BaseException], bool]
-) -> AsyncRetrying:
-    """Tries of one request on one deployment: exponential backoff with jitter, at least the provider's
-    Retry-After, never past ``deadline`` (monotonic); the last failure is re-raised as it was.
-
-    Used as tenacity's iterator: ``async for attempt in same_deployment_retries(...): with attempt: ...``.
-    """
-
-    def wait(state: RetryCallState) -> float:
-        # tenacity's wait_exponential_jitter, written out: its `initial` is deprecated in 9.x and its
-        # replacement `multiplier` does not exist in 8.x.
-        backoff: float = min(initial * 2 ** (state.attempt_number - 1) + random.uniform(0, initial), maximum)
-        error = state.outcome.exception() if state.outcome is not None else None
-        asked = getattr(error, "retry_after", None) or 0.0
-        return max(backoff, float(asked))
-
-    return AsyncRetrying(
-        stop=stop_any(stop_after_attempt(retries + 1), stop_before_delay(max(0.0, deadline - time.monotonic()))),
-        wait=wait,
-        retry=retry_if_exception(worth_retrying),
-        reraise=True,
     )

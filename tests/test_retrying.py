@@ -1,4 +1,4 @@
-"""Same-deployment tries (``gateway.upstream.retrying``): how many, how long between them, what is raised."""
+"""Same-deployment tries (``gateway.retries.retrying``): how many, how long between them, what is raised."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import pytest
 
 from gateway.errors import UpstreamStatus
-from gateway.upstream import retrying
+from gateway.retries import retrying
 
 
 class Flaky:

@@ -35,11 +35,12 @@ from gateway.errors import GatewayError, RateLimited, ServiceUnavailable, Upstre
 from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
+from gateway.retries import retrying
 from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
 from gateway.time_limit import time_limit
 from gateway.types import Endpoint
-from gateway.upstream import Exchange, Slot, retrying
+from gateway.upstream import Exchange, Slot
 from gateway.values import value
 
 T = TypeVar("T")
