@@ -12,13 +12,12 @@ from dataclasses import fields
 from typing import Any, cast
 
 from gateway import catalog
+from gateway.config.budgets import budget_caps, budgets
+from gateway.config.credentials import AWS_KEYS, aws_credentials, credential, secret_from
 from gateway.config.model import (
     CAPABILITIES,
     POLICY_MAX_BYTES,
     Account,
-    AwsCredentials,
-    BudgetCaps,
-    BudgetSettings,
     CircuitSettings,
     Deployment,
     Limits,
@@ -26,7 +25,6 @@ from gateway.config.model import (
     ObservabilitySettings,
     Price,
     ProviderFacts,
-    Secret,
     ServerSettings,
     Settings,
     Timeouts,
@@ -94,13 +92,6 @@ def _limits(r: _Reader, raw: Any, path: str) -> Limits:
     )
 
 
-def _credential(r: _Reader, m: dict[str, Any], path: str, required: bool) -> Secret | None:
-    secret = _secret_from(r, m, path, "api_key")
-    if secret is None and required and not (m.get("api_key_env") or m.get("api_key_file")):
-        r.error(path, "a credential is required: set api_key_env or api_key_file")
-    return secret
-
-
 _MODEL_KEYS = frozenset(
     {"upstream_model", "mode", "limits", "price", "context_window", "max_output_tokens", "capabilities"}
 )
@@ -164,34 +155,13 @@ def _deployment(r: _Reader, account: str, kind: str, model: str, raw: Any, path:
 
 
 _ACCOUNT_KEYS = frozenset({"kind", "base_url", "api_key_env", "api_key_file", "api_version", "limits", "models"})
-# Accounts of an AWS service (kind: bedrock): the region, and credentials other than the standard chain's.
-_AWS_KEYS = frozenset(
-    {"region", "aws_profile", "aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"}
-)
-
-
-def _aws(r: _Reader, m: dict[str, Any], path: str) -> AwsCredentials:
-    """Explicit keys (both, from the environment), a profile, or neither: the standard chain at start."""
-    found: dict[str, Secret | None] = {}
-    for name in ("aws_access_key_id_env", "aws_secret_access_key_env", "aws_session_token_env"):
-        variable = r.get(m, path, name, _str, "an environment variable name", "")
-        found[name] = Secret(r.env[variable]) if variable and r.env.get(variable) else None
-        if variable and found[name] is None:
-            r.error(f"{path}.{name}", f"environment variable {variable} is not set")
-    key_id, secret = found["aws_access_key_id_env"], found["aws_secret_access_key_env"]
-    if (m.get("aws_access_key_id_env") is None) != (m.get("aws_secret_access_key_env") is None):
-        r.error(path, "give aws_access_key_id_env and aws_secret_access_key_env together")
-    profile = r.get(m, path, "aws_profile", _str, "a profile name", "") or None
-    if profile and m.get("aws_access_key_id_env") is not None:
-        r.error(path, "give AWS keys or aws_profile, not both")
-    return AwsCredentials(key_id, secret, found["aws_session_token_env"], profile)
 
 
 def _account(r: _Reader, name: str, raw: Any) -> Account | None:
     path = f"providers.{name}"
     if not _NAME.match(name) or "/" in name:
         r.error(path, "provider names use letters, digits, '.', '_' and '-'")
-    m = r.mapping(raw, path, _ACCOUNT_KEYS | _AWS_KEYS)
+    m = r.mapping(raw, path, _ACCOUNT_KEYS | AWS_KEYS)
     kind = r.required(m, path, "kind", _str, f"one of {sorted(r.registry)}")
     if kind is None:
         return None
@@ -205,9 +175,9 @@ def _account(r: _Reader, name: str, raw: Any) -> Account | None:
         region = r.get(m, path, "region", _str, "an AWS region such as us-east-1", default_region) or None
         if region is None:
             r.error(f"{path}.region", f"required for kind {kind} (or set AWS_REGION)")
-        aws = _aws(r, m, path)
+        aws = aws_credentials(r, m, path)
     else:
-        for key in sorted(_AWS_KEYS & set(m)):
+        for key in sorted(AWS_KEYS & set(m)):
             r.error(f"{path}.{key}", f"only accounts of an AWS service (kind bedrock) take {key}")
     default_url = (provider.default_base_url or "").replace("{region}", region or "")
     base_url = r.get(m, path, "base_url", _str, "a URL", default_url)
@@ -218,7 +188,7 @@ def _account(r: _Reader, name: str, raw: Any) -> Account | None:
     api_version = r.get(m, path, "api_version", _str, "a string", provider.default_api_version)
     if provider.needs_api_version and not api_version:
         r.error(f"{path}.api_version", f"required for kind {kind}")
-    api_key = _credential(r, m, path, provider.needs_credential)
+    api_key = credential(r, m, path, provider.needs_credential)
     models = r.mapping(m.get("models"), f"{path}.models", frozenset(m.get("models") or {}))
     if not models:
         r.error(f"{path}.models", "declare at least one model")
@@ -272,8 +242,8 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
                     limits=_limits(r, m.get("limits"), f"{path}.limits"),
                     user_limits=_limits(r, m.get("user_limits"), f"{path}.user_limits"),
                     trusted=r.get(m, path, "trusted", _bool, "true or false", False),
-                    budget=_budget_caps(r, m.get("budget"), f"{path}.budget"),
-                    user_budget=_budget_caps(r, m.get("user_budget"), f"{path}.user_budget"),
+                    budget=budget_caps(r, m.get("budget"), f"{path}.budget"),
+                    user_budget=budget_caps(r, m.get("user_budget"), f"{path}.user_budget"),
                 )
             )
     return tuple(keys)
@@ -282,33 +252,6 @@ def _keys(r: _Reader, raw: Any) -> tuple[VirtualKey, ...]:
 _KEY_FIELDS = frozenset(
     {"name", "key_sha256", "tier", "models", "limits", "user_limits", "trusted", "budget", "user_budget"}
 )
-
-
-def _budget_caps(r: _Reader, raw: Any, path: str) -> BudgetCaps:
-    m = r.mapping(raw, path, frozenset({"daily_usd", "monthly_usd"}))
-    return BudgetCaps(
-        daily_usd=r.get(m, path, "daily_usd", _pos_float, "USD > 0", None),
-        monthly_usd=r.get(m, path, "monthly_usd", _pos_float, "USD > 0", None),
-    )
-
-
-def _budgets(r: _Reader, raw: Any, accounts: tuple[Account, ...], keys: tuple[VirtualKey, ...]) -> BudgetSettings:
-    """``budgets: {tiers: {<tier>: {daily_usd, monthly_usd}}}``. Where any budget is set, every deployment
-    needs a price (the catalog's, or the config's; ``input_per_mtok: 0`` serves one free): a budget cannot be
-    kept on spend the gateway cannot price, and an unknown price is never taken for free."""
-    m = r.mapping(raw, "budgets", frozenset({"tiers"}))
-    given = r.mapping(m.get("tiers"), "budgets.tiers", frozenset(m.get("tiers") or {}))
-    tiers = {str(t): _budget_caps(r, caps, f"budgets.tiers.{t}") for t, caps in given.items()}
-    if any(c.any for c in tiers.values()) or any(k.budget.any or k.user_budget.any for k in keys):
-        for account in accounts:
-            for d in account.deployments:
-                if d.price is None:
-                    r.error(
-                        f"providers.{account.name}.models.{d.model}.price",
-                        "no price is known for this model and budgets are set: give its price "
-                        "(input_per_mtok: 0 serves it free)",
-                    )
-    return BudgetSettings(tiers={t: c for t, c in tiers.items() if c.any})
 
 
 def _limit_settings(r: _Reader, raw: Any) -> LimitSettings:
@@ -361,34 +304,6 @@ def _circuit(r: _Reader, raw: Any) -> CircuitSettings:
     )
 
 
-def _secret_from(r: _Reader, m: dict[str, Any], path: str, name: str) -> Secret | None:
-    """A secret named by ``<name>_env`` (an environment variable) or ``<name>_file`` (a file, e.g. a mounted
-    Kubernetes Secret); None, with an error where one was named but cannot be read, or when neither is given."""
-    env_key, file_key = f"{name}_env", f"{name}_file"
-    env_name = r.get(m, path, env_key, _str, "an environment variable name", "")
-    file_name = r.get(m, path, file_key, _str, "a file path", "")
-    if env_name and file_name:
-        r.error(path, f"give {env_key} or {file_key}, not both")
-        return None
-    if env_name:
-        value = r.env.get(env_name, "")
-        if not value:
-            r.error(f"{path}.{env_key}", f"environment variable {env_name} is not set")
-        return Secret(value) if value else None
-    if not file_name:
-        return None
-    full = os.path.join(r.base_dir, file_name)
-    try:
-        with open(full, encoding="utf-8") as f:
-            value = f.read().strip()
-    except OSError as e:
-        r.error(f"{path}.{file_key}", f"cannot read {full}: {e.strerror}")
-        return None
-    if not value:
-        r.error(f"{path}.{file_key}", f"{full} is empty")
-    return Secret(value) if value else None
-
-
 def _ratio(v: Any) -> float | None:
     """A number in [0, 1]."""
     ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
@@ -406,7 +321,7 @@ def _observability(r: _Reader, raw: Any) -> ObservabilitySettings:
     if endpoint and not endpoint.startswith(("http://", "https://")):
         r.error(f"{pt}.endpoint", f"expected an http:// or https:// URL (OTLP over HTTP), got {endpoint!r}")
     return ObservabilitySettings(
-        metrics_token=_secret_from(r, metrics, pm, "token"),
+        metrics_token=secret_from(r, metrics, pm, "token"),
         headroom_interval_seconds=r.get(
             metrics, pm, "headroom_interval_seconds", _pos_float, "seconds > 0", d.headroom_interval_seconds
         ),
@@ -460,7 +375,7 @@ def build_settings(
         ready_requires_redis=r.get(state, "state", "ready_requires_redis", _bool, "true or false", False),
         circuit=_circuit(r, top.get("circuit")),
         demo=demo,
-        budgets=_budgets(r, top.get("budgets"), accounts, keys),
+        budgets=budgets(r, top.get("budgets"), accounts, keys),
         observability=_observability(r, top.get("observability")),
     )
     return (None if r.errors else settings), r.errors
