@@ -11,15 +11,16 @@ nesting and chain nesting are capped at ``MAX_DEPTH`` levels, and nothing recurs
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.model import POLICY_MAX_BYTES, Deployment
+from gateway.routing.policy.chains import nesting
 from gateway.routing.policy.conditions import Path, Report, parse_match
 from gateway.routing.policy.document import MAX_DEPTH, Document, dotted, parse
+from gateway.routing.policy.files import policy_version, read_policy_files
 from gateway.routing.policy.model import (
     RETRY_ON_DEFAULT,
     STRATEGIES,
@@ -55,26 +56,6 @@ class _Entry:
     doc: Document
     path: Path
     value: Any
-
-
-def policy_files(directory: str) -> list[str]:
-    """The policy files, sorted by name; editor and ConfigMap dot-files are skipped."""
-    try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(n for n in names if n.endswith((".yaml", ".yml")) and not n.startswith("."))
-
-
-def policy_version(files: Iterable[tuple[str, bytes]]) -> str:
-    """
-    >>> policy_version([])  # the empty policy
-    'e3b0c44298fc'
-    """
-    h = hashlib.sha256()
-    for name, data in sorted(files):
-        h.update(name.encode() + b"\0" + data + b"\0")
-    return h.hexdigest()[:12]
 
 
 class _Loader:
@@ -137,7 +118,7 @@ class _Loader:
             self.items(e.doc, e.path, e.value)
             graph[name] = [i[len(CHAIN) :].strip() for i in _strings(e.value) if i.startswith(CHAIN)]
         reported: set[frozenset[str]] = set()
-        cycles, depth = _walk(graph)
+        cycles, depth = nesting(graph)
         for cycle in cycles:
             if frozenset(cycle) not in reported:
                 reported.add(frozenset(cycle))
@@ -343,35 +324,6 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _walk(graph: Mapping[str, list[str]]) -> tuple[list[list[str]], dict[str, int]]:
-    """Depth-first, without recursion (a policy may chain thousands of chains): every cycle found, as
-    the path that closes it ([a, b, a]), and each chain's nesting depth (a cycle counts once).
-
-    >>> _walk({"a": ["b"], "b": ["a", "c"], "c": []})
-    ([['a', 'b', 'a']], {'c': 1, 'b': 2, 'a': 3})
-    """
-    found: list[list[str]] = []
-    depth: dict[str, int] = {}
-    for start in graph:
-        if start in depth:
-            continue
-        stack, pending, on_stack = [start], [iter(graph[start])], {start}
-        while stack:
-            nxt = next(pending[-1], None)
-            if nxt is None:
-                node = stack.pop()
-                pending.pop()
-                on_stack.discard(node)
-                depth[node] = 1 + max((depth.get(n, 0) for n in graph[node]), default=0)
-            elif nxt in on_stack:
-                found.append(stack[stack.index(nxt) :] + [nxt])
-            elif nxt in graph and nxt not in depth:
-                stack.append(nxt)
-                pending.append(iter(graph[nxt]))
-                on_stack.add(nxt)
-    return found, depth
-
-
 def load_policies(
     directory: str,
     deployments: Mapping[str, Deployment],
@@ -386,23 +338,7 @@ def load_policies(
     or files being replaced never empty the policy. Raises ``PolicyError``.
     """
     shown = os.path.normpath(directory)  # errors name policies/a.yaml, not config/../policies/a.yaml
-    files: list[tuple[str, bytes]] = []
-    problems: list[str] = []
-    budget = max_bytes
-    for name in policy_files(directory):
-        path = os.path.join(directory, name)
-        try:
-            with open(path, "rb") as f:
-                data = f.read(budget + 1)  # never more than the limit, whatever the file's size
-        except OSError as e:
-            problems.append(f"{os.path.join(shown, name)}:1: cannot read: {e.strerror}")
-            continue
-        if len(data) > budget:
-            over = f"the policy files together are over {max_bytes} bytes (policies.max_bytes)"
-            problems.append(f"{os.path.join(shown, name)}:1: {over}")
-            break
-        budget -= len(data)
-        files.append((name, data))
+    files, problems = read_policy_files(directory, shown, max_bytes)
     loader = _Loader(deployments)
     for name, data in files:
         path = os.path.join(shown, name)

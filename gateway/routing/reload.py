@@ -26,7 +26,8 @@ from typing import Any, Protocol
 from gateway.config.model import POLICY_MAX_BYTES, Deployment
 from gateway.metrics import Metrics
 from gateway.routing.policy import Policy
-from gateway.routing.policy_load import PolicyError, load_policies, policy_files
+from gateway.routing.policy.files import policy_files
+from gateway.routing.policy_load import PolicyError, load_policies
 
 
 @dataclass(frozen=True)

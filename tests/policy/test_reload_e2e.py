@@ -24,7 +24,7 @@ from harness import TEST_KEY, UPSTREAM_KEY, GatewayProcess, free_port
 from policy.support import MESSAGES, Launch, account, admin, config, metric, wait_for, write_policy
 
 from gateway.fake.testing import FakeUpstream
-from gateway.routing.policy_load import policy_version
+from gateway.routing.policy.files import policy_version
 
 FILE = "policy.yaml"
 VALID = {
