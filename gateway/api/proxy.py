@@ -21,6 +21,7 @@ from gateway.api.respond import error_response, finish, json_response, overhead
 from gateway.api.stream import StreamRelay
 from gateway.config.model import Deployment, VirtualKey
 from gateway.errors import GatewayError, UpstreamConnection
+from gateway.exchange import Exchange
 from gateway.limits import specs
 from gateway.limits.model import Reservation
 from gateway.record import RequestRecord
@@ -33,7 +34,6 @@ from gateway.runtime import Runtime
 from gateway.spend import pricing
 from gateway.spend.pricing import max_cost
 from gateway.types import Endpoint, Usage
-from gateway.upstream import Exchange
 
 if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is configured
     from gateway.tracing import RequestTrace

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.config.model import Account, Deployment
+from gateway.exchange import Exchange, Slot
 from gateway.providers.base import Provider, SdkCall, Signer
 from gateway.routing.walk import Prepared
 from gateway.types import Endpoint
-from gateway.upstream import Exchange, Slot, Upstream
+from gateway.upstream import Upstream
 
 if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is configured
     from gateway.tracing import Tracer

@@ -32,6 +32,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from gateway import failures
 from gateway.config.model import Deployment
 from gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
+from gateway.exchange import Exchange, Slot
 from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
@@ -40,7 +41,6 @@ from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
 from gateway.time_limit import time_limit
 from gateway.types import Endpoint
-from gateway.upstream import Exchange, Slot
 from gateway.values import value
 
 T = TypeVar("T")

@@ -24,6 +24,7 @@ from typing import Any
 from gateway.api.proxy import demand
 from gateway.config.model import Deployment, Settings, VirtualKey
 from gateway.errors import GatewayError
+from gateway.exchange import Exchange
 from gateway.limits.base import Limiter
 from gateway.record import RequestRecord
 from gateway.routing.decision import decide
@@ -36,7 +37,6 @@ from gateway.sim.providers import ModelledExchange
 from gateway.sim.tally import Tally, cost_usd
 from gateway.sim.trace import CURRENT, Call, Trace
 from gateway.sim.workload import RequestClass, Workload
-from gateway.upstream import Exchange
 from gateway.values import value
 
 PATH = "/v1/chat/completions"

@@ -27,6 +27,7 @@ import orjson
 
 from gateway.config.model import Account, Deployment, Limits, Settings
 from gateway.errors import UpstreamConnection, UpstreamError, UpstreamPoolExhausted, UpstreamStatus, UpstreamTimeout
+from gateway.exchange import Exchange, Slot
 from gateway.fake import errors as fake_errors
 from gateway.fake.ratelimit import Bucket, format_duration, retry_headers
 from gateway.providers.base import Provider, UnsupportedParameter
@@ -34,7 +35,6 @@ from gateway.routing.walk import Prepared
 from gateway.sim.trace import CURRENT
 from gateway.sim.workload import Behaviour, Outage, Workload
 from gateway.types import Endpoint, Usage
-from gateway.upstream import Exchange, Slot
 
 ERROR_DELAY = 0.05  # seconds a provider takes to refuse or fail a request (one round trip)
 _STATUS_ERRORS = {"500": fake_errors.server_error, "503": fake_errors.overloaded}

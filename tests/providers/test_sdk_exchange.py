@@ -11,9 +11,9 @@ from collections.abc import AsyncGenerator
 import pytest
 
 from gateway.errors import UpstreamProtocol, UpstreamTimeout
+from gateway.exchange import Rules, SdkExchange, Slot
 from gateway.providers import REGISTRY
 from gateway.providers.base import SdkAnswer
-from gateway.upstream import Rules, SdkExchange, Slot
 
 RULES = Rules(max_body=100, max_event=80, max_stream=200, max_retry_after=300.0, secrets=("sk-configured-secret",))
 

@@ -19,6 +19,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamStatus,
 )
+from gateway.exchange import Slot
 from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
@@ -26,7 +27,6 @@ from gateway.routing.policy import Retries
 from gateway.routing.select import Plan, PlanEntry, Stage
 from gateway.routing.walk import Demand, Prepared, Steps, walk
 from gateway.types import Endpoint
-from gateway.upstream import Slot
 
 DEPLOYMENTS = {
     d.id: d
