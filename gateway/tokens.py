@@ -145,9 +145,6 @@ def encoding() -> Encoding | None:
         return None
 
 
-_loading = threading.Lock()  # held by the one thread that loads the encoding
-
-
 def loaded() -> Encoding | None:
     """The encoding if it is loaded; otherwise None at once, and it starts loading in a thread.
 
@@ -157,16 +154,13 @@ def loaded() -> Encoding | None:
     """
     if encoding.cache_info().currsize:
         return encoding()
-    if _loading.acquire(blocking=False):
-        threading.Thread(target=_load, name="tiktoken-load", daemon=True).start()
+    _start_loading()
     return None
 
 
-def _load() -> None:
-    try:
-        encoding()
-    finally:
-        _loading.release()
+@functools.cache  # once per process, like the encoding it loads
+def _start_loading() -> None:
+    threading.Thread(target=encoding, name="tiktoken-load", daemon=True).start()
 
 
 def _text(enc: Encoding, text: str) -> int:

@@ -44,8 +44,10 @@ def test_what_the_answers_may_take(body: dict[str, object], asked: tuple[str, in
 @pytest.fixture
 def fresh_encoding() -> Iterator[None]:
     tokens.encoding.cache_clear()
+    tokens._start_loading.cache_clear()  # a process loads the encoding once: start each test from none
     yield
     tokens.encoding.cache_clear()
+    tokens._start_loading.cache_clear()
 
 
 def test_no_encoding_file_means_no_counting(
