@@ -1,6 +1,5 @@
-"""Tries of one request on one deployment (the walk's same-deployment retries): the first try bare, then
-tenacity's exponential backoff with jitter, at least the provider's Retry-After, never past the request's
-deadline."""
+"""Tries of one request on one deployment after its first (the walk's same-deployment retries): tenacity's
+exponential backoff with jitter, at least the provider's Retry-After, never past the request's deadline."""
 
 from __future__ import annotations
 
@@ -21,7 +20,8 @@ from tenacity import (
 T = TypeVar("T")
 
 
-async def retrying(
+async def tried_again(
+    first: Exception,
     call: Callable[[], Awaitable[T]],
     retries: int,
     initial: float,
@@ -29,19 +29,15 @@ async def retrying(
     deadline: float,
     worth_retrying: Callable[[BaseException], bool],
 ) -> T:
-    """``call()``, tried again as ``same_deployment_retries`` allows while its failure is worth retrying.
+    """``call()`` tried again, after a first try that failed with ``first``, as ``same_deployment_retries``
+    allows while its failure is worth retrying.
 
-    The first try runs bare: setting tenacity up leaves ~40 objects in reference cycles per request
-    (measured: most of the garbage collector's work), and most requests need one try. A failed first
-    try is replayed as tenacity's first attempt, so backoff, Retry-After and the stop rules count it.
+    The first try is the caller's own (the walk awaits it directly): setting tenacity up leaves ~40 objects in
+    reference cycles per request (measured: most of the garbage collector's work), and most requests need
+    one try. The first failure is replayed as tenacity's first attempt, so backoff, Retry-After and the
+    stop rules count it.
     """
-    replay: Exception | None = None
-    try:
-        return await call()
-    except Exception as error:
-        if retries < 1:
-            raise
-        replay = error
+    replay: Exception | None = first
     async for attempt in same_deployment_retries(retries, initial, maximum, deadline, worth_retrying):
         with attempt:
             if replay is not None:

@@ -36,7 +36,7 @@ from gateway.exchange import Exchange, Slot
 from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
-from gateway.retries import retrying
+from gateway.retries import tried_again
 from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
 from gateway.time_limit import time_limit
@@ -207,6 +207,7 @@ async def walk(
             continue
         remaining.append(entry)
     deadline = time.monotonic() + plan.retries.deadline_s
+    timeout = plan.retries.attempt_timeout_s
     moving: tuple[str, UpstreamError] | None = None  # the deployment that failed, while the plan moves on
     while remaining:
         stage = remaining[0].stage
@@ -230,15 +231,31 @@ async def walk(
         if moving is not None and moving[0] != deployment_id:
             steps.watch.fell_back(plan.route, moving[0], deployment_id, moving[1])
         moving = None
+        # The first try is awaited directly (most requests need one): each coroutine between the task and
+        # the provider is resumed on every wake-up, and retries need closures the first try does not.
         try:
-            result = await _tries(steps, record, deployment, prepared[deployment_id], plan, deadline, finish, waiting)
+            result = await _attempt(
+                steps, record, deployment, prepared[deployment_id], timeout, deadline, finish, waiting
+            )
         except UpstreamError as e:
-            errors.append(e)
-            await steps.admit.failed(deployment, admission.reservation, e)
-            if not failures.may_fall_back(e, plan.retry_on) or time.monotonic() >= deadline:
-                raise
-            moving = (deployment_id, e)
-            if "context_length" in failures.triggers(e):  # only a larger window can help
+            error: UpstreamError | None = e
+        else:
+            error = None
+        if error is not None and plan.retries.same_deployment > 0:
+            try:
+                result = await _tries(
+                    error, steps, record, deployment, prepared[deployment_id], plan, deadline, finish, waiting
+                )
+                error = None
+            except UpstreamError as e:
+                error = e
+        if error is not None:
+            errors.append(error)
+            await steps.admit.failed(deployment, admission.reservation, error)
+            if not failures.may_fall_back(error, plan.retry_on) or time.monotonic() >= deadline:
+                raise error
+            moving = (deployment_id, error)
+            if "context_length" in failures.triggers(error):  # only a larger window can help
                 window = deployment.context_window or 0
                 remaining = [r for r in remaining if (deployments[r.deployment].context_window or 0) > window]
             continue
@@ -246,7 +263,55 @@ async def walk(
     raise final_error(errors)
 
 
+async def _attempt(
+    steps: Steps,
+    record: RequestRecord,
+    deployment: Deployment,
+    prepared: Prepared,
+    timeout: float,
+    deadline: float,
+    finish: Callable[[Exchange, Deployment], Awaitable[T]],
+    waiting: Waiting,
+) -> T:
+    """One try on one deployment, for at most ``timeout`` seconds and never past ``deadline``; its outcome
+    goes to ``steps.record``, a failure is raised as an ``UpstreamError`` (the time limit's: ``UpstreamTimeout``)."""
+    # Waiting for a connection is the gateway's own queue, not an attempt: a full pool raises
+    # UpstreamPoolExhausted before anything is counted or reported to the circuit.
+    slot = await steps.send.slot(deployment)
+    deployment_id = deployment.id
+    record.attempts += 1
+    record.tried.append(deployment_id)
+    steps.record.started(deployment_id)
+    started = time.monotonic()
+    try:
+        with steps.watch.attempt(deployment, record.attempts):
+            with time_limit(min(timeout, max(0.0, deadline - started))):
+                exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
+                steps.admit.observe(deployment, exchange.headers)
+                result = await finish(exchange, deployment)
+    except (TimeoutError, UpstreamError) as e:
+        error = e if isinstance(e, UpstreamError) else UpstreamTimeout("the attempt ran past its time limit")
+        slot.release()
+        elapsed = time.monotonic() - started
+        waiting.seconds += elapsed
+        steps.record.finished(deployment_id, error, elapsed, record.stream)
+        if error is e:
+            raise
+        raise error from None
+    except BaseException:  # the client left: not the provider's failure, but no longer in flight
+        slot.release()
+        elapsed = time.monotonic() - started
+        waiting.seconds += elapsed
+        steps.record.finished(deployment_id, None, elapsed, record.stream, counted=False)
+        raise
+    elapsed = time.monotonic() - started
+    waiting.seconds += elapsed
+    steps.record.finished(deployment_id, None, elapsed, record.stream)
+    return result
+
+
 async def _tries(
+    first: UpstreamError,
     steps: Steps,
     record: RequestRecord,
     deployment: Deployment,
@@ -256,66 +321,36 @@ async def _tries(
     finish: Callable[[Exchange, Deployment], Awaitable[T]],
     waiting: Waiting,
 ) -> T:
-    """One deployment, with its same-deployment retries; every try's outcome goes to ``steps.record``."""
+    """The same-deployment retries after a first try failed with ``first``; each try's outcome goes to
+    ``steps.record``."""
     retries = plan.retries
     deployment_id = deployment.id
-    last: list[UpstreamError] = []  # the previous try's failure; empty on the first try
+    last = first
     no_room = False
-    failed_at = 0.0  # when the previous try failed: a retry's backoff waits on the provider too
+    failed_at = time.monotonic()  # when the previous try failed: a retry's backoff waits on the provider too
 
     def worth_retrying(error: BaseException) -> bool:
         # A failure that opened the circuit (a failed half-open probe included) ends the tries here:
         # from now on the circuit decides when this deployment sees a request again.
         return not no_room and failures.retry_here(error) and steps.record.allow(deployment_id)
 
-    async def once() -> T:
-        nonlocal no_room, failed_at
-        if last:
-            waiting.seconds += time.monotonic() - failed_at
-        if last and not await steps.admit.another_try(deployment):
+    async def again() -> T:
+        nonlocal no_room, failed_at, last
+        waiting.seconds += time.monotonic() - failed_at
+        if not await steps.admit.another_try(deployment):
             no_room = True  # the provider would count this try too: only with room in its buckets
-            raise last[-1]
-        # Waiting for a connection is the gateway's own queue, not an attempt: a full pool raises
-        # UpstreamPoolExhausted before anything is counted or reported to the circuit.
-        slot = await steps.send.slot(deployment)
-        record.attempts += 1
-        record.tried.append(deployment_id)
-        steps.record.started(deployment_id)
-        started = time.monotonic()
-
-        def took() -> float:
-            elapsed = time.monotonic() - started
-            waiting.seconds += elapsed
-            return elapsed
-
-        def failed(error: UpstreamError) -> UpstreamError:
-            nonlocal failed_at
-            slot.release()
-            steps.record.finished(deployment_id, error, took(), record.stream)
-            failed_at = time.monotonic()
-            last.append(error)
-            return error
-
+            raise last
         try:
-            with steps.watch.attempt(deployment, record.attempts):
-                with time_limit(min(retries.attempt_timeout_s, max(0.0, deadline - started))):
-                    exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
-                    steps.admit.observe(deployment, exchange.headers)
-                    result = await finish(exchange, deployment)
-        except TimeoutError:
-            raise failed(UpstreamTimeout("the attempt ran past its time limit")) from None
+            return await _attempt(
+                steps, record, deployment, prepared, retries.attempt_timeout_s, deadline, finish, waiting
+            )
         except UpstreamError as e:
-            failed(e)
+            failed_at, last = time.monotonic(), e
             raise
-        except BaseException:  # the client left: not the provider's failure, but no longer in flight
-            slot.release()
-            steps.record.finished(deployment_id, None, took(), record.stream, counted=False)
-            raise
-        steps.record.finished(deployment_id, None, took(), record.stream)
-        return result
 
-    return await retrying(
-        once,
+    return await tried_again(
+        first,
+        again,
         retries.same_deployment,
         retries.backoff_ms / 1000,
         retries.backoff_max_ms / 1000,
