@@ -103,7 +103,14 @@ class LocalLimiter:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        level = partial(self.level, now=now)
+        held = self._buckets
+
+        def level(bucket: BucketSpec) -> float:  # ``self.level`` at ``now``, for every bucket of the decision
+            entry = held.get(bucket.name)
+            if entry is None or entry.expires <= now:
+                return bucket.capacity
+            return min(bucket.capacity, entry.level + max(0.0, now - entry.at) * bucket.refill_per_sec)
+
         decision = decide(
             candidates,
             quotas,
@@ -169,11 +176,17 @@ class LocalLimiter:
     async def settle(
         self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
     ) -> None:
-        await self.apply(refunds(reservation, actual_tokens))
-        self.add_spend(budget_refunds(reservation, actual_tokens, actual_cost))
+        self._apply(refunds(reservation, actual_tokens))
+        if reservation.budgets:
+            self.add_spend(budget_refunds(reservation, actual_tokens, actual_cost))
 
     async def apply(self, changes: Sequence[tuple[BucketSpec, float]]) -> None:
         """Add each delta to its bucket (negative = charge), capped at capacity."""
+        self._apply(changes)
+
+    def _apply(self, changes: Sequence[tuple[BucketSpec, float]]) -> None:
+        if not changes:
+            return
         now = self._clock()
         for bucket, delta in changes:
             self._store(bucket, min(bucket.capacity, self.level(bucket, now) + delta), now)
