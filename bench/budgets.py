@@ -42,6 +42,7 @@ if __package__ in (None, ""):  # run as a script: the repo root, not bench/ (ben
 
 from bench import redis_server  # noqa: E402
 from bench.processes import free_port  # noqa: E402
+from bench.yardstick import yardstick  # noqa: E402
 from gateway.config.model import (  # noqa: E402
     BudgetCaps,
     BudgetSettings,
@@ -193,6 +194,7 @@ def main() -> int:
     if binary is None:
         raise SystemExit("redis-server is not installed (apt-get install -y redis-server)")
     cores = sorted(os.sched_getaffinity(0))
+    before = yardstick()
     with tempfile.TemporaryDirectory() as tmp:
         server = redis_server.start(binary, cores[-1], free_port(), Path(tmp))
         try:
@@ -200,6 +202,7 @@ def main() -> int:
             results = asyncio.run(measure(server.url, server.port, args.rounds, args.requests))
         finally:
             server.stop()
+    speed = (before + yardstick()) / 2
     med = {name: statistics.median(values) for name, values in results.items()}
     print(f"limiter work per request, medians of {args.rounds} rounds of {args.requests} requests per mode:")
     for what, unit, scale in (("p50", "ms", 1000), ("cpu", "ms", 1000), ("redis", "ms", 1000), ("rps", "req/s", 1)):
@@ -217,6 +220,7 @@ def main() -> int:
         if base == "limits" and mode == "budgets":
             verdict = int(added_ms > MAX_ADDED_P50_MS or throughput < MIN_RPS_RATIO)
     print(f"  targets, budgets against limits: p50 <= +{MAX_ADDED_P50_MS} ms, throughput >= {MIN_RPS_RATIO:.0%}")
+    print(f"  yardstick: {speed:.3f} s (bench/yardstick.py; the mean of one before and one after)")
     for name, values in results.items():
         print(f"  {name} per round: {', '.join(f'{v:.6f}' for v in values)}")
     return verdict

@@ -21,12 +21,12 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script: import the gateway package, not bench/gateway.py
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench.yardstick import yardstick  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.config.model import Account, Limits, Settings  # noqa: E402
 from gateway.providers import REGISTRY  # noqa: E402
@@ -51,14 +51,6 @@ def fleet() -> Settings:
         deployments = tuple(dataclasses.replace(d, limits=_scaled(d.limits)) for d in a.deployments)
         accounts.append(Account(a.name, a.kind, a.base_url, a.api_key, a.api_version, _scaled(a.limits), deployments))
     return dataclasses.replace(settings, accounts=tuple(accounts))
-
-
-def yardstick() -> float:
-    """CPU seconds for 10 million additions."""
-    started, total = time.process_time(), 0
-    for i in range(10_000_000):
-        total += i
-    return time.process_time() - started
 
 
 def main() -> int:

@@ -4,9 +4,9 @@ second.
 Forty-five simulated seconds at the same rate, the faster of two runs: the CPU time per simulated request is
 what an hour multiplies (a workflow lasts seconds, so a run is soon past its start). The bound is on CPU
 time, which a shared machine's load inflates less than wall time but still by half at times (measured here
-while other benchmarks ran): hence the faster of two runs, half again over the README's figure, and more when
-the bench's yardstick (a Python loop timed in the same process) says the machine is slower than for the
-README's run.
+while other benchmarks ran): hence the faster of two runs, half again over the README's figure, scaled by the
+bench's yardstick (a Python loop timed in the same process, bench/yardstick.py) against the README run's:
+more on a slower machine, less on a faster one.
 """
 
 from __future__ import annotations
@@ -34,5 +34,5 @@ def test_forty_five_seconds_at_100_workflows_a_second() -> None:
     figures = json.loads(done.stdout)
     assert figures["answered"] == figures["requests"] > 12_000  # the traffic, all of it served
     per_request = README_CPU_S / README_REQUESTS * 1e6  # µs
-    slower = max(1.0, figures["yardstick_s"] / README_YARDSTICK_S)
+    slower = figures["yardstick_s"] / README_YARDSTICK_S  # below 1 on a faster machine
     assert figures["cpu_us_per_request"] < 1.5 * per_request * slower, figures
