@@ -46,8 +46,9 @@ class Bucket:
         return self.limit / 60.0
 
     def refill(self, now: float) -> None:
-        self.level = min(float(self.limit), self.level + (now - self.updated) * self.per_second)
-        self.updated = now
+        if now != self.updated:  # read twice at one instant (the simulator's answers): nothing to add
+            self.level = min(float(self.limit), self.level + (now - self.updated) * self.limit / 60.0)
+            self.updated = now
 
     def wait_for(self, amount: float) -> float:
         """Seconds until ``amount`` fits (the level may be below zero after an under-estimate)."""

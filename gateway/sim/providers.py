@@ -136,8 +136,8 @@ class ModelledFleet:
         self._max_retry_after = settings.limits.max_retry_after_seconds
         now = clock()
         self._models: dict[str, _Modelled] = {}
-        # by deployment and body (the client's templates), each object kept with what was made for it
-        self._prepared: dict[tuple[int, int], tuple[Deployment, object, Prepared | UnsupportedParameter]] = {}
+        # by deployment id and body (the client's templates), each body kept with what was made for it
+        self._prepared: dict[tuple[str, int], tuple[object, Prepared | UnsupportedParameter]] = {}
         for account in settings.accounts:
             pool = asyncio.Semaphore(pool_size)
             own = workload.limits.get(account.name, account.limits)
@@ -161,9 +161,9 @@ class ModelledFleet:
         """The adapter's own translation, once per request shape (a class's body) and deployment: a parameter
         the provider cannot express excludes the deployment here as it does in serving (the refusal is kept
         too). A modelled provider reads the request's sizes from its trace, not from the bytes."""
-        key = (id(deployment), id(body))
+        key = (deployment.id, id(body))  # a run's deployments are the fleet's, one per id
         found = self._prepared.get(key)
-        if found is None or found[0] is not deployment or found[1] is not body:
+        if found is None or found[0] is not body:
             m = self._models[deployment.id]
             try:
                 payload = m.provider.to_request(body, deployment, m.provider, endpoint)
@@ -171,11 +171,12 @@ class ModelledFleet:
                 made: Prepared | UnsupportedParameter = Prepared(url, orjson.dumps(payload))
             except UnsupportedParameter as refused:
                 made = refused
-            found = self._prepared[key] = (deployment, body, made)
-        made = found[2]
-        if isinstance(made, UnsupportedParameter):
-            raise made.with_traceback(None)
-        return made
+            found = self._prepared[key] = (body, made)
+        made = found[1]
+        if type(made) is Prepared:
+            return made
+        assert isinstance(made, UnsupportedParameter)
+        raise made.with_traceback(None)
 
     async def slot(self, deployment: Deployment) -> Slot:
         pool = self._models[deployment.id].pool

@@ -95,11 +95,12 @@ class Tally:
 
     # What the watched limiter sees.
 
-    def _bin(self, bucket: BucketSpec, at: float) -> list[float]:
+    def _bin(self, bucket: BucketSpec, i: int) -> list[float]:
+        """The bucket's charges per bin, bin ``i`` included."""
         tally = self.buckets.get(bucket.name)
         if tally is None:
             tally = self.buckets.setdefault(bucket.name, BucketTally(bucket.capacity, bucket.kind))
-        charged, i = tally.charged, int(at / self.bin)
+        charged = tally.charged
         if i >= len(charged):
             charged.extend([0.0] * (i + 1 - len(charged)))
         return charged
@@ -108,7 +109,7 @@ class Tally:
         """One request (``sign`` -1: given back) on each request bucket; token buckets are only registered."""
         i = int(at / self.bin)
         for b in buckets:
-            charged = self._bin(b, at)
+            charged = self._bin(b, i)
             if b.kind == "requests":
                 charged[i] += sign
 
@@ -117,7 +118,7 @@ class Tally:
         i = int(at / self.bin)
         for b in buckets:
             if b.kind == "tokens":
-                self._bin(b, at)[i] += kept.get(b.name, b.cost)
+                self._bin(b, i)[i] += kept.get(b.name, b.cost)
 
     def full(self, deployment: str, now: float) -> None:
         d = self.deployment(deployment)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gateway.errors import UpstreamError
-from gateway.limits.decide import refunds, reserved
+from gateway.limits.decide import refunds
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.routing.outcomes import Recorder
@@ -46,14 +46,14 @@ class WatchedLimiter:
                 self.tally.full(deployment, now)
             if trace is not None:
                 trace.passed.setdefault(deployment, reason)
-        if admission.chosen is not None:
-            self.tally.requested(reserved((*candidates[admission.chosen].buckets, *quotas)), now)
-            reservation = admission.reservation
-            if reservation is not None:
-                for b in reservation.buckets:
-                    if b.cost and b.kind == "tokens":
-                        self._held[id(reservation)] = (reservation, now)
-                        break
+        reservation = admission.reservation  # made whenever a candidate is chosen
+        if reservation is not None:
+            # the buckets as charged: the chosen candidate's and the quotas, each cost as admission took it
+            self.tally.requested(reservation.buckets, now)
+            for b in reservation.buckets:
+                if b.cost and b.kind == "tokens":
+                    self._held[id(reservation)] = (reservation, now)
+                    break
             if trace is not None and trace.admitted < 0:
                 trace.admitted = now
         return admission
