@@ -3,7 +3,7 @@
 The README's timing figures were measured on one machine; another (or the same one on a busier day) runs
 the same code slower or faster by about the same factor as this loop. So each timed figure is published
 with the yardstick read in its run, and the tests that re-measure one scale their bounds by this
-machine's yardstick against that one (``scale``).
+machine's yardstick against that one.
 """
 
 from __future__ import annotations
@@ -17,9 +17,3 @@ def yardstick() -> float:
     for i in range(10_000_000):
         total += i
     return time.process_time() - started
-
-
-def scale(measured: float, published: float) -> float:
-    """How much slower this machine is than the one a figure was published from (below 1: faster), from the
-    two yardsticks."""
-    return measured / published

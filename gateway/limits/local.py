@@ -78,11 +78,20 @@ class LocalLimiter:
         self._cooldowns: dict[str, float] = {}  # "dep:<id>" | "acct:<account>" -> expiry
 
     def level(self, bucket: BucketSpec, now: float | None = None) -> float:
-        now = self._clock() if now is None else now
-        entry = self._buckets.get(bucket.name)
-        if entry is None or entry.expires <= now:
-            return bucket.capacity
-        return min(bucket.capacity, entry.level + max(0.0, now - entry.at) * bucket.refill_per_sec)
+        return self._reader(self._clock() if now is None else now)(bucket)
+
+    def _reader(self, now: float) -> Callable[[BucketSpec], float]:
+        """Bucket levels at ``now`` (negative = debt; a bucket not held, or expired, is full): one closure for
+        every bucket an admission reads, no bound method and keyword per read."""
+        held = self._buckets
+
+        def level(bucket: BucketSpec) -> float:
+            entry = held.get(bucket.name)
+            if entry is None or entry.expires <= now:
+                return bucket.capacity
+            return min(bucket.capacity, entry.level + max(0.0, now - entry.at) * bucket.refill_per_sec)
+
+        return level
 
     async def levels(self, buckets: Sequence[BucketSpec]) -> list[float]:
         """Current levels (negative = debt), for admin views and tests; not part of ``Limiter``."""
@@ -103,14 +112,7 @@ class LocalLimiter:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        held = self._buckets
-
-        def level(bucket: BucketSpec) -> float:  # ``self.level`` at ``now``, for every bucket of the decision
-            entry = held.get(bucket.name)
-            if entry is None or entry.expires <= now:
-                return bucket.capacity
-            return min(bucket.capacity, entry.level + max(0.0, now - entry.at) * bucket.refill_per_sec)
-
+        level = self._reader(now)
         decision = decide(
             candidates,
             quotas,
@@ -188,8 +190,9 @@ class LocalLimiter:
         if not changes:
             return
         now = self._clock()
+        level = self._reader(now)
         for bucket, delta in changes:
-            self._store(bucket, min(bucket.capacity, self.level(bucket, now) + delta), now)
+            self._store(bucket, min(bucket.capacity, level(bucket) + delta), now)
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()

@@ -289,25 +289,36 @@ async def _attempt(
                 exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
                 steps.admit.observe(deployment, exchange.headers)
                 result = await finish(exchange, deployment)
-    except (TimeoutError, UpstreamError) as e:
-        error = e if isinstance(e, UpstreamError) else UpstreamTimeout("the attempt ran past its time limit")
+    except TimeoutError:
         slot.release()
-        elapsed = time.monotonic() - started
-        waiting.seconds += elapsed
-        steps.record.finished(deployment_id, error, elapsed, record.stream)
-        if error is e:
-            raise
-        raise error from None
+        timed_out = UpstreamTimeout("the attempt ran past its time limit")
+        _finished(steps, record, deployment_id, started, waiting, timed_out)
+        raise timed_out from None
+    except UpstreamError as e:
+        slot.release()
+        _finished(steps, record, deployment_id, started, waiting, e)
+        raise
     except BaseException:  # the client left: not the provider's failure, but no longer in flight
         slot.release()
-        elapsed = time.monotonic() - started
-        waiting.seconds += elapsed
-        steps.record.finished(deployment_id, None, elapsed, record.stream, counted=False)
+        _finished(steps, record, deployment_id, started, waiting, None, counted=False)
         raise
+    _finished(steps, record, deployment_id, started, waiting, None)
+    return result
+
+
+def _finished(
+    steps: Steps,
+    record: RequestRecord,
+    deployment_id: str,
+    started: float,
+    waiting: Waiting,
+    error: UpstreamError | None,
+    counted: bool = True,
+) -> None:
+    """An attempt's end: its time goes to ``waiting`` and its outcome to ``steps.record``."""
     elapsed = time.monotonic() - started
     waiting.seconds += elapsed
-    steps.record.finished(deployment_id, None, elapsed, record.stream)
-    return result
+    steps.record.finished(deployment_id, error, elapsed, record.stream, counted=counted)
 
 
 async def _tries(

@@ -173,10 +173,9 @@ class ModelledFleet:
                 made = refused
             found = self._prepared[key] = (body, made)
         made = found[1]
-        if type(made) is Prepared:
-            return made
-        assert isinstance(made, UnsupportedParameter)
-        raise made.with_traceback(None)
+        if isinstance(made, UnsupportedParameter):
+            raise made.with_traceback(None)
+        return made
 
     async def slot(self, deployment: Deployment) -> Slot:
         pool = self._models[deployment.id].pool
