@@ -15,7 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "budgets.py"
 README_P50_MS = 0.024  # added at p50, budgets on six levels against limits alone
 README_CPU_US = 10.2  # added gateway CPU per request
 README_YARDSTICK_S = 0.232  # the machine those were measured on (bench/sim_speed.py's run that day)
-LINE = re.compile(r"budgets against limits: p50 \+(-?[\d.]+) ms, gateway CPU \+(-?[\d.]+) µs")
+LINE = re.compile(r"budgets against limits: p50 ([+-][\d.]+) ms, gateway CPU ([+-][\d.]+) µs")  # signed: noise
 YARDSTICK = re.compile(r"yardstick: ([\d.]+) s")
 
 
