@@ -98,3 +98,13 @@ def test_distributions_have_the_percentiles_they_are_given() -> None:
     assert draws[19_000] == pytest.approx(3000, rel=0.07)
     assert parse(5).sample(rng) == 5.0
     assert 1 <= parse({"uniform": [1, 2]}).sample(rng) <= 2
+
+
+def test_lognormal_draws_are_the_random_modules_own() -> None:
+    """The simulator draws lognormals itself (three a request, without two calls each): the same numbers
+    ``random.lognormvariate`` gives from the same stream, so a seed's reports did not move."""
+    tokens = parse({"lognormal": {"median": 800, "p95": 3000}})
+    ours, theirs = random.Random(7), random.Random(7)
+    expected = [theirs.lognormvariate(tokens.a, tokens.b) for _ in range(5_000)]
+    assert [tokens.sample(ours) for _ in range(5_000)] == expected
+    assert ours.random() == theirs.random()  # as many uniforms taken
