@@ -26,12 +26,9 @@ class Recorder:
         self._health = health
         self._metrics = metrics
         self._tracer = tracer
-
-    def allow(self, deployment_id: str, last_resort: bool = False) -> bool:
-        return self._health.allow(deployment_id, last_resort)
-
-    def started(self, deployment_id: str) -> None:
-        self._health.started(deployment_id)
+        # The circuit's own answers, not wrapped (each is called once per attempt).
+        self.allow = health.allow
+        self.started = health.started
 
     def finished(
         self, deployment_id: str, error: UpstreamError | None, elapsed: float, stream: bool, counted: bool = True

@@ -183,14 +183,14 @@ class Tally:
         """Each move away from a deployment, with the reason: admission passed it over (its bucket full, or
         cooling down after the provider's 429), the plan left it out (circuit open), or an attempt on it
         failed and the request went on to another."""
-        if served is None:  # nothing answered: the error says why, there was no move
-            return
+        attempts = trace.attempts
+        if served is None or (len(attempts) == 1 and not trace.passed and not trace.circuit_open):
+            return  # nothing answered (the error says why), or the first choice answered at its first try
         for deployment, why in trace.passed.items():
             if deployment != served:
                 self.fallbacks[why] += 1
         if trace.circuit_open:
             self.fallbacks["circuit open"] += trace.circuit_open
-        attempts = trace.attempts
         for i, (deployment, result) in enumerate(attempts):
             after = attempts[i + 1][0] if i + 1 < len(attempts) else served
             if result != "ok" and after != deployment:

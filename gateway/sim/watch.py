@@ -95,12 +95,8 @@ class WatchedRecord:
     def __init__(self, inner: Recorder, tally: Tally) -> None:
         self.inner = inner
         self.tally = tally
-
-    def allow(self, deployment_id: str, last_resort: bool = False) -> bool:
-        return self.inner.allow(deployment_id, last_resort)
-
-    def started(self, deployment_id: str) -> None:
-        self.inner.started(deployment_id)
+        self.allow = inner.allow  # the circuit breaker's, unwatched
+        self.started = inner.started
 
     def finished(
         self, deployment_id: str, error: UpstreamError | None, elapsed: float, stream: bool, counted: bool = True
