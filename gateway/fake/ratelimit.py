@@ -47,7 +47,7 @@ class Bucket:
 
     def refill(self, now: float) -> None:
         if now != self.updated:  # read twice at one instant (the simulator's answers): nothing to add
-            self.level = min(float(self.limit), self.level + (now - self.updated) * self.limit / 60.0)
+            self.level = min(float(self.limit), self.level + (now - self.updated) * self.per_second)
             self.updated = now
 
     def wait_for(self, amount: float) -> float:

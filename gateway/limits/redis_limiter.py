@@ -230,9 +230,8 @@ def encode_admit(
     cooling: dict[str, int] = {}  # key -> position (1-based)
     tail: Args = [len(quotas)]
     for q in quotas:
-        i = buckets.get(q.name)
-        if i is None:
-            i = buckets[q.name] = len(specs) + 1
+        i = buckets.setdefault(q.name, len(specs) + 1)
+        if i > len(specs):  # first seen
             specs.append(q)
         tail += (i, q.cost)
     tail.append(len(candidates))
@@ -241,9 +240,8 @@ def encode_admit(
         acct = cooling.setdefault(layout.account_cooldown(c.account), len(cooling) + 1)
         tail += (dep, acct, c.usd, len(c.buckets))
         for b in c.buckets:
-            i = buckets.get(b.name)
-            if i is None:
-                i = buckets[b.name] = len(specs) + 1
+            i = buckets.setdefault(b.name, len(specs) + 1)
+            if i > len(specs):
                 specs.append(b)
             tail += (i, b.cost)
     encoded = encoded or encode_budgets(layout, budgets)

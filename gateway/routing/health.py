@@ -148,7 +148,7 @@ class Health:
     def allow(self, deployment: str, last_resort: bool = False) -> bool:
         """May a request be sent now? A half-open circuit admits its probes; ``last_resort`` (every circuit
         of the plan is open and this is the least bad) is let through whatever the circuit."""
-        d = self._deployments.get(deployment) or self._get(deployment)
+        d = self._get(deployment)
         circuit = self._advance(d, self._clock())
         if circuit == "half_open" and d.permits > 0:
             d.permits -= 1
@@ -156,11 +156,11 @@ class Health:
         return circuit == "closed" or last_resort
 
     def started(self, deployment: str) -> None:
-        d = self._deployments.get(deployment) or self._get(deployment)
+        d = self._get(deployment)
         d.inflight, d.view = d.inflight + 1, None
 
     def finished(self, deployment: str, ok: bool, latency_s: float, ttft_s: float | None) -> None:
-        now, d = self._clock(), self._deployments.get(deployment) or self._get(deployment)
+        now, d = self._clock(), self._get(deployment)
         d.inflight, d.view = max(0, d.inflight - 1), None
         if self._advance(d, now) == "half_open":  # a probe's outcome
             if ok:
@@ -223,8 +223,8 @@ class Health:
                 d.pending.event = delta.event
 
     def _get(self, deployment: str) -> _Deployment:
-        """Its state, made on first sight (callers look it up first: ``get(...) or _get(...)``, each attempt)."""
-        return self._deployments.setdefault(deployment, _Deployment(deployment))
+        d = self._deployments.get(deployment)
+        return d if d is not None else self._deployments.setdefault(deployment, _Deployment(deployment))
 
     def _state(self, d: _Deployment, now: float) -> DeploymentState:
         if d.view is not None and now < d.view_until:
