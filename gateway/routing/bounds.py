@@ -1,4 +1,4 @@
-"""What one request may ask of one deployment (pure), checked for every plan entry before admission.
+"""What one request may ask of one deployment (pure), checked for each plan entry before its admission.
 
 A request reserves ``prompt + n x max_tokens`` on its buckets, so every number in that product must be
 one the deployment could really consume: ``n`` is capped for every request at intake (``limits.max_n``),

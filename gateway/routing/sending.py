@@ -1,11 +1,11 @@
 """The walk's send step: the provider's wire format for one deployment, over its account's pool.
 
-``prepare`` is pure and runs for every plan entry before anything is reserved (a parameter the provider
-cannot express excludes that entry, not the request). ``send`` adds the per-request headers (a sampled
-trace's ``traceparent`` among them), signs the request when the provider signs every one
-(``Provider.signer``, built per account at start), and hands it to ``upstream``; a kind reached through a
-library (``Provider.sdk``: litellm) is called through ``upstream`` too, under the same pool, timeouts and
-bounds.
+``prepare`` is pure and runs for a plan entry when the walk reaches its stage, before anything is reserved
+on it (a parameter the provider cannot express excludes that entry, not the request). ``send`` adds the
+per-request headers (a sampled trace's ``traceparent`` among them), signs the request when the provider
+signs every one (``Provider.signer``, built per account at start), and hands it to ``upstream``; a kind
+reached through a library (``Provider.sdk``: litellm) is called through ``upstream`` too, under the same
+pool, timeouts and bounds.
 """
 
 from __future__ import annotations

@@ -189,38 +189,39 @@ async def walk(
     needs it: a JSON body, a stream's first event) and the reservation to settle. The time spent waiting on
     providers is added to ``waiting``, whatever the outcome."""
     waiting = Waiting() if waiting is None else waiting
-    errors: list[GatewayError] = []
-    prepared: dict[str, Prepared] = {}
-    remaining: list[PlanEntry] = []
+    errors: list[GatewayError] = []  # what the tries and admissions met, in order
+    prepared: dict[str, Prepared] = {}  # the entries checked and usable
+    refused: dict[str, GatewayError] = {}  # the entries checked and not usable, with why
     # Embeddings are bounded by their body size alone (each input has its own window, not their sum).
     ask = bounds.asked(body, demand.prompt) if endpoint == "chat" else None
-    for entry in plan.entries:
-        deployment = deployments[entry.deployment]
-        over = None if ask is None else bounds.check(deployment, ask, steps.max_output_tokens)
-        if over is not None:  # before anything is reserved: its reservation could not be consumed
-            errors.append(over)
-            continue
-        try:
-            prepared[entry.deployment] = steps.send.prepare(deployment, body, endpoint)
-        except UnsupportedParameter as e:
-            errors.append(e)
-            continue
-        remaining.append(entry)
+    # A stage is checked and its requests translated when the walk reaches it (most requests never need
+    # their fallbacks); what a later stage holds is looked at earlier only when this one is full.
+    check = _Check(steps, deployments, body, endpoint, ask, prepared, refused)
+    later = list(plan.entries)  # not checked yet
+    remaining: list[PlanEntry] = []  # the current stage's usable entries
     deadline = time.monotonic() + plan.retries.deadline_s
     timeout = plan.retries.attempt_timeout_s
     moving: tuple[str, UpstreamError] | None = None  # the deployment that failed, while the plan moves on
-    while remaining:
-        stage = remaining[0].stage
-        group = [e for e in remaining if e.stage == stage]
-        last_stage = len(group) == len(remaining)
-        strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
-        candidates = [deployments[e.deployment] for e in group]
-        with steps.watch.admitting(stage, candidates):
-            admission = await steps.admit.admit(record, candidates, demand, strategy, last_stage)
-        if admission is None:  # this stage is full; its fallback stage may have room
-            remaining = remaining[len(group) :]
+    while remaining or later:
+        if not remaining:
+            remaining = check.stage(later)
             continue
-        entry = group[admission.chosen or 0]
+        stage = remaining[0].stage
+        strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
+        candidates = [deployments[e.deployment] for e in remaining]
+        with steps.watch.admitting(stage, candidates):
+            # Only the last stage that can serve waits in line for room: while later ones are unchecked, ask
+            # without waiting, and wait only if none of them turns out usable.
+            admission = await steps.admit.admit(record, candidates, demand, strategy, not later)
+            following: list[PlanEntry] = []
+            while admission is None and later and not following:
+                following = check.stage(later)
+            if admission is None and not following:  # nothing after this stage can serve: it is the last after all
+                admission = await steps.admit.admit(record, candidates, demand, strategy, True)
+        if admission is None:  # this stage is full; the next usable one may have room
+            remaining = following
+            continue
+        entry = remaining[admission.chosen or 0]
         remaining.remove(entry)
         deployment = deployments[entry.deployment]
         deployment_id = deployment.id
@@ -258,9 +259,58 @@ async def walk(
             if "context_length" in failures.triggers(error):  # only a larger window can help
                 window = deployment.context_window or 0
                 remaining = [r for r in remaining if (deployments[r.deployment].context_window or 0) > window]
+                later = [r for r in later if (deployments[r.deployment].context_window or 0) > window]
             continue
         return Answer(deployment, result, admission.reservation)
-    raise final_error(errors)
+    # What every entry of the plan would have said before admission comes first, in the plan's order.
+    unchecked = [e for e in plan.entries if e.deployment not in prepared and e.deployment not in refused]
+    while unchecked:
+        check.stage(unchecked)
+    unusable = [refused[e.deployment] for e in plan.entries if e.deployment in refused]
+    raise final_error(unusable + errors)
+
+
+class _Check:
+    """Plan entries checked against the request (``bounds``) and translated (``Send.prepare``), a stage at a
+    time: the usable ones' requests go to ``prepared``, the others' refusals to ``refused``."""
+
+    __slots__ = ("_steps", "_deployments", "_body", "_endpoint", "_ask", "_prepared", "_refused")
+
+    def __init__(
+        self,
+        steps: Steps,
+        deployments: Mapping[str, Deployment],
+        body: dict[str, Any],
+        endpoint: Endpoint,
+        ask: bounds.Asked | None,
+        prepared: dict[str, Prepared],
+        refused: dict[str, GatewayError],
+    ) -> None:
+        self._steps, self._deployments, self._body, self._endpoint = steps, deployments, body, endpoint
+        self._ask, self._prepared, self._refused = ask, prepared, refused
+
+    def stage(self, entries: list[PlanEntry]) -> list[PlanEntry]:
+        """The usable entries of the first stage in ``entries``, which loses that stage's entries."""
+        stage = entries[0].stage
+        n = 1
+        while n < len(entries) and entries[n].stage == stage:
+            n += 1
+        usable = []
+        steps, ask, endpoint, body = self._steps, self._ask, self._endpoint, self._body
+        for entry in entries[:n]:
+            deployment = self._deployments[entry.deployment]
+            over = None if ask is None else bounds.check(deployment, ask, steps.max_output_tokens)
+            if over is not None:  # before anything is reserved: its reservation could not be consumed
+                self._refused[entry.deployment] = over
+                continue
+            try:
+                self._prepared[entry.deployment] = steps.send.prepare(deployment, body, endpoint)
+            except UnsupportedParameter as e:
+                self._refused[entry.deployment] = e
+                continue
+            usable.append(entry)
+        del entries[:n]
+        return usable
 
 
 async def _attempt(

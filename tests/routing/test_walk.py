@@ -44,6 +44,8 @@ FAST = Retries(same_deployment=1, backoff_ms=1, backoff_max_ms=2)
 @dataclass
 class FakeAdmit:
     full: set[str] = field(default_factory=set)  # deployments with no room
+    room_after_waiting: bool = False  # a full deployment has room for a request that waits in line
+    asked: list[tuple[str, bool]] = field(default_factory=list)  # each admission: first deployment, may_wait
     room_for_retries: bool = True
     given_back: list[tuple[Reservation | None, int | None]] = field(default_factory=list)
     failures: list[tuple[str, type]] = field(default_factory=list)
@@ -52,8 +54,9 @@ class FakeAdmit:
     async def admit(
         self, record: RequestRecord, deployments: Sequence[Deployment], demand: Demand, strategy: Strategy, wait: bool
     ) -> Admission | None:
+        self.asked.append((deployments[0].id, wait))
         for n, d in enumerate(deployments):
-            if d.id not in self.full:
+            if d.id not in self.full or (wait and self.room_after_waiting):
                 reservation = Reservation((BucketSpec(f"dep:{d.id}:tpm", 1000, 10, demand.tokens, "tokens"),))
                 return Admission(n, 0.0, (), (), reservation, False)
         if not wait:
@@ -83,9 +86,11 @@ class FakeSend:
     answers: dict[str, list[Exception | str]]  # per deployment, the outcome of each try in turn
     unsupported: set[str] = field(default_factory=set)
     sent: list[str] = field(default_factory=list)
+    translated: list[str] = field(default_factory=list)
     pool: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(10))
 
     def prepare(self, deployment: Deployment, body: dict[str, Any], endpoint: Endpoint) -> Prepared:
+        self.translated.append(deployment.id)
         if deployment.id in self.unsupported:
             raise UnsupportedParameter("logprobs", "toy")
         return Prepared(f"http://upstream/{deployment.id}", b"{}")
@@ -233,3 +238,39 @@ async def test_a_client_that_leaves_is_not_the_providers_failure() -> None:
     with pytest.raises(asyncio.CancelledError):
         await walk(steps, request, plan(("a/m", "candidate")), DEPLOYMENTS, BODY, "chat", DEMAND, leave)  # type: ignore[arg-type]
     assert record.outcomes == [("a/m", "ok", False)] and admit.failures == []
+
+
+async def test_a_fallback_is_translated_only_when_the_walk_reaches_it() -> None:
+    entries = plan(("a/m", "candidate"), ("b/m", "fallback"), ("c/m", "fallback"))
+    send = FakeSend({"a/m": ["ok"]})
+    await run(entries, send)
+    assert send.translated == ["a/m"]
+    send = FakeSend({"a/m": [UpstreamStatus(503, "busy"), UpstreamStatus(503, "busy")], "b/m": ["ok"]})
+    result, _, _, _ = await run(entries, send)
+    assert result == "b/m:ok" and send.translated == ["a/m", "b/m", "c/m"]
+
+
+async def test_a_full_stage_waits_in_line_when_no_later_stage_can_serve() -> None:
+    # c/m cannot express the request: the candidates are the last stage that can serve, so a full one waits
+    # for room (the first ask, before c/m was looked at, did not wait).
+    admit = FakeAdmit(full={"a/m"}, room_after_waiting=True)
+    send = FakeSend({"a/m": ["ok"]}, unsupported={"c/m"})
+    result, _, _, _ = await run(plan(("a/m", "candidate"), ("c/m", "fallback")), send, admit)
+    assert result == "a/m:ok" and admit.asked == [("a/m", False), ("a/m", True)]
+    admit = FakeAdmit(full={"a/m"}, room_after_waiting=True)
+    result, _, _, _ = await run(plan(("a/m", "candidate"), ("c/m", "fallback")), FakeSend({"c/m": ["ok"]}), admit)
+    assert result == "c/m:ok" and admit.asked == [("a/m", False), ("c/m", True)]  # a/m full: on to c/m
+
+
+async def test_after_a_failure_the_client_hears_it_not_a_later_entrys_refusal() -> None:
+    # c/m fails; the fallback a/m (an 8k window) cannot take 9,000 output tokens: the answer is c/m's 503, as
+    # when every entry was checked before the first admission.
+    send = FakeSend({"c/m": [UpstreamStatus(503, "busy"), UpstreamStatus(503, "busy")]})
+    admit, record = FakeAdmit(), FakeRecord()
+    steps = Steps(admit=admit, send=send, record=record, max_output_tokens=4096)  # type: ignore[arg-type]
+    request = RequestRecord("req_1", "/v1/chat/completions", time.perf_counter())
+    body = {**BODY, "max_tokens": 9_000}
+    entries = plan(("c/m", "candidate"), ("a/m", "fallback"))
+    with pytest.raises(UpstreamStatus) as info:
+        await walk(steps, request, entries, DEPLOYMENTS, body, "chat", DEMAND, finish)  # type: ignore[arg-type]
+    assert info.value.upstream_status == 503 and send.sent == ["c/m", "c/m"]
