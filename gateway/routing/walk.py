@@ -292,12 +292,13 @@ class _Check:
     def stage(self, entries: list[PlanEntry]) -> list[PlanEntry]:
         """The usable entries of the first stage in ``entries``, which loses that stage's entries."""
         stage = entries[0].stage
-        n = 1
-        while n < len(entries) and entries[n].stage == stage:
-            n += 1
         usable = []
         steps, ask, endpoint, body = self._steps, self._ask, self._endpoint, self._body
-        for entry in entries[:n]:
+        n = 0
+        for entry in entries:
+            if entry.stage != stage:
+                break
+            n += 1
             deployment = self._deployments[entry.deployment]
             over = None if ask is None else bounds.check(deployment, ask, steps.max_output_tokens)
             if over is not None:  # before anything is reserved: its reservation could not be consumed
