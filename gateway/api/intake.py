@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -54,13 +55,37 @@ STEERING_FIELDS = frozenset(
 EXTENSION_OBJECTS = ("extra_body",)
 
 _MAX_REQUEST_ID = 128
+_ID_BYTES = 12
+# One getrandom() for this many ids: it releases the GIL, and a release on every request let the access-log
+# thread in each time (about six context switches a request instead of under two, measured in process).
+_IDS_PER_DRAW = 256
+
+
+def _fresh_ids() -> Iterator[str]:
+    """Request ids of 12 random bytes from the OS each (echoed to clients: unpredictable, not a counter)."""
+    width = 2 * _ID_BYTES
+    while True:
+        block = os.urandom(_ID_BYTES * _IDS_PER_DRAW).hex()
+        for start in range(0, len(block), width):
+            yield "req_" + block[start : start + width]
+
+
+_next_id = _fresh_ids().__next__
+
+
+def _forked() -> None:
+    global _next_id
+    _next_id = _fresh_ids().__next__  # a forked worker must not hand out its parent's unused ids
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
         return given
-    return "req_" + os.urandom(12).hex()
+    return _next_id()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
