@@ -209,14 +209,15 @@ async def walk(
         stage = remaining[0].stage
         strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
         candidates = [deployments[e.deployment] for e in remaining]
+        # Only the last stage that can serve waits in line for room: while later ones are unchecked, ask without
+        # waiting, and wait only if none of them turns out usable.
         with steps.watch.admitting(stage, candidates):
-            # Only the last stage that can serve waits in line for room: while later ones are unchecked, ask
-            # without waiting, and wait only if none of them turns out usable.
             admission = await steps.admit.admit(record, candidates, demand, strategy, not later)
-            following: list[PlanEntry] = []
-            while admission is None and later and not following:
-                following = check.stage(later)
-            if admission is None and not following:  # nothing after this stage can serve: it is the last after all
+        following: list[PlanEntry] = []
+        while admission is None and later and not following:
+            following = check.stage(later)
+        if admission is None and not following:  # nothing after this stage can serve: it is the last after all
+            with steps.watch.admitting(stage, candidates):
                 admission = await steps.admit.admit(record, candidates, demand, strategy, True)
         if admission is None:  # this stage is full; the next usable one may have room
             remaining = following
