@@ -225,7 +225,7 @@ def _work(app: Any, shipped: bool) -> dict[str, float]:
     from gateway import accesslog
     from gateway.api.respond import finish
     from gateway.record import RequestRecord
-    from gateway.routing.walk import Waiting
+    from gateway.routing.steps import Waiting
 
     rt = app.state.runtime
     deployment = next(iter(rt.deployments.values()))

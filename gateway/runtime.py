@@ -33,7 +33,7 @@ from gateway.routing.reload import PolicyStore
 from gateway.routing.resolve import ModelIndex
 from gateway.routing.sending import Sender, Target
 from gateway.routing.snapshot import Circuit
-from gateway.routing.walk import Steps
+from gateway.routing.steps import Steps
 from gateway.spend.books import Books, build_books
 from gateway.upstream import Upstream
 

@@ -29,7 +29,8 @@ from gateway.routing.decision import decide
 from gateway.routing.features import Features, features_from, identity, refine
 from gateway.routing.resolve import empty_plan_error
 from gateway.routing.select import Plan
-from gateway.routing.walk import Demand, Waiting, walk
+from gateway.routing.steps import Demand, Waiting
+from gateway.routing.walk import walk
 from gateway.runtime import Runtime
 from gateway.spend import pricing
 from gateway.spend.pricing import max_cost

@@ -58,7 +58,7 @@ def take_usage(record: RequestRecord, usage: Any) -> None:
 
 def overhead(rt: Runtime, record: RequestRecord, elapsed: float, waited: float) -> None:
     """``gateway_overhead_seconds``: ``elapsed`` (to the answer, or a stream's first byte) less ``waited`` (on
-    providers and on the client's upload, ``routing.walk.Waiting``)."""
+    providers and on the client's upload, ``routing.steps.Waiting``)."""
     m = rt.metrics
     m.child(m.overhead, record.endpoint).observe(max(0.0, elapsed - waited))
 

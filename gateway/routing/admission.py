@@ -36,7 +36,7 @@ from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.record import RequestRecord
-from gateway.routing.walk import Demand
+from gateway.routing.steps import Demand
 from gateway.spend.books import Books
 from gateway.spend.pricing import max_cost
 

@@ -20,7 +20,7 @@ import orjson
 from gateway.config.model import Account, Deployment
 from gateway.exchange import Exchange, Slot
 from gateway.providers.base import Provider, SdkCall, Signer
-from gateway.routing.walk import Prepared
+from gateway.routing.steps import Prepared
 from gateway.types import Endpoint
 from gateway.upstream import Upstream
 

@@ -7,7 +7,7 @@ to ``retries.same_deployment`` times, then the plan moves on if the failure is o
 ``retry_on`` triggers (``gateway.failures``). Nothing has reached the client while this runs (a stream's
 first event is part of the attempt), so fallback is invisible to it.
 
-The loop does no I/O of its own. Its steps are injected (``Steps``), so it is tested with fakes
+The loop does no I/O of its own. Its steps are injected (``routing.steps.Steps``), so it is tested with fakes
 (tests/routing/test_walk.py), and the runtime wires the real ones:
 
 - ``admit`` (``routing.admission``): the limiter, the waiting line, cooldowns, the provider's own
@@ -24,45 +24,25 @@ is the gateway's own, ``gateway_overhead_seconds``.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gateway import failures
 from gateway.config.model import Deployment
 from gateway.errors import GatewayError, RateLimited, ServiceUnavailable, UpstreamError, UpstreamStatus, UpstreamTimeout
-from gateway.exchange import Exchange, Slot
-from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
+from gateway.exchange import Exchange
+from gateway.limits.model import Reservation, Strategy
 from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
 from gateway.retries import tried_again
 from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
+from gateway.routing.steps import Demand, Prepared, Steps, Waiting
 from gateway.time_limit import time_limit
 from gateway.types import Endpoint
-from gateway.values import value
 
 T = TypeVar("T")
-
-
-@value
-class Demand:
-    """What a request asks of the limiter: estimated tokens and the caller's quota buckets."""
-
-    tokens: int
-    quotas: tuple[BucketSpec, ...]
-    group: str  # requests that wait for capacity line up per group (the requested model)
-    prompt: int  # the prompt part of ``tokens``
-
-
-@dataclass(slots=True)
-class Waiting:
-    """Seconds one request spent waiting on others rather than working: on providers (each attempt, from its
-    send to the answer in hand, and the backoff before a retry; added by the walk) and on the client's
-    upload (added by the API)."""
-
-    seconds: float = 0.0
 
 
 @dataclass
@@ -70,108 +50,6 @@ class Answer(Generic[T]):
     deployment: Deployment
     result: T
     reservation: Reservation | None
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """One deployment's upstream request, built before anything is reserved (translation is pure)."""
-
-    url: str
-    body: bytes
-
-
-class Admit(Protocol):
-    async def admit(
-        self,
-        record: RequestRecord,
-        deployments: Sequence[Deployment],
-        demand: Demand,
-        strategy: Strategy,
-        may_wait: bool,
-    ) -> Admission | None:
-        """Reserve on one of ``deployments`` (waiting in line when ``may_wait``); None: none has room and
-        waiting is not allowed. Raises RateLimited when waiting cannot help."""
-        ...
-
-    async def give_back(self, reservation: Reservation | None, used: int | None) -> None: ...
-
-    async def failed(self, deployment: Deployment, reservation: Reservation | None, error: UpstreamError) -> None:
-        """Settle a failed attempt; a provider's 429 cools the deployment (or its account) for everyone."""
-        ...
-
-    async def another_try(self, deployment: Deployment) -> bool:
-        """Charge a same-deployment retry to the provider's request buckets; False when they are full."""
-        ...
-
-    def observe(self, deployment: Deployment, headers: Mapping[str, str]) -> None:
-        """Read the provider's own remaining capacity from an answer's headers."""
-        ...
-
-
-class Send(Protocol):
-    def prepare(self, deployment: Deployment, body: dict[str, Any], endpoint: Endpoint) -> Prepared:
-        """Translate (pure); raises UnsupportedParameter when the provider cannot express the request."""
-        ...
-
-    async def slot(self, deployment: Deployment) -> Slot:
-        """A connection of the deployment's account; raises UpstreamPoolExhausted after ``timeouts.pool``."""
-        ...
-
-    async def send(self, deployment: Deployment, prepared: Prepared, slot: Slot, request_id: str) -> Exchange:
-        """One try: the answer's headers, or an UpstreamError (the slot is then released)."""
-        ...
-
-
-class Record(Protocol):
-    def allow(self, deployment_id: str, last_resort: bool = False) -> bool:
-        """False while the circuit keeps the deployment out (a half-open one whose probes are taken)."""
-        ...
-
-    def started(self, deployment_id: str) -> None: ...
-
-    def finished(
-        self, deployment_id: str, error: UpstreamError | None, elapsed: float, stream: bool, counted: bool = True
-    ) -> None: ...
-
-
-class Watch(Protocol):
-    def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
-        """The plan moved on from ``source``, which failed with ``error``, to ``target``."""
-        ...
-
-    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
-        """Around one admission (a trace span, when the request is traced)."""
-        ...
-
-    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
-        """Around one try, from its send to the answer in hand (a trace span, current while it runs)."""
-        ...
-
-
-class _Unwatched:
-    """The watch of walks nobody observes (tests of the loop, the simulator)."""
-
-    def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
-        pass
-
-    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
-        return _NOTHING
-
-    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
-        return _NOTHING
-
-
-_NOTHING: AbstractContextManager[object] = nullcontext()
-UNWATCHED: Watch = _Unwatched()
-
-
-@dataclass(frozen=True)
-class Steps:
-    admit: Admit
-    send: Send
-    record: Record
-    max_output_tokens: int  # limits.max_output_tokens: the output bound of a deployment that states none
-    watch: Watch = UNWATCHED
 
 
 async def walk(
@@ -204,7 +82,7 @@ async def walk(
     moving: tuple[str, UpstreamError] | None = None  # the deployment that failed, while the plan moves on
     while remaining or later:
         if not remaining:
-            remaining = check.stage(later)
+            remaining = check.next_stage(later)
             continue
         stage = remaining[0].stage
         strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
@@ -213,9 +91,7 @@ async def walk(
         # waiting, and wait only if none of them turns out usable.
         with steps.watch.admitting(stage, candidates):
             admission = await steps.admit.admit(record, candidates, demand, strategy, not later)
-        following: list[PlanEntry] = []
-        while admission is None and later and not following:
-            following = check.stage(later)
+        following = check.next_stage(later) if admission is None else []
         if admission is None and not following:  # nothing after this stage can serve: it is the last after all
             with steps.watch.admitting(stage, candidates):
                 admission = await steps.admit.admit(record, candidates, demand, strategy, True)
@@ -266,7 +142,7 @@ async def walk(
     # What every entry of the plan would have said before admission comes first, in the plan's order.
     unchecked = [e for e in plan.entries if e.deployment not in prepared and e.deployment not in refused]
     while unchecked:
-        check.stage(unchecked)
+        check.next_stage(unchecked)
     unusable = [refused[e.deployment] for e in plan.entries if e.deployment in refused]
     raise final_error(unusable + errors)
 
@@ -290,15 +166,17 @@ class _Check:
         self._steps, self._deployments, self._body, self._endpoint = steps, deployments, body, endpoint
         self._ask, self._prepared, self._refused = ask, prepared, refused
 
-    def stage(self, entries: list[PlanEntry]) -> list[PlanEntry]:
-        """The usable entries of the first stage in ``entries``, which loses that stage's entries."""
-        stage = entries[0].stage
-        usable = []
+    def next_stage(self, entries: list[PlanEntry]) -> list[PlanEntry]:
+        """The usable entries of the first stage in ``entries`` that has any (none: ``entries`` ran out);
+        ``entries`` loses the stages looked at."""
+        usable: list[PlanEntry] = []
         steps, ask, endpoint, body = self._steps, self._ask, self._endpoint, self._body
-        n = 0
+        n, stage = 0, None
         for entry in entries:
             if entry.stage != stage:
-                break
+                if usable:  # the stage before has some
+                    break
+                stage = entry.stage
             n += 1
             deployment = self._deployments[entry.deployment]
             over = None if ask is None else bounds.check(deployment, ask, steps.max_output_tokens)

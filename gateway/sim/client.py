@@ -32,7 +32,8 @@ from gateway.routing.features import TAGS_HEADER, TASK_HEADER, TIER_HEADER, Feat
 from gateway.routing.health import Health
 from gateway.routing.policy import Policy
 from gateway.routing.resolve import ModelIndex, empty_plan_error
-from gateway.routing.walk import Steps, walk
+from gateway.routing.steps import Steps
+from gateway.routing.walk import walk
 from gateway.sim.providers import ModelledExchange
 from gateway.sim.tally import Tally, cost_usd
 from gateway.sim.trace import CURRENT, Call, Trace

@@ -31,7 +31,7 @@ from gateway.exchange import Exchange, Slot
 from gateway.fake import errors as fake_errors
 from gateway.fake.ratelimit import Bucket, format_duration, retry_headers
 from gateway.providers.base import Provider, UnsupportedParameter
-from gateway.routing.walk import Prepared
+from gateway.routing.steps import Prepared
 from gateway.sim.trace import CURRENT
 from gateway.sim.workload import Behaviour, Outage, Workload
 from gateway.types import Endpoint, Usage

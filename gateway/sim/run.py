@@ -30,7 +30,7 @@ from gateway.routing.admission import Admitter
 from gateway.routing.health import Health
 from gateway.routing.outcomes import Recorder
 from gateway.routing.policy import Policy
-from gateway.routing.walk import Steps
+from gateway.routing.steps import Steps
 from gateway.sim import arrivals as arrival
 from gateway.sim.client import Client, Draw
 from gateway.sim.clock import VirtualLoop

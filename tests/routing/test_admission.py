@@ -19,7 +19,7 @@ from gateway.metrics import Metrics
 from gateway.providers import REGISTRY
 from gateway.record import RequestRecord
 from gateway.routing.admission import Admitter
-from gateway.routing.walk import Demand
+from gateway.routing.steps import Demand
 
 ACCOUNT = Account("acct", "openai", "http://upstream/v1", None, None, Limits(rpm=10, tpm=1000), ())
 DEPLOYMENT = builders.dep("acct", "m")

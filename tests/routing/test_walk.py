@@ -25,7 +25,8 @@ from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
 from gateway.routing.policy import Retries
 from gateway.routing.select import Plan, PlanEntry, Stage
-from gateway.routing.walk import Demand, Prepared, Steps, walk
+from gateway.routing.steps import Demand, Prepared, Steps
+from gateway.routing.walk import walk
 from gateway.types import Endpoint
 
 DEPLOYMENTS = {
