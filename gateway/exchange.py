@@ -20,6 +20,7 @@ import aiohttp
 from gateway.config.model import Deployment
 from gateway.errors import UpstreamConnection, UpstreamError, UpstreamProtocol, UpstreamTimeout, redact, redact_bytes
 from gateway.providers.base import Provider, SdkAnswer, StreamTranslator
+from gateway.time_limit import time_limit
 
 _YIELD_EVERY = 1024 * 1024  # bytes read back to back (an inflating body never waits) between yields
 
@@ -85,7 +86,7 @@ class Exchange:
         size = unyielded = 0
         complete = False
         try:
-            async with asyncio.timeout_at(self._loop_deadline(self.idle)):
+            with time_limit(min(self.deadline - time.monotonic(), self.idle)):
                 while piece := await content.readany():
                     size += len(piece)
                     if size > limit:

@@ -33,6 +33,7 @@ from gateway.errors import (
 from gateway.exchange import Exchange, Rules, SdkExchange, Slot, broken
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider, SdkCall
+from gateway.time_limit import time_limit
 
 _MAX_ERROR_BODY = 64 * 1024  # an error answer is read this far; its message is all that is kept
 
@@ -107,7 +108,7 @@ class Upstream:
         deadline = time.monotonic() + t.total
         error: UpstreamError
         try:
-            async with asyncio.timeout(min(t.first_byte, t.total)):
+            with time_limit(min(t.first_byte, t.total)):
                 response = await self._sessions[account.name].post(
                     url, data=body, headers=headers, allow_redirects=False
                 )
