@@ -35,7 +35,7 @@ _log = logging.getLogger("gateway")
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    headers = {**(getattr(exc, "headers", None) or {}), "x-request-id": request_id(request)}  # 405 names Allow
+    headers = {**(getattr(exc, "headers", None) or {}), "x-request-id": request_id(request.headers)}  # 405 names Allow
     if status == 404:
         error = ModelNotFound(f"no route {request.method} {request.url.path}", code="not_found")
         return openai_error(error, headers=headers)
@@ -47,13 +47,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _client_left(request: Request, exc: Exception) -> Response:
     """A client that left mid-upload: nobody to answer (the proxy endpoints log it as a 499 themselves)."""
-    return Response(status_code=499, headers={"x-request-id": request_id(request)})
+    return Response(status_code=499, headers={"x-request-id": request_id(request.headers)})
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     _log.error("unhandled error on %s: %s", request.url.path, type(exc).__name__)
     error = GatewayError("the gateway failed to handle this request")
-    return openai_error(error, headers={"x-request-id": request_id(request)})
+    return openai_error(error, headers={"x-request-id": request_id(request.headers)})
 
 
 def _tune_collector() -> None:

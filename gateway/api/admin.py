@@ -141,7 +141,7 @@ def _tagged(handler: Handler) -> Handler:
     @wraps(handler)
     async def answer(request: Request) -> Response:
         response = await handler(request)
-        response.headers["x-request-id"] = request_id(request)
+        response.headers["x-request-id"] = request_id(request.headers)
         return response
 
     return answer

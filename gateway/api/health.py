@@ -16,7 +16,9 @@ from gateway.runtime import Runtime
 
 
 async def healthz(request: Request) -> Response:
-    return Response(b'{"status":"ok"}', media_type="application/json", headers={"x-request-id": request_id(request)})
+    return Response(
+        b'{"status":"ok"}', media_type="application/json", headers={"x-request-id": request_id(request.headers)}
+    )
 
 
 async def readyz(request: Request) -> Response:
@@ -33,7 +35,7 @@ async def readyz(request: Request) -> Response:
     if ok and degraded:
         status = "degraded"
     body = {"status": status, "checks": checks}
-    tag = {"x-request-id": request_id(request)}
+    tag = {"x-request-id": request_id(request.headers)}
     return Response(orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json", headers=tag)
 
 
@@ -41,7 +43,7 @@ async def metrics(request: Request) -> Response:
     """The Prometheus scrape; with ``observability.metrics.token_env`` (or ``token_file``) set, only for
     ``Authorization: Bearer <that token>`` (the scraper's ``authorization`` setting)."""
     rt: Runtime = request.app.state.runtime
-    tag = {"x-request-id": request_id(request)}
+    tag = {"x-request-id": request_id(request.headers)}
     token = rt.settings.observability.metrics_token
     if token is not None:
         presented = bearer_token(request.headers.get("authorization"))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from gateway.config.model import LimitSettings
 from gateway.errors import ForbiddenField, InvalidRequest, PayloadTooLarge
@@ -81,25 +82,61 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
-def request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
+class RequestHeaders(Mapping[str, str]):
+    """A request's headers by lower-case name (ASGI servers send names lower-cased), a repeated one by its
+    first value as Starlette's ``Headers`` has it, each decoded only when read. Made once per request:
+    Starlette's scans the whole list at every lookup (and raises inside for a missing one), and the proxy
+    looks up five or more, most of them absent."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self._raw = dict(reversed(raw))  # the first of a repeated name wins
+
+    def __getitem__(self, name: str) -> str:
+        return self._raw[name.encode("latin-1")].decode("latin-1")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self._raw.get(name.encode("latin-1"))
+        return default if found is None else found.decode("latin-1")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.encode("latin-1") in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return (name.decode("latin-1") for name in self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    given = headers.get("x-request-id")
     if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
         return given
     return _next_id()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    """The whole body, refused once it is over ``limit`` bytes (at once when its length says so); raises
+    ``ClientDisconnect`` for a client gone mid-upload."""
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect  # http.disconnect: the only other message a request's receive gives
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def _entry(name: str) -> dict[str, object]:
 
 async def list_models(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    tag = {"x-request-id": request_id(request)}
+    tag = {"x-request-id": request_id(request.headers)}
     try:
         key = rt.keys.authenticate(request.headers.get("authorization"))
     except GatewayError as e:
@@ -59,7 +59,7 @@ async def list_models(request: Request) -> Response:
 async def get_model(request: Request) -> Response:
     """``GET /v1/models/{model}``: one model this key may use (the SDKs' ``models.retrieve``), else 404."""
     rt: Runtime = request.app.state.runtime
-    tag = {"x-request-id": request_id(request)}
+    tag = {"x-request-id": request_id(request.headers)}
     name = request.path_params["model"]
     try:
         key = rt.keys.authenticate(request.headers.get("authorization"))

@@ -11,12 +11,12 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.disconnect import DisconnectGuard
-from gateway.api.intake import check_chat, check_embeddings, parse_object, read_body, request_id
+from gateway.api.intake import RequestHeaders, check_chat, check_embeddings, parse_object, read_body, request_id
 from gateway.api.respond import error_response, finish, json_response, overhead
 from gateway.api.stream import StreamRelay
 from gateway.config.model import Deployment, VirtualKey
@@ -82,16 +82,16 @@ class ProxyEndpoint:
         self.path = "/v1/chat/completions" if endpoint == "chat" else "/v1/embeddings"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        rt: Runtime = request.app.state.runtime
-        record = RequestRecord(request_id(request), self.path, time.perf_counter())
+        rt: Runtime = scope["app"].state.runtime
+        headers = RequestHeaders(scope["headers"])
+        record = RequestRecord(request_id(headers), self.path, time.perf_counter())
         rt.metrics.inflight.inc()  # finish() takes it back: it runs once for every request, streams included
         waiting = Waiting()  # on providers and the client's upload: the rest is the gateway's overhead
-        traced = None if rt.tracer is None else rt.tracer.begin(request.headers, self.endpoint, record.request_id)
+        traced = None if rt.tracer is None else rt.tracer.begin(headers, self.endpoint, record.request_id)
         settlement: Settlement | None = None
         try:
             try:
-                response, settlement = await self._handle(rt, request, record, waiting, traced)
+                response, settlement = await self._handle(rt, receive, headers, record, waiting, traced)
             except GatewayError as e:
                 response = error_response(e, record)
             except ClientDisconnect:  # gone mid-upload: nobody to answer; a 499 line, no traceback
@@ -115,7 +115,13 @@ class ProxyEndpoint:
                 traced.end(record)
 
     async def _handle(
-        self, rt: Runtime, request: Request, record: RequestRecord, waiting: Waiting, traced: RequestTrace | None
+        self,
+        rt: Runtime,
+        receive: Receive,
+        headers: RequestHeaders,
+        record: RequestRecord,
+        waiting: Waiting,
+        traced: RequestTrace | None,
     ) -> tuple[Response | StreamRelay, Settlement | None]:
         """The response, and for a JSON answer the reservation with the tokens to settle it with.
 
@@ -126,22 +132,22 @@ class ProxyEndpoint:
         reads it). Reservations are bounded by what one request can consume (``routing.bounds``, intake's
         ``n`` ceiling) and never push a bucket into debt, so keeping one costs no more than serving it.
         """
-        key = rt.keys.authenticate(request.headers.get("authorization"))
+        key = rt.keys.authenticate(headers.get("authorization"))
         record.key_name = key.name
         began = time.perf_counter()
-        raw = await read_body(request, rt.settings.server.max_body_bytes)
+        raw = await read_body(receive, headers, rt.settings.server.max_body_bytes)
         waiting.seconds += time.perf_counter() - began
         body = parse_object(raw)
         if self.endpoint == "chat":
             model = check_chat(body, rt.settings.limits.max_n)
         else:
             model = check_embeddings(body)
-        chosen, features = await route(rt, record, body, key, request.headers, self.endpoint)
+        chosen, features = await route(rt, record, body, key, headers, self.endpoint)
         record.model = model
         record.stream = self.endpoint == "chat" and body.get("stream") is True
         wants = demand(key, features)
         output = wants.tokens - wants.prompt
-        async with DisconnectGuard(request.receive) as guard:
+        async with DisconnectGuard(receive) as guard:
             if record.stream:
                 streamed = await walk(
                     rt.steps, record, chosen, rt.deployments, body, self.endpoint, wants, _first_event, waiting

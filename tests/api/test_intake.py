@@ -1,11 +1,21 @@
 import os
 import re
+from typing import Any
 
 import pytest
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 
-from gateway.api.intake import check_chat, check_embeddings, parse_object, reject_steering, request_id
-from gateway.errors import ForbiddenField, InvalidRequest
+from gateway.api.intake import (
+    RequestHeaders,
+    check_chat,
+    check_embeddings,
+    parse_object,
+    read_body,
+    reject_steering,
+    request_id,
+)
+from gateway.errors import ForbiddenField, InvalidRequest, PayloadTooLarge
 
 
 @pytest.mark.parametrize("field", ["api_base", "base_url", "api_key", "custom_llm_provider", "extra_headers"])
@@ -76,9 +86,8 @@ def test_embeddings_need_input() -> None:
     assert check_embeddings({"model": "e", "input": ["a"]}) == "e"
 
 
-def _request(headers: dict[str, str]) -> Request:
-    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-    return Request({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": raw})
+def _request(headers: dict[str, str]) -> RequestHeaders:
+    return RequestHeaders([(k.encode(), v.encode()) for k, v in headers.items()])
 
 
 def test_request_ids_are_fresh_random_and_a_clients_own_is_kept() -> None:
@@ -101,3 +110,48 @@ def test_a_forked_worker_does_not_repeat_its_parents_request_ids() -> None:
     with os.fdopen(reader) as pipe:
         childs = pipe.read()
     assert childs.startswith("req_") and childs != request_id(_request({}))
+
+
+RAW = [(b"authorization", b"Bearer a"), (b"x-tag", b"caf\xe9"), (b"authorization", b"Bearer b")]
+
+
+def test_request_headers_read_as_starlettes_do() -> None:
+    ours, theirs = RequestHeaders(RAW), Headers(raw=RAW)
+    for name in ("authorization", "x-tag", "x-missing"):
+        assert ours.get(name) == theirs.get(name)  # a repeated name: its first value; latin-1 decoded
+        assert (name in ours) == (name in theirs)
+    assert ours.get("x-missing", "none") == "none"
+    assert sorted(ours) == ["authorization", "x-tag"] and len(ours) == 2
+    with pytest.raises(KeyError):
+        ours["x-missing"]
+
+
+def _receiving(*messages: dict[str, Any]) -> Any:
+    queue = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    return receive
+
+
+async def test_a_body_is_read_whole_and_bounded() -> None:
+    parts = _receiving(
+        {"type": "http.request", "body": b'{"a":', "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.request", "body": b"1}"},
+    )
+    assert await read_body(parts, {}, 100) == b'{"a":1}'
+    with pytest.raises(PayloadTooLarge, match="request body is 101 bytes"):  # refused before reading
+        await read_body(_receiving(), {"content-length": "101"}, 100)
+    over = _receiving(
+        {"type": "http.request", "body": b"x" * 60, "more_body": True}, {"type": "http.request", "body": b"x" * 60}
+    )
+    with pytest.raises(PayloadTooLarge, match="exceeds the limit of 100 bytes"):  # no length given: counted
+        await read_body(over, {}, 100)
+
+
+async def test_a_client_gone_mid_upload_is_a_client_disconnect() -> None:
+    gone = _receiving({"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"})
+    with pytest.raises(ClientDisconnect):
+        await read_body(gone, {}, 100)
