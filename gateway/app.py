@@ -13,10 +13,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.api.intake import request_id
 from gateway.api.respond import openai_error
-from gateway.api.routes import routes
+from gateway.api.routes import PROXIED, routes
 from gateway.config import config_path, load_settings, with_flags
 from gateway.config.model import Settings
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
@@ -69,6 +70,19 @@ def _tune_collector() -> None:
     gc.set_threshold(50_000, 20, 10)
 
 
+class GatewayApp(Starlette):
+    """Starlette, with the proxied endpoints (``routes.PROXIED``) served directly: they catch every error
+    themselves, so the middleware's exception layers and the router's match over the table are work for
+    nothing on the path nearly every request takes (a path under a ``root_path`` goes the general way)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and (proxied := PROXIED.get(scope["path"])):
+            scope["app"] = self
+            await proxied(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def build_app(settings: Settings, registry: Mapping[str, Provider] = REGISTRY) -> Starlette:
     """The app for ``settings``; ``registry`` holds every provider kind there is (tests add their own)."""
     runtime = Runtime.build(settings, registry)
@@ -88,7 +102,7 @@ def build_app(settings: Settings, registry: Mapping[str, Provider] = REGISTRY) -
             restore()
             await runtime.close()
 
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, ClientDisconnect: _client_left, Exception: _internal_error},
