@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api.disconnect import DisconnectGuard
 from gateway.api.intake import RequestHeaders, check_chat, check_embeddings, parse_object, read_body, request_id
-from gateway.api.respond import error_response, finish, json_response, overhead
+from gateway.api.respond import Answer, error_response, finish, json_response, overhead
 from gateway.api.stream import StreamRelay
 from gateway.config.model import Deployment, VirtualKey
 from gateway.errors import GatewayError, UpstreamConnection
@@ -122,7 +122,7 @@ class ProxyEndpoint:
         record: RequestRecord,
         waiting: Waiting,
         traced: RequestTrace | None,
-    ) -> tuple[Response | StreamRelay, Settlement | None]:
+    ) -> tuple[Answer | Response | StreamRelay, Settlement | None]:
         """The response, and for a JSON answer the reservation with the tokens to settle it with.
 
         Settling uses the provider's usage report; a JSON answer without one settles at the best estimate

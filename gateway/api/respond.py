@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError, to_openai_error
 from gateway.record import RequestRecord
@@ -16,15 +17,35 @@ from gateway.types import Usage
 JSON = "application/json"
 
 
-def trace_headers(record: RequestRecord) -> dict[str, str]:
-    headers = {"x-request-id": record.request_id, "x-gateway-attempts": str(record.attempts)}
+Headers = list[tuple[bytes, bytes]]  # as ASGI sends them
+
+
+def trace_headers(record: RequestRecord) -> Headers:
+    """What every answer of the proxied endpoints carries: its request id, attempts, deployment and rule."""
+    headers = [(b"x-request-id", record.request_id.encode()), (b"x-gateway-attempts", str(record.attempts).encode())]
     if record.deployment:
-        headers["x-gateway-deployment"] = record.deployment
+        headers.append((b"x-gateway-deployment", record.deployment.encode()))
     if record.rule:
-        headers["x-gateway-rule"] = record.rule
-    if record.extra_headers:
-        headers.update(record.extra_headers)
+        headers.append((b"x-gateway-rule", record.rule.encode()))
+    for name, value in record.extra_headers.items():
+        headers.append((name.encode(), value.encode()))
     return headers
+
+
+class Answer:
+    """A whole answer, its headers encoded: what Starlette's ``Response`` sends, without the normalising of
+    header names and values it does first (these are the gateway's own), for the answer sent most."""
+
+    __slots__ = ("status_code", "raw_headers", "body")
+
+    def __init__(self, body: bytes, headers: Headers, status: int = 200) -> None:
+        self.status_code, self.body = status, body
+        self.raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        self.raw_headers += headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def openai_error(error: GatewayError, status: int | None = None, headers: dict[str, str] | None = None) -> Response:
@@ -40,12 +61,14 @@ def openai_error(error: GatewayError, status: int | None = None, headers: dict[s
 def error_response(error: GatewayError, record: RequestRecord) -> Response:
     record.status = error.status
     record.error_code = error.code or error.type
-    return openai_error(error, headers=trace_headers(record))
+    response = openai_error(error)
+    response.raw_headers += trace_headers(record)
+    return response
 
 
-def json_response(body: bytes, record: RequestRecord) -> Response:
+def json_response(body: bytes, record: RequestRecord) -> Answer:
     record.status = 200
-    return Response(body, headers=trace_headers(record), media_type=JSON)
+    return Answer(body, trace_headers(record))
 
 
 def take_usage(record: RequestRecord, usage: Any) -> None:

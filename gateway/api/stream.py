@@ -54,7 +54,7 @@ class StreamRelay:
         record.status = 200
         guard = DisconnectGuard(receive)
         try:
-            headers = _HEADERS + [(k.encode(), v.encode()) for k, v in trace_headers(record).items()]
+            headers = _HEADERS + trace_headers(record)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             async with guard:
                 try:
