@@ -43,15 +43,21 @@ OUTPUT_PARAMS = ("max_completion_tokens", "max_tokens")
 
 
 def _text_bytes(value: Any) -> int:
+    # Loops, not sum() over generators: every request's messages pass here, and a generator costs more to
+    # make than a short message's few fields cost to add up.
     if isinstance(value, str):
         return len(value.encode())
+    total = 0
     if isinstance(value, list):
-        return sum(_text_bytes(v) for v in value)
-    if isinstance(value, dict):
+        for item in value:
+            total += _text_bytes(item)
+    elif isinstance(value, dict):
         if value.get("type") in _IMAGE_TYPES:
             return _IMAGE_TOKENS * 3  # in byte terms
-        return sum(_text_bytes(v) for k, v in value.items() if k != "type")
-    return 0
+        for name, item in value.items():
+            if name != "type":
+                total += _text_bytes(item)
+    return total
 
 
 def estimate_prompt(body: Mapping[str, Any]) -> int:
@@ -62,7 +68,7 @@ def estimate_prompt(body: Mapping[str, Any]) -> int:
     """
     messages = body.get("messages")
     if isinstance(messages, list):
-        size = sum(_text_bytes(m) for m in messages) + _text_bytes(body.get("tools") or [])
+        size = _text_bytes(messages) + _text_bytes(body.get("tools"))
         return -(-size // 3) + _PER_MESSAGE * len(messages) + _REPLY_PRIMING
     return -(-_text_bytes(body.get("input")) // 3)
 
@@ -73,11 +79,10 @@ def whole_number(value: Any) -> int | None:
     >>> whole_number(3), whole_number(3.0), whole_number(2.5), whole_number(True), whole_number("3")
     (3, 3, None, None, None)
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+    kind = type(value)  # JSON's types exactly: a bool is not a number here
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is float and value.is_integer():
         return int(value)
     return None
 
@@ -89,8 +94,8 @@ def requested_output(body: Mapping[str, Any]) -> tuple[str, int] | None:
     (('max_tokens', 100), ('max_completion_tokens', 5))
     """
     for name in OUTPUT_PARAMS:
-        value = whole_number(body.get(name))
-        if value is not None:
+        given = body.get(name)
+        if given is not None and (value := whole_number(given)) is not None:
             return name, value
     return None
 
