@@ -83,7 +83,7 @@ def overhead(rt: Runtime, record: RequestRecord, elapsed: float, waited: float) 
     """``gateway_overhead_seconds``: ``elapsed`` (to the answer, or a stream's first byte) less ``waited`` (on
     providers and on the client's upload, ``routing.steps.Waiting``)."""
     m = rt.metrics
-    m.child(m.overhead, record.endpoint).observe(max(0.0, elapsed - waited))
+    m.histogram(m.overhead, record.endpoint).observe(max(0.0, elapsed - waited))
 
 
 def finish(
@@ -104,18 +104,18 @@ def finish(
     if disconnected:
         record.status = 499  # nginx's convention: the client closed the request
         record.error_code = record.error_code or "client_disconnected"
-        m.child(m.disconnects, record.endpoint).inc()
-    m.child(m.requests, record.endpoint, record.model or "none", str(record.status)).inc()
-    m.child(m.duration, record.endpoint).observe(latency)
+        m.counter(m.disconnects, record.endpoint).inc()
+    m.counter(m.requests, record.endpoint, record.model or "none", str(record.status)).inc()
+    m.histogram(m.duration, record.endpoint).observe(latency)
     if waited is not None:
         overhead(rt, record, latency, waited)
     if record.deployment:
         if record.prompt_tokens:
-            m.child(m.tokens, record.deployment, "prompt").inc(record.prompt_tokens)
+            m.counter(m.tokens, record.deployment, "prompt").inc(record.prompt_tokens)
         if record.completion_tokens:
-            m.child(m.tokens, record.deployment, "completion").inc(record.completion_tokens)
+            m.counter(m.tokens, record.deployment, "completion").inc(record.completion_tokens)
         if record.ttft_ms is not None:
-            m.child(m.ttft, record.deployment).observe(record.ttft_ms / 1000)
+            m.histogram(m.ttft, record.deployment).observe(record.ttft_ms / 1000)
         charge(rt, record, estimate)
     if rt.settings.server.access_log:  # skip building the line nobody would write
         rt.log.info("request", record.as_log(latency * 1000))

@@ -38,15 +38,15 @@ class Recorder:
         if counted:
             m = self._metrics
             if error is None:
-                m.child(m.attempts, deployment_id, "ok").inc()
-                m.child(m.upstream_latency, deployment_id).observe(elapsed)
+                m.counter(m.attempts, deployment_id, "ok").inc()
+                m.histogram(m.upstream_latency, deployment_id).observe(elapsed)
             else:
-                m.child(m.attempts, deployment_id, failures.outcome(error)).inc()
-                m.child(m.upstream_errors, deployment_id, failures.failure_class(error)).inc()
+                m.counter(m.attempts, deployment_id, failures.outcome(error)).inc()
+                m.counter(m.upstream_errors, deployment_id, failures.failure_class(error)).inc()
 
     def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
         m = self._metrics
-        m.child(m.fallbacks, route, source, target, failures.failure_class(error)).inc()
+        m.counter(m.fallbacks, route, source, target, failures.failure_class(error)).inc()
 
     def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
         if self._tracer is None or not self._tracer.traced():

@@ -23,7 +23,7 @@ from typing import Any
 from gateway.config.model import Settings
 from gateway.limits import specs
 from gateway.limits.queue import WaitLine
-from gateway.metrics import M, Metrics
+from gateway.metrics import Counted, Metrics, Observed
 from gateway.providers import REGISTRY
 from gateway.providers.base import Provider
 from gateway.routing.admission import Admitter
@@ -82,11 +82,14 @@ _IGNORED = _Ignored()
 
 
 class Unmeasured(Metrics):
-    """The gateway's metrics with the per-request updates (``child(...)``: attempts, upstream latency and
-    errors, fallbacks) ignored."""
+    """The gateway's metrics with the per-request updates (``counter(...)``, ``histogram(...)``: attempts,
+    upstream latency and errors, fallbacks) ignored."""
 
-    def child(self, metric: M, *values: str) -> M:
+    def counter(self, metric: object, *values: str) -> Counted:
         return _IGNORED  # type: ignore[return-value]  # not typing.cast: a call, twice a request
+
+    def histogram(self, metric: object, *values: str) -> Observed:
+        return _IGNORED  # type: ignore[return-value]
 
 
 def streams(seed: int) -> dict[str, random.Random]:
