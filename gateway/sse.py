@@ -50,15 +50,15 @@ class SSEDecoder:
                 block, start = b"".join(self._parts) + chunk[:end], end + 2
             self._parts, self._size = [], 0
             self._emit(block, events)
-        while (end := chunk.find(b"\n\n", start)) != -1:
-            if end - start > self.max_event:
+        blocks = (chunk[start:] if start else chunk).split(b"\n\n")  # the last: an event not ended yet
+        for block in blocks[:-1]:
+            if len(block) > self.max_event:
                 raise _too_large(self.max_event)
-            payload = _data(chunk[start:end])
-            if payload is not None:
+            if block.startswith(b"data: ") and b"\n" not in block:  # one data line: nearly every event
+                events.append(block[6:])
+            elif (payload := _data(block)) is not None:
                 events.append(payload)
-            start = end + 2
-        if start < len(chunk):
-            self._hold(chunk[start:] if start else chunk)
+        self._hold(blocks[-1])
         return events
 
     @property
@@ -89,9 +89,8 @@ def _too_large(limit: int) -> UpstreamProtocol:
 
 
 def _data(block: bytes) -> bytes | None:
-    """The joined ``data:`` lines of one event; comments, ids and retry fields carry nothing we relay."""
-    if block.startswith(b"data: ") and b"\n" not in block:
-        return block[6:]
+    """The joined ``data:`` lines of one event; comments, ids and retry fields carry nothing we relay. (An
+    event of one ``data: `` line, nearly every one, is read where events are split.)"""
     if block.startswith(b"event: "):  # "event: name\ndata: {...}" (Anthropic's): the name is in the data too
         start = block.find(b"\ndata: ")
         if start != -1 and block.find(b"\n", start + 1) == -1:
