@@ -97,6 +97,7 @@ def measure(policy: Policy, found: dict[str, Deployment], iterations: int) -> tu
         prompt_tokens=2_000,
         prompt_exact=False,
         max_tokens=512,
+        output_tokens=512,
         capabilities=frozenset({"tools", "streaming"}),
         stream=True,
         allowed=frozenset({"*"}),
