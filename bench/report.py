@@ -21,6 +21,7 @@ MAX_ADDED_P50_MS = 1.0
 MAX_ADDED_P99_MS = 3.0
 MAX_RSS_MB = 80.0
 MAX_STARTUP_S = 1.5
+PASSTHROUGH = "passthrough"  # the bare Starlette + aiohttp pass-through's target name (bench/passthrough.py)
 
 
 def run_key(target: str, kind: str, connections: int) -> str:
@@ -242,6 +243,47 @@ def render(table: list[Row], info: dict[str, Any], settings: dict[str, Any], sec
     return "\n".join(out)
 
 
+def _cell(value: float | None, form: str) -> str:
+    return "n/a" if value is None else format(value, form)
+
+
+def passthrough_section(m: Measurements) -> Section:
+    """The gateway (limits off) against the bare pass-through, measured in the same rounds: how much of the
+    floor's speed the gateway keeps, and what its own work adds to a request."""
+
+    def p50(r: WrkResult) -> float:
+        return r.p50_us / 1000
+
+    def rps(r: WrkResult) -> float:
+        return r.rps
+
+    table: list[Row] = []
+    for kind, name in KINDS.items():
+        floor, gateway = m.median(PASSTHROUGH, kind, 1, p50), m.median("gateway", kind, 1, p50)
+        added = None if floor is None or gateway is None else gateway - floor
+        table.append(Row(f"{name} p50 latency c=1 (ms)", _ms(floor), _ms(gateway), _cell(added, "+.3f"), ""))
+        floor, gateway = m.median(PASSTHROUGH, kind, 32, rps), m.median("gateway", kind, 32, rps)
+        share = None if floor is None or gateway is None else f"{gateway / floor:.1%} of it"
+        table.append(
+            Row(f"{name} throughput c=32 (req/s)", _cell(floor, ",.0f"), _cell(gateway, ",.0f"), share or "n/a", "")
+        )
+        floor, gateway = m.cpu_ms(PASSTHROUGH, kind), m.cpu_ms("gateway", kind)
+        added = None if floor is None or gateway is None else gateway - floor
+        table.append(
+            Row(f"{name} CPU/request c=32 (ms)", _cell(floor, ".3f"), _cell(gateway, ".3f"), _cell(added, "+.3f"), "")
+        )
+    return Section(
+        "Against the floor: a bare Starlette + aiohttp pass-through (bench/passthrough.py), same core, same rounds",
+        "pass-through",
+        Row("metric", "pass-through", "gateway", "gateway over it", ""),
+        table,
+        [
+            "pass-through: uvicorn (uvloop, httptools), one Starlette route per path, the body POSTed on with aiohttp; "
+            "no key, parsing, routing, limits, metrics or access log"
+        ],
+    )
+
+
 GATEWAY_COLUMN = {
     "off": "limits off (no Redis, no limits: the in-process limiter holds no buckets)",
     "both": "limits off (no Redis, no limits); the Redis limiter is compared with it below",
@@ -263,6 +305,7 @@ def write_json(
         "rows": [r.__dict__ for r in table],
         "runs": {key: [r.as_dict() for r in results] for key, results in m.runs.items()},
         "gateway_cpu_ms_per_request": m.cpu_ms_per_request.get("gateway", {}),
+        "passthrough_cpu_ms_per_request": m.cpu_ms_per_request.get(PASSTHROUGH, {}),
         "gateway_startups_s": m.startups_s,
         "gateway_rss_mb": m.rss_mb.get("gateway"),
         "gateway_error": m.gateway_error,

@@ -4,8 +4,10 @@ For JSON and streaming chat completions it measures the upstream directly and th
 gateway, interleaved over several rounds: latency p50/p99 at one connection, throughput at 32,
 plus the gateway's CPU time per request, RSS after load and start-up time. With `--limits both`
 (the default) a second gateway with the Redis rate limiter runs in the same rounds, against the
-bench's own redis-server, counting the Redis commands it sends per request. The gateways run on
-core 0; the upstream (nginx, or bench/upstream.py without it), redis-server and wrk share core 1.
+bench's own redis-server, counting the Redis commands it sends per request. A bare Starlette + aiohttp
+pass-through (bench/passthrough.py) runs in the same rounds too, unless --no-passthrough: the floor the
+gateway is compared with. The gateways and the pass-through run on core 0; the upstream (nginx, or
+bench/upstream.py without it), redis-server and wrk share core 1.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from bench import gateway, limiter, redis_server, report, wrk  # noqa: E402
 from bench.processes import cpu_seconds, free_port, rss_bytes  # noqa: E402
 from bench.redis_server import CommandCounter, RedisRun, RedisServer  # noqa: E402
 from bench.report import KINDS, Measurements, say  # noqa: E402
-from bench.targets import Target, start_gateway, start_upstream  # noqa: E402
+from bench.targets import Target, start_gateway, start_passthrough, start_upstream  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = (1, 32)
@@ -46,6 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--starts", type=int, default=3, help="gateway starts timed (default 3)")
     parser.add_argument("--no-nginx", action="store_true", help="use bench/upstream.py even if nginx exists")
+    parser.add_argument("--no-passthrough", action="store_true", help="leave out the bare pass-through's runs")
     parser.add_argument(
         "--limits",
         choices=("off", "redis", "both"),
@@ -170,7 +173,12 @@ def benchmark(args: argparse.Namespace, workdir: Path, m: Measurements) -> dict[
         direct, up_name = start_upstream(stack, workdir, load_cpu, not args.no_nginx)
         say(f"upstream: {up_name} on 127.0.0.1:{direct.port}, core {load_cpu}")
         gateways, redis = start_gateways(args, stack, workdir, (gw_cpu, load_cpu), direct.port, m)
-        run_rounds(args, wrk_bin, load_cpu, [direct, *gateways], redis, m)
+        floor = (
+            []
+            if args.no_passthrough or args.limits == "redis"
+            else [start_passthrough(stack, workdir, gw_cpu, direct.port)]
+        )
+        run_rounds(args, wrk_bin, load_cpu, [direct, *gateways, *floor], redis, m)
         m.redis_idle = [t for gw in gateways if gw.redis is not None for t in gw.redis.idle]
         for gw in gateways:
             if gw.pid is not None:
@@ -211,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine(notes["upstream"], notes["wrk"])
     table = report.rows(m)
     sections = [] if args.limits == "off" else [limiter.section(m, notes["redis"], int(notes["redis_cpu"]))]
+    if not args.no_passthrough and args.limits != "redis":  # compared with the gateway without limits
+        sections.append(report.passthrough_section(m))
     print(report.render(table, info, settings, sections))
     if m.gateway_error:
         print(f"\ngateway not measured: {m.gateway_error}")

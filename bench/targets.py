@@ -1,4 +1,5 @@
-"""What wrk is pointed at: the fake upstream itself, and the gateway with limits off or on Redis."""
+"""What wrk is pointed at: the fake upstream itself, the gateway with limits off or on Redis, and the bare
+pass-through that is the floor under the gateway."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from bench.fixtures import (
 )
 from bench.processes import free_port, http_post, log_tail, pinned, spawn, stop, wait_ready
 from bench.redis_server import CommandCounter
-from bench.report import Measurements, say
+from bench.report import PASSTHROUGH, Measurements, say
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,3 +108,19 @@ def start_gateway(
     # The gateway serves both kinds on one path; the model picks the upstream path.
     paths = {"json": JSON_PATH, "stream": JSON_PATH}
     return Target(name, port, paths, gw.pid, redis[1] if redis else None)
+
+
+def start_passthrough(stack: contextlib.ExitStack, workdir: Path, cpu: int, up_port: int) -> Target:
+    """The bare Starlette + aiohttp pass-through (``bench/passthrough.py``) on the gateway's core."""
+    port = free_port()
+    log = workdir / "passthrough.log"
+    argv = [sys.executable, "-m", "bench.passthrough", "--port", str(port), "--upstream", str(up_port)]
+    proc = spawn(pinned(cpu, argv), log, cwd=ROOT)
+    stack.callback(stop, proc)
+    if wait_ready(proc, port, HEALTH_PATH, timeout=10.0) is None:
+        raise SystemExit(f"the pass-through did not start: {log_tail(log)}")
+    for path, want in ((JSON_PATH, chat_completion()), (STREAM_PATH, chat_completion_stream())):
+        status, _, body = http_post(port, path, b"{}", {"Content-Type": "application/json"})
+        if status != 200 or body != want:
+            raise SystemExit(f"the pass-through answered {path} with HTTP {status} and a different body")
+    return Target(PASSTHROUGH, port, {"json": JSON_PATH, "stream": STREAM_PATH}, proc.pid)
