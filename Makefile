@@ -32,9 +32,10 @@ deploy-tools: $(BIN)/.installed
 	scripts/ensure-deploy-tools
 
 # The quick tests on every core (each e2e test waits on its own processes), then the slow load and timing
-# tests alone, so that no other test skews what they measure.
+# tests alone, so that no other test skews what they measure (one of them runs the benchmark: wrk, nginx).
 test: $(BIN)/.installed $(NODE_DEPS) deploy-tools
 	scripts/ensure-redis
+	scripts/ensure-bench-tools
 	scripts/check
 	$(BIN)/pytest -n auto -m "not slow"
 	$(BIN)/pytest -m slow

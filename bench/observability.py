@@ -118,7 +118,7 @@ def _quiet_metrics(app: Any) -> None:
             setattr(metrics, name, NoOp())
 
 
-async def _measure(app: Any, kind: str, requests: int) -> float:
+async def drive(app: Any, kind: str, requests: int) -> float:
     body = json.dumps({"model": KINDS[kind], "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 9})
     if kind == "stream":
         body = body[:-1] + ', "stream": true}'
@@ -211,7 +211,7 @@ def child(variant: str, kind: str, upstream: int, sink: int, requests: int, dire
         async with app.router.lifespan_context(app):
             if variant == "bare":
                 _quiet_metrics(app)
-            return await _measure(app, kind, requests)
+            return await drive(app, kind, requests)
 
     cpu_us = asyncio.run(main())
     os.write(report, (json.dumps({"cpu_us": cpu_us}) + "\n").encode())
