@@ -268,10 +268,8 @@ def passthrough_section(m: Measurements) -> Section:
             Row(f"{name} throughput c=32 (req/s)", _cell(floor, ",.0f"), _cell(gateway, ",.0f"), share or "n/a", "")
         )
         floor, gateway = m.cpu_ms(PASSTHROUGH, kind), m.cpu_ms("gateway", kind)
-        added = None if floor is None or gateway is None else gateway - floor
-        table.append(
-            Row(f"{name} CPU/request c=32 (ms)", _cell(floor, ".3f"), _cell(gateway, ".3f"), _cell(added, "+.3f"), "")
-        )
+        times = "n/a" if floor is None or gateway is None else f"{gateway / floor:.2f}x (+{gateway - floor:.3f})"
+        table.append(Row(f"{name} CPU/request c=32 (ms)", _cell(floor, ".3f"), _cell(gateway, ".3f"), times, ""))
     return Section(
         "Against the floor: a bare Starlette + aiohttp pass-through (bench/passthrough.py), same core, same rounds",
         "pass-through",

@@ -43,15 +43,21 @@ def start_upstream(stack: contextlib.ExitStack, workdir: Path, cpu: int, use_ngi
     else:
         argv = [sys.executable, "-m", "bench.upstream", "--port", str(port)]
         name = "bench/upstream.py (asyncio" + (", nginx not found)" if use_nginx else ")")
-    proc = spawn(pinned(cpu, argv), workdir / "upstream.log", cwd=ROOT)
+    _start_static(stack, "fake upstream", argv, cpu, port, workdir / "upstream.log")
+    return Target("direct", port, {"json": JSON_PATH, "stream": STREAM_PATH}), name
+
+
+def _start_static(stack: contextlib.ExitStack, name: str, argv: list[str], cpu: int, port: int, log: Path) -> int:
+    """Start `argv` pinned to `cpu`, wait for its health path and check it answers the bench's bodies; its pid."""
+    proc = spawn(pinned(cpu, argv), log, cwd=ROOT)
     stack.callback(stop, proc)
     if wait_ready(proc, port, HEALTH_PATH, timeout=10.0) is None:
-        raise SystemExit(f"fake upstream did not start: {log_tail(workdir / 'upstream.log')}")
+        raise SystemExit(f"{name} did not start: {log_tail(log)}")
     for path, want in ((JSON_PATH, chat_completion()), (STREAM_PATH, chat_completion_stream())):
         status, _, body = http_post(port, path, b"{}", {"Content-Type": "application/json"})
         if status != 200 or body != want:
-            raise SystemExit(f"fake upstream answered {path} with HTTP {status} and a different body")
-    return Target("direct", port, {"json": JSON_PATH, "stream": STREAM_PATH}), name
+            raise SystemExit(f"{name} answered {path} with HTTP {status} and a different body")
+    return proc.pid
 
 
 def _start_timed(argv: list[str], count: int, cpu: int, port: int, log: Path, m: Measurements) -> gateway.Gateway:
@@ -113,14 +119,6 @@ def start_gateway(
 def start_passthrough(stack: contextlib.ExitStack, workdir: Path, cpu: int, up_port: int) -> Target:
     """The bare Starlette + aiohttp pass-through (``bench/passthrough.py``) on the gateway's core."""
     port = free_port()
-    log = workdir / "passthrough.log"
     argv = [sys.executable, "-m", "bench.passthrough", "--port", str(port), "--upstream", str(up_port)]
-    proc = spawn(pinned(cpu, argv), log, cwd=ROOT)
-    stack.callback(stop, proc)
-    if wait_ready(proc, port, HEALTH_PATH, timeout=10.0) is None:
-        raise SystemExit(f"the pass-through did not start: {log_tail(log)}")
-    for path, want in ((JSON_PATH, chat_completion()), (STREAM_PATH, chat_completion_stream())):
-        status, _, body = http_post(port, path, b"{}", {"Content-Type": "application/json"})
-        if status != 200 or body != want:
-            raise SystemExit(f"the pass-through answered {path} with HTTP {status} and a different body")
-    return Target(PASSTHROUGH, port, {"json": JSON_PATH, "stream": STREAM_PATH}, proc.pid)
+    pid = _start_static(stack, "the pass-through", argv, cpu, port, workdir / "passthrough.log")
+    return Target(PASSTHROUGH, port, {"json": JSON_PATH, "stream": STREAM_PATH}, pid)
