@@ -22,6 +22,7 @@ from gateway.runtime import Runtime
 from gateway.sse import DONE, encode
 from gateway.types import Usage
 
+_DONE = encode(DONE)
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -92,17 +93,22 @@ class StreamRelay:
     async def _relay(self, send: Send) -> None:
         record = self.record
         record.ttft_ms = (time.perf_counter() - record.started) * 1000
-        saw_done = await self._send_event(send, self.first)
+        body = self._to_client(self.first)
+        if body is not None:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         async for event in self.rest:
-            saw_done = await self._send_event(send, event)
-        if not saw_done:
+            body = self._to_client(event)
+            if body is not None:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        if body is not _DONE:  # the last event must be [DONE]
             raise UpstreamConnection("the upstream stream ended before it was complete")
 
-    async def _send_event(self, send: Send, event: bytes) -> bool:
+    def _to_client(self, event: bytes) -> bytes | None:
+        """What the client gets of ``event`` (None: nothing), its usage taken; a plain function, not a
+        coroutine: it runs for every event, and only the send waits."""
         if event == DONE:
-            await send({"type": "http.response.body", "body": encode(DONE), "more_body": True})
             self.complete = True
-            return True
+            return _DONE
         if b'"usage"' in event and not _null_usage(event):
             try:
                 chunk = orjson.loads(event)
@@ -111,10 +117,9 @@ class StreamRelay:
             if isinstance(chunk, dict):
                 take_usage(self.record, chunk.get("usage"))
                 if not self.client_wants_usage and not chunk.get("choices"):
-                    return False
+                    return None
         self.relayed += 1
-        await send({"type": "http.response.body", "body": encode(event), "more_body": True})
-        return False
+        return encode(event)
 
 
 def _null_usage(event: bytes) -> bool:
