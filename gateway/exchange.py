@@ -112,9 +112,19 @@ class Exchange:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def events(self) -> AsyncGenerator[bytes, None]:
+        """``batches()``, one event at a time."""
+        batches = self.batches()
+        try:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+        finally:
+            await batches.aclose()
+
+    async def batches(self) -> AsyncGenerator[list[bytes], None]:
         """The stream's events as they arrive, framed as the provider frames them (SSE data payloads, for
-        most); raises UpstreamError if the stream breaks, idles or outgrows its bounds. Error events pass
-        through redacted of every configured secret."""
+        most), a list (never empty) of those that came in one read; raises UpstreamError if the stream
+        breaks, idles or outgrows its bounds. Error events pass through redacted of every configured secret."""
         rules = self.rules
         decoder = self.provider.decoder(rules.max_event)
         content = self.response.content
@@ -139,8 +149,8 @@ class Exchange:
                             f"the upstream stream is over {rules.max_stream} bytes (server.max_stream_bytes)",
                             code="upstream_stream_too_large",
                         )
-                    for event in decoder.feed(chunk):
-                        yield redact_bytes(event, rules.secrets) if b'"error"' in event else event
+                    if events := decoder.feed(chunk):
+                        yield [redact_bytes(e, rules.secrets) if b'"error"' in e else e for e in events]
                     unyielded += len(chunk)
                     if unyielded >= _YIELD_EVERY:
                         unyielded = 0
@@ -154,23 +164,32 @@ class Exchange:
         if decoder.pending.strip():
             raise UpstreamConnection("the upstream stream ended in the middle of an event")
 
-    def answer_events(self, deployment: Deployment) -> AsyncGenerator[bytes, None]:
-        """The stream as OpenAI chunk payloads: the events themselves for an OpenAI-compatible provider, else
-        what its translator makes of each, as it arrives (never buffered to the end)."""
+    def answer_events(self, deployment: Deployment) -> AsyncGenerator[list[bytes], None]:
+        """The stream as OpenAI chunk payloads, in lists of those that arrived together (``batches``, so that
+        they can be sent on together): the events themselves for an OpenAI-compatible provider, else what its
+        translator makes of each, as they arrive (never buffered to the end)."""
         if self.provider.stream is None:
-            return self.events()
+            return self.batches()
         return self._translated(self.provider.stream(deployment))
 
-    async def _translated(self, translator: StreamTranslator) -> AsyncGenerator[bytes, None]:
-        events = self.events()
+    async def _translated(self, translator: StreamTranslator) -> AsyncGenerator[list[bytes], None]:
+        batches = self.batches()
         try:
-            async for event in events:
-                for chunk in translator.feed(event):
-                    yield chunk
-            for chunk in translator.finish():
-                yield chunk
+            async for batch in batches:
+                chunks: list[bytes] = []
+                try:
+                    for event in batch:
+                        chunks += translator.feed(event)
+                except Exception:  # the stream failed at this event: what came before it is relayed first
+                    if chunks:
+                        yield chunks
+                    raise
+                if chunks:
+                    yield chunks
+            if chunks := list(translator.finish()):
+                yield chunks
         finally:
-            await events.aclose()
+            await batches.aclose()
 
     def release(self) -> None:
         """Done with a body read to its end: the connection goes back to the pool."""
@@ -225,7 +244,7 @@ class SdkExchange(Exchange):
             )
         return body
 
-    async def events(self) -> AsyncGenerator[bytes, None]:
+    async def batches(self) -> AsyncGenerator[list[bytes], None]:
         events = self.answer.events
         if events is None:
             self.close()
@@ -245,7 +264,7 @@ class SdkExchange(Exchange):
                             "the upstream stream is over its bounds (server.max_stream_event_bytes, max_stream_bytes)",
                             code="upstream_stream_too_large",
                         )
-                    yield redact_bytes(event, self.rules.secrets) if b'"error"' in event else event
+                    yield [redact_bytes(event, self.rules.secrets) if b'"error"' in event else event]
         except TimeoutError:
             raise UpstreamTimeout("the upstream stream went idle or ran past its deadline") from None
         finally:

@@ -222,6 +222,14 @@ class _Child:
             context.detach(self._token)
 
 
+def _finish_reasons(events: list[bytes]) -> list[str]:
+    reasons: list[str] = []
+    for event in events:
+        if b'"finish_reason"' in event and b'"finish_reason":null' not in event:
+            reasons += answer_attributes(event).get("gen_ai.response.finish_reasons", [])
+    return reasons
+
+
 class RequestTrace:
     """A sampled request's span, and its stream's; ``end`` closes them with what the request did."""
 
@@ -236,21 +244,23 @@ class RequestTrace:
         """A JSON answer: its model, id and finish reasons."""
         self.span.set_attributes(answer_attributes(body))
 
-    def relay(self, first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-        """A stream about to be relayed: its span starts, and ``rest`` is watched for finish reasons."""
-        self.span.set_attributes(answer_attributes(first))
+    def relay(self, first: list[bytes], rest: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[list[bytes], None]:
+        """A stream about to be relayed (its first events, and the batches after them): its span starts, and
+        the events after the first are watched for finish reasons."""
+        self.span.set_attributes(answer_attributes(first[0]))
         self._stream = self._tracer.stream_span()
-        return self._watch(rest)
+        return self._watch(first[1:], rest)
 
-    async def _watch(self, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-        reasons: list[str] = []
-        events = 1  # the first, relayed before these
+    async def _watch(
+        self, more: list[bytes], rest: AsyncGenerator[list[bytes], None]
+    ) -> AsyncGenerator[list[bytes], None]:
+        reasons = _finish_reasons(more)  # those that came with the first: relayed with it
+        events = 1 + len(more)
         try:
-            async for event in rest:
-                events += 1
-                if b'"finish_reason"' in event and b'"finish_reason":null' not in event:
-                    reasons += answer_attributes(event).get("gen_ai.response.finish_reasons", [])
-                yield event
+            async for batch in rest:
+                events += len(batch)
+                reasons += _finish_reasons(batch)
+                yield batch
         finally:
             await rest.aclose()
             if reasons:

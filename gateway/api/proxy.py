@@ -49,20 +49,24 @@ async def _read_json(exchange: Exchange, deployment: Deployment) -> tuple[bytes,
     return body, provider.usage(body)
 
 
-async def _first_event(exchange: Exchange, deployment: Deployment) -> tuple[bytes, AsyncGenerator[bytes, None]]:
-    """A stream counts as answered only once its first event is here; until then fallback is invisible.
-    A stream that opens with an error event failed before its first byte: it falls back too."""
-    events = exchange.answer_events(deployment)
+Batches = AsyncGenerator[list[bytes], None]  # a stream's events, those that arrived together in one list
+
+
+async def _first_event(exchange: Exchange, deployment: Deployment) -> tuple[list[bytes], Batches]:
+    """A stream counts as answered only once its first event is here (with those that came with it); until
+    then fallback is invisible. A stream that opens with an error event failed before its first byte: it
+    falls back too."""
+    batches = exchange.answer_events(deployment)
     try:
-        first = await events.__anext__()
-        if (failure := exchange.provider.stream_error(first)) is not None:
+        first = await batches.__anext__()
+        if (failure := exchange.provider.stream_error(first[0])) is not None:
             raise failure
     except StopAsyncIteration:
         raise UpstreamConnection("the upstream stream ended before its first event") from None
     except BaseException:
-        await events.aclose()
+        await batches.aclose()
         raise
-    return first, events
+    return first, batches
 
 
 def demand(key: VirtualKey, features: Features) -> Demand:
