@@ -52,7 +52,7 @@ class Slot:
 
 @dataclass(eq=False)
 class Exchange:
-    """An upstream response whose headers have arrived; the body is read with ``json``, ``read`` or ``events``.
+    """An upstream response whose headers have arrived; the body is read with ``json``, ``read`` or ``batches``.
     It holds its pool slot until the body is read or the exchange closed."""
 
     response: aiohttp.ClientResponse
@@ -110,16 +110,6 @@ class Exchange:
             else:
                 self.close()
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    async def events(self) -> AsyncGenerator[bytes, None]:
-        """``batches()``, one event at a time."""
-        batches = self.batches()
-        try:
-            async for batch in batches:
-                for event in batch:
-                    yield event
-        finally:
-            await batches.aclose()
 
     async def batches(self) -> AsyncGenerator[list[bytes], None]:
         """The stream's events as they arrive, framed as the provider frames them (SSE data payloads, for
@@ -211,7 +201,7 @@ class Exchange:
 
 class SdkExchange(Exchange):
     """An answer from a provider reached through a library (``Provider.sdk``: litellm) rather than HTTP the
-    gateway speaks: read as an HTTP exchange is (``json``, ``events``), under the same deadline, idle timeout
+    gateway speaks: read as an HTTP exchange is (``json``, ``batches``), under the same deadline, idle timeout
     and size bounds, holding its pool slot until read or closed. The library has already translated it."""
 
     def __init__(

@@ -45,17 +45,17 @@ async def test_an_idle_stream_times_out_and_is_closed() -> None:
     answer, pool = await exchange(SdkAnswer({}, events=library.events()))
     seen = []
     with pytest.raises(UpstreamTimeout):
-        async for event in answer.events():
-            seen.append(event)
+        async for batch in answer.batches():
+            seen += batch
     assert seen == [b'{"choices":[]}'] and library.closed and not pool.locked()
 
 
 async def test_a_client_that_leaves_closes_the_librarys_stream() -> None:
     library = Library([b"{}", b"{}", b"[DONE]"], stall=False)
     answer, pool = await exchange(SdkAnswer({}, events=library.events()))
-    events = answer.events()
-    assert await events.__anext__() == b"{}"
-    await events.aclose()
+    batches = answer.batches()
+    assert await batches.__anext__() == [b"{}"]  # the library's events come one at a time
+    await batches.aclose()
     assert library.closed and not pool.locked()
 
 
@@ -65,9 +65,9 @@ async def test_bounds_and_redaction() -> None:
         await big.json()
     library = Library([b'{"error":{"message":"bad key sk-configured-secret"}}'], stall=False)
     answer, _ = await exchange(SdkAnswer({}, events=library.events()))
-    assert [e async for e in answer.events()] == [b'{"error":{"message":"bad key [redacted]"}}']
+    assert [e async for batch in answer.batches() for e in batch] == [b'{"error":{"message":"bad key [redacted]"}}']
     long = Library([b"x" * 90], stall=False)
     too_long, pool = await exchange(SdkAnswer({}, events=long.events()))
     with pytest.raises(UpstreamProtocol):
-        [e async for e in too_long.events()]
+        [batch async for batch in too_long.batches()]
     assert long.closed and not pool.locked()
