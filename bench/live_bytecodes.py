@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/live_bytecodes.py                      # JSON and stream, by file and by function
     .venv/bin/python bench/live_bytecodes.py --kinds json --top 80
+    .venv/bin/python bench/live_bytecodes.py --redis redis://127.0.0.1:6379/0   # with the Redis limiter
 
 The whole request path in process, as bench/observability.py drives it (the app through ASGI with no HTTP
 server: Starlette, the proxy endpoint, routing, the walk, the aiohttp call, the relay, metrics and the access
@@ -37,14 +38,15 @@ ROOT = Path(__file__).resolve().parent.parent
 WARM = 400  # requests before counting, and the warm-up drive() makes itself (counted: the path is warm by then)
 
 
-def count(kind: str, requests: int, upstream: int, directory: Path) -> tuple[int, Counter]:
-    """(requests counted, the counter) for ``requests`` of ``kind`` through a fresh app."""
+def count(kind: str, requests: int, upstream: int, directory: Path, redis: str | None) -> tuple[int, Counter]:
+    """(requests counted, the counter) for ``requests`` of ``kind`` through a fresh app; with ``redis``, the
+    bench's Redis limiter config (limits on the account, the model and the key, never binding)."""
     from gateway.app import build_app
     from gateway.config import load_settings
     from gateway.providers import REGISTRY
 
     config = directory / f"{kind}.yaml"
-    config.write_text(config_yaml(8080, upstream))
+    config.write_text(config_yaml(8080, upstream, redis))
     app = build_app(load_settings(str(config), {}, kinds=REGISTRY))
     counter = Counter(set())
 
@@ -66,6 +68,7 @@ def main() -> int:
     parser.add_argument("--kinds", default="json,stream", help="json, stream or both (comma-separated)")
     parser.add_argument("--requests", type=int, default=400, help="requests counted after the warm-up")
     parser.add_argument("--top", type=int, default=40, help="functions listed")
+    parser.add_argument("--redis", help="a Redis URL: count the gateway with the Redis limiter (its keys are left)")
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -82,7 +85,7 @@ def main() -> int:
             for kind in args.kinds.split(","):
                 if kind not in KINDS:
                     raise SystemExit(f"unknown kind {kind!r}: json or stream")
-                n, counter = count(kind, args.requests, port, directory)
+                n, counter = count(kind, args.requests, port, directory, args.redis)
                 _print(report, kind, n, counter, args.top)
         finally:
             stop(upstream)
