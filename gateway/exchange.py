@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -21,6 +21,7 @@ from gateway.config.model import Deployment
 from gateway.errors import UpstreamConnection, UpstreamError, UpstreamProtocol, UpstreamTimeout, redact, redact_bytes
 from gateway.providers.base import Provider, SdkAnswer, StreamTranslator
 from gateway.time_limit import time_limit
+from gateway.types import Batches
 
 _YIELD_EVERY = 1024 * 1024  # bytes read back to back (an inflating body never waits) between yields
 
@@ -111,7 +112,7 @@ class Exchange:
                 self.close()
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    async def batches(self) -> AsyncGenerator[list[bytes], None]:
+    async def batches(self) -> Batches:
         """The stream's events as they arrive, framed as the provider frames them (SSE data payloads, for
         most), a list (never empty) of those that came in one read; raises UpstreamError if the stream
         breaks, idles or outgrows its bounds. Error events pass through redacted of every configured secret."""
@@ -154,7 +155,7 @@ class Exchange:
         if decoder.pending.strip():
             raise UpstreamConnection("the upstream stream ended in the middle of an event")
 
-    def answer_events(self, deployment: Deployment) -> AsyncGenerator[list[bytes], None]:
+    def answer_events(self, deployment: Deployment) -> Batches:
         """The stream as OpenAI chunk payloads, in lists of those that arrived together (``batches``, so that
         they can be sent on together): the events themselves for an OpenAI-compatible provider, else what its
         translator makes of each, as they arrive (never buffered to the end)."""
@@ -162,7 +163,7 @@ class Exchange:
             return self.batches()
         return self._translated(self.provider.stream(deployment))
 
-    async def _translated(self, translator: StreamTranslator) -> AsyncGenerator[list[bytes], None]:
+    async def _translated(self, translator: StreamTranslator) -> Batches:
         batches = self.batches()
         try:
             async for batch in batches:
@@ -234,7 +235,7 @@ class SdkExchange(Exchange):
             )
         return body
 
-    async def batches(self) -> AsyncGenerator[list[bytes], None]:
+    async def batches(self) -> Batches:
         events = self.answer.events
         if events is None:
             self.close()

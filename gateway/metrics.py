@@ -10,10 +10,13 @@ from __future__ import annotations
 import glob
 import os
 from bisect import bisect_left
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+W = TypeVar("W")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 # The gateway's own time is a fraction of a millisecond when all is well; the upper buckets catch starved CPU,
@@ -211,18 +214,16 @@ class Metrics:
         """``metric.labels(*values)``, remembered, to count on the request path. Label values are bounded by
         design, so the label sets are few; prometheus_client's own lookup (a lock, every value converted)
         costs about a microsecond, and the request path makes several a request."""
-        key = (id(metric), values)
-        found: Counted | None = self._children.get(key)
-        if found is None:
-            found = self._children[key] = Counted(metric.labels(*values))
+        found: Counted = self._children.get((id(metric), values)) or self._remember(metric, values, Counted)
         return found
 
     def histogram(self, metric: Histogram, *values: str) -> Observed:
         """``metric.labels(*values)``, remembered, to observe on the request path (see ``counter``)."""
-        key = (id(metric), values)
-        found: Observed | None = self._children.get(key)
-        if found is None:
-            found = self._children[key] = Observed(metric.labels(*values))
+        found: Observed = self._children.get((id(metric), values)) or self._remember(metric, values, Observed)
+        return found
+
+    def _remember(self, metric: Any, values: tuple[str, ...], wrap: Callable[[Any], W]) -> W:
+        found = self._children[(id(metric), values)] = wrap(metric.labels(*values))
         return found
 
     def render(self) -> bytes:

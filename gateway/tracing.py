@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -45,6 +45,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway.config.model import Account, Deployment, TracingSettings
 from gateway.record import RequestRecord
+from gateway.types import Batches
 
 # gen_ai.provider.name per provider kind, where the conventions name the provider; other kinds by their kind.
 PROVIDER_NAMES = MappingProxyType(
@@ -244,16 +245,14 @@ class RequestTrace:
         """A JSON answer: its model, id and finish reasons."""
         self.span.set_attributes(answer_attributes(body))
 
-    def relay(self, first: list[bytes], rest: AsyncGenerator[list[bytes], None]) -> AsyncGenerator[list[bytes], None]:
+    def relay(self, first: list[bytes], rest: Batches) -> Batches:
         """A stream about to be relayed (its first events, and the batches after them): its span starts, and
         the events after the first are watched for finish reasons."""
         self.span.set_attributes(answer_attributes(first[0]))
         self._stream = self._tracer.stream_span()
         return self._watch(first[1:], rest)
 
-    async def _watch(
-        self, more: list[bytes], rest: AsyncGenerator[list[bytes], None]
-    ) -> AsyncGenerator[list[bytes], None]:
+    async def _watch(self, more: list[bytes], rest: Batches) -> Batches:
         reasons = _finish_reasons(more)  # those that came with the first: relayed with it
         events = 1 + len(more)
         try:

@@ -1,17 +1,19 @@
 """The gateway's vocabulary: small types every layer shares, defined once (in the spirit of Starlette's).
 
 ``Endpoint`` is what a client called, ``Mode`` what a deployment serves; ``Usage`` the tokens a provider
-reports for one answer.
+reports for one answer; ``Batches`` a stream's events as they arrive, those that came together in one list.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Literal
 
 from gateway.values import value
 
 Endpoint = Literal["chat", "embeddings"]
 Mode = Literal["chat", "embedding"]
+Batches = AsyncGenerator[list[bytes], None]
 
 
 def mode_of(endpoint: Endpoint) -> Mode:

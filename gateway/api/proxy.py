@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
@@ -34,7 +34,7 @@ from gateway.routing.walk import walk
 from gateway.runtime import Runtime
 from gateway.spend import pricing
 from gateway.spend.pricing import max_cost
-from gateway.types import Endpoint, Usage
+from gateway.types import Batches, Endpoint, Usage
 
 if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is configured
     from gateway.tracing import RequestTrace
@@ -47,9 +47,6 @@ async def _read_json(exchange: Exchange, deployment: Deployment) -> tuple[bytes,
     if provider.from_response is not None:
         body = provider.from_response(body, deployment)
     return body, provider.usage(body)
-
-
-Batches = AsyncGenerator[list[bytes], None]  # a stream's events, those that arrived together in one list
 
 
 async def _first_event(exchange: Exchange, deployment: Deployment) -> tuple[list[bytes], Batches]:

@@ -8,7 +8,6 @@ OpenAI-style error event and no ``[DONE]``: text already sent is never replayed.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -20,7 +19,7 @@ from gateway.limits.model import Reservation
 from gateway.record import RequestRecord
 from gateway.runtime import Runtime
 from gateway.sse import DONE, encode
-from gateway.types import Usage
+from gateway.types import Batches, Usage
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -37,7 +36,7 @@ class StreamRelay:
         rt: Runtime,
         record: RequestRecord,
         first: list[bytes],
-        rest: AsyncGenerator[list[bytes], None],
+        rest: Batches,
         client_wants_usage: bool,
         reservation: Reservation | None,
         prompt_estimate: int,

@@ -86,30 +86,30 @@ def test_embeddings_need_input() -> None:
     assert check_embeddings({"model": "e", "input": ["a"]}) == "e"
 
 
-def _request(headers: dict[str, str]) -> RequestHeaders:
+def _headers(headers: dict[str, str]) -> RequestHeaders:
     return RequestHeaders([(k.encode(), v.encode()) for k, v in headers.items()])
 
 
 def test_request_ids_are_fresh_random_and_a_clients_own_is_kept() -> None:
-    ids = [request_id(_request({})) for _ in range(1_000)]  # several draws from the OS
+    ids = [request_id(_headers({})) for _ in range(1_000)]  # several draws from the OS
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"req_[0-9a-f]{24}", i) for i in ids)
-    assert request_id(_request({"x-request-id": "trace-42"})) == "trace-42"
-    assert request_id(_request({"x-request-id": "x" * 129})).startswith("req_")  # too long: one is made
+    assert request_id(_headers({"x-request-id": "trace-42"})) == "trace-42"
+    assert request_id(_headers({"x-request-id": "x" * 129})).startswith("req_")  # too long: one is made
 
 
 def test_a_forked_worker_does_not_repeat_its_parents_request_ids() -> None:
-    request_id(_request({}))  # the parent holds unused ids from its last draw
+    request_id(_headers({}))  # the parent holds unused ids from its last draw
     reader, writer = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover (the child reports through the pipe)
-        os.write(writer, request_id(_request({})).encode())
+        os.write(writer, request_id(_headers({})).encode())
         os._exit(0)
     os.close(writer)
     os.waitpid(child, 0)
     with os.fdopen(reader) as pipe:
         childs = pipe.read()
-    assert childs.startswith("req_") and childs != request_id(_request({}))
+    assert childs.startswith("req_") and childs != request_id(_headers({}))
 
 
 RAW = [(b"authorization", b"Bearer a"), (b"x-tag", b"caf\xe9"), (b"authorization", b"Bearer b")]
