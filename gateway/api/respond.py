@@ -27,8 +27,8 @@ def trace_headers(record: RequestRecord) -> Headers:
         headers.append((b"x-gateway-deployment", record.deployment.encode()))
     if record.rule:
         headers.append((b"x-gateway-rule", record.rule.encode()))
-    for name, value in record.extra_headers.items():
-        headers.append((name.encode(), value.encode()))
+    if record.extra_headers:
+        headers += [(name.encode(), value.encode()) for name, value in record.extra_headers.items()]
     return headers
 
 

@@ -1,6 +1,6 @@
 """The admission decision as a pure function of bucket levels, cooldowns and budget spend.
 
-``LocalLimiter`` calls it directly; ``admit_v5.lua`` is the same algorithm, line for line, so the
+``LocalLimiter`` calls it directly; ``admit_v6.lua`` is the same algorithm, line for line, so the
 Redis and in-process limiters answer identically (the semantic tests run one table against both).
 
 Budgets are the outer gate: every budget a request touches must have room for its maximum cost on the
@@ -154,8 +154,7 @@ def refunds(reservation: Reservation, actual_tokens: int | None) -> list[tuple[B
     if actual_tokens is None:
         return [(b, b.cost) for b in reservation.buckets if b.cost]
     used = max(0, actual_tokens)
-    tokens = (b for b in reservation.buckets if b.kind == "tokens")
-    return [(b, max(b.cost - used, -b.capacity)) for b in tokens if b.cost != used]
+    return [(b, max(b.cost - used, -b.capacity)) for b in reservation.buckets if b.kind == "tokens" and b.cost != used]
 
 
 # Fractions of a budget whose first crossing in a window is reported (once for the whole fleet: the level

@@ -133,7 +133,7 @@ class LocalLimiter:
             took = [budget_take(self.spent(b), b.cap, cost) for b in budgets]
             reservation = Reservation(reserved(charged), tuple(zip(budgets, took, strict=True)) if budgets else ())
         alerts = []
-        for j, budget in enumerate(budgets):  # as admit_v5.lua: spend and alert levels written together
+        for j, budget in enumerate(budgets):  # as admit_v6.lua: spend and alert levels written together
             usd = self.spent(budget) + took[j]
             reached = alert_level(usd, budget.cap)
             old = self._budgets.get(budget.counter)

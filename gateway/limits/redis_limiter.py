@@ -27,7 +27,7 @@ from gateway.state.store import KeyLayout, RedisClient, Scripts
 
 Args = list[str | bytes | float | int]
 _ALERTS: Args = [len(ALERTS), *ALERTS]
-# A budget's counter in Redis: its spend (USD) and the alert level it reached, packed (``admit_v5.lua``).
+# A budget's counter in Redis: its spend (USD) and the alert level it reached, packed (``admit_v6.lua``).
 _COUNTER = struct.Struct("<dB")
 MAX_ENCODED = 4096  # budget sequences whose encoded arguments are kept (one per key, end user and tier in use)
 
@@ -44,7 +44,7 @@ class RedisLimiter:
         self.scripts = scripts or Scripts(client)
         self.round_trips = 0  # EVALSHA calls made; admit and settle are one each
         # When set (the resilient limiter does): Redis's clock minus ours, and how long a caller waits for an
-        # admission; a call Redis runs later than that does nothing (``admit_v5.lua``).
+        # admission; a call Redis runs later than that does nothing (``admit_v6.lua``).
         self.offset: float | None = None
         self.patience = 0.0
         self._encoded: dict[int, tuple[Sequence[Budget], EncodedBudgets]] = {}  # id -> (the budgets, encoded)
@@ -61,32 +61,32 @@ class RedisLimiter:
         keys, args = encode_admit(self.keys, candidates, quotas, strategy, budgets, stale, encoded)
         packed = orjson.dumps(args)
         if self.pipe is not None:
-            reply = await self._fast("admit_v5", keys, packed)
+            reply = await self._fast("admit_v6", keys, packed)
         else:
-            reply = await self._call("admit_v5", keys, [packed])
+            reply = await self._call("admit_v6", keys, [packed])
         if len(reply) == 1:  # stale: it ran after this process had stopped waiting (it charged nothing)
             raise TimeoutError("the admission reached Redis after its deadline")
+        # Integers arrive as ints (chosen, blocked, over, indexes), other numbers as strings (the script says).
         chosen, retry_after, blocked, skips, levels, over, amounts, alerts = reply
-        picked = None if int(chosen) < 0 else int(chosen)
         spent: tuple[float, ...] = ()
         took: tuple[float, ...] = ()
         if budgets:  # each budget's spend after the decision, then what it took: one unpack
             both = encoded.amounts.unpack(amounts)
             spent, took = both[: len(budgets)], both[len(budgets) :]
         reservation = None
-        if picked is not None:
+        if chosen >= 0:
             charged = tuple(zip(budgets, took, strict=False)) if budgets else ()  # as many: one of each per budget
-            reservation = Reservation(reserved((*candidates[picked].buckets, *quotas)), charged)
+            reservation = Reservation(reserved((*candidates[chosen].buckets, *quotas)), charged)
         return Admission(
-            chosen=picked,
-            retry_after=float(retry_after),
-            quota=tuple([state(q, float(level)) for q, level in zip(quotas, levels, strict=True)]),
-            skipped=skipped(candidates, [(int(i), int(code)) for i, code in skips]) if skips else (),
-            reservation=reservation,
-            blocked_by_quota=bool(blocked),
-            over_budget=int(over) - 1 if int(over) else None,
-            spent=spent,
-            alerts=tuple([(int(j) - 1, int(before), int(level)) for j, before, level in alerts]) if alerts else (),
+            None if chosen < 0 else chosen,
+            float(retry_after),
+            tuple([state(q, float(level)) for q, level in zip(quotas, levels, strict=True)]) if quotas else (),
+            skipped(candidates, skips) if skips else (),
+            reservation,
+            blocked == 1,
+            over - 1 if over else None,
+            spent,
+            tuple([(j - 1, before, level) for j, before, level in alerts]) if alerts else (),
         )
 
     def _encode(self, budgets: Sequence[Budget]) -> EncodedBudgets:
@@ -190,7 +190,7 @@ class RedisLimiter:
 
 @dataclass(frozen=True, slots=True)
 class EncodedBudgets:
-    """Budgets as ``admit_v5.lua`` takes them, and how its answer about them is read (kept per tuple)."""
+    """Budgets as ``admit_v6.lua`` takes them, and how its answer about them is read (kept per tuple)."""
 
     keys: tuple[str, ...]
     args: tuple[str | float | int, ...]  # the count, then (cap, expiry) each
@@ -219,39 +219,28 @@ def encode_admit(
     stale: float = 0.0,
     encoded: EncodedBudgets | None = None,
 ) -> tuple[list[str], Args]:
-    """KEYS and the arguments for ``admit_v5.lua``, sent as one JSON array in one ARGV (the protocol is
+    """KEYS and the arguments for ``admit_v6.lua``, sent as one JSON array in one ARGV (the protocol is
     described at the top of the script). ``encoded``: ``encode_budgets(layout, budgets)``, when the caller
     keeps it.
 
-    Buckets and cooldowns shared by several candidates (one account's limits) are passed once.
+    One pass, every bucket named where it is used (the script finds an account's buckets that several
+    candidates share), the keys from the layout's memos: this runs for every request.
     """
-    buckets: dict[str, int] = {}  # name -> position (1-based), each bucket passed once
-    specs: list[BucketSpec] = []
-    cooling: dict[str, int] = {}  # key -> position (1-based)
-    tail: Args = [len(quotas)]
-    for q in quotas:
-        i = buckets.setdefault(q.name, len(specs) + 1)
-        if i > len(specs):  # first seen
-            specs.append(q)
-        tail += (i, q.cost)
-    tail.append(len(candidates))
+    bucket_keys = layout.buckets
+    keys = [bucket_keys[b.name] for b in quotas]
+    args: Args = [strategy, len(quotas)]
+    for b in quotas:
+        args += (b.capacity, b.refill_per_sec, b.cost)
+    args.append(len(candidates))
     for c in candidates:
-        dep = cooling.setdefault(layout.deployment_cooldown(c.id), len(cooling) + 1)
-        acct = cooling.setdefault(layout.account_cooldown(c.account), len(cooling) + 1)
-        tail += (dep, acct, c.usd, len(c.buckets))
+        keys += (layout.deployment_cooldowns[c.id], layout.account_cooldowns[c.account])
+        args += (c.usd, len(c.buckets))
         for b in c.buckets:
-            i = buckets.setdefault(b.name, len(specs) + 1)
-            if i > len(specs):
-                specs.append(b)
-            tail += (i, b.cost)
+            keys.append(bucket_keys[b.name])
+            args += (b.capacity, b.refill_per_sec, b.cost)
     encoded = encoded or encode_budgets(layout, budgets)
-    tail += encoded.args
-    tail += _ALERTS
-    tail.append(stale)
-    head: Args = [strategy, len(specs)]
-    for spec in specs:
-        head += [spec.capacity, spec.refill_per_sec]
-    keys = [layout.bucket(s.name) for s in specs]
-    keys += cooling
     keys += encoded.keys
-    return keys, head + tail
+    args += encoded.args
+    args += _ALERTS
+    args.append(stale)
+    return keys, args

@@ -182,9 +182,10 @@ class ResilientLimiter:
             n = self.divisor()
             await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
             changes = []
+        pending = self._pending
         for bucket, delta in changes:
-            _, queued = self._pending.get(bucket.name, (bucket, 0.0))
-            self._pending[bucket.name] = (bucket, queued + delta)
+            queued = pending.get(bucket.name)
+            pending[bucket.name] = (bucket, delta if queued is None else queued[1] + delta)
         if (changes or self.budgets.owing) and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_later())
 

@@ -9,7 +9,6 @@ hashed to a fixed length, so a 200 KB ``user`` costs Redis what a short one does
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 from gateway.config.model import Account, Deployment, Limits, VirtualKey
@@ -100,15 +99,14 @@ def ratelimit_headers(states: tuple[BucketState, ...]) -> dict[str, str]:
     tightest: dict[str, BucketState] = {}  # by kind, the first with the least left (this runs per request)
     for s in states:
         t = tightest.get(s.kind)
-        if t is None or s.remaining / s.limit < t.remaining / t.limit:
+        if t is None or s.remaining * t.limit < t.remaining * s.limit:  # the smaller share left; limits > 0
             tightest[s.kind] = s
     headers: dict[str, str] = {}
-    for kind, (limit, remaining, reset) in _HEADERS.items():
-        tight = tightest.get(kind)
-        if tight is not None:
-            headers[limit] = str(int(tight.limit))
-            headers[remaining] = str(max(0, math.floor(tight.remaining)))
-            headers[reset] = duration(tight.reset_seconds)
+    for kind, tight in tightest.items():
+        limit, remaining, reset = _HEADERS[kind]
+        headers[limit] = str(int(tight.limit))
+        headers[remaining] = str(int(tight.remaining))  # never negative (``decide.state``): int is floor
+        headers[reset] = duration(tight.reset_seconds)
     return headers
 
 

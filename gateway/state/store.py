@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -23,7 +24,7 @@ RedisClient = Redis | RedisCluster
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 SCRIPTS = (
-    "admit_v5",
+    "admit_v6",
     "settle_v3",
     "cooldown_v2",
     "cooldowns_v1",
@@ -75,13 +76,34 @@ def split_cluster_flag(url: str) -> tuple[str, bool]:
     return urlunsplit(parts._replace(query=rest)), cluster
 
 
+class Memo(dict[str, str]):
+    """Name -> what ``make`` makes of it, made on first use and kept: a request names the same buckets and
+    deployments as the ones before it, and a lookup is then the whole cost. Cleared at ``MAX_BULK`` names,
+    since end users' come and go.
+
+    >>> keys = Memo(str.upper)
+    >>> keys["a"], keys
+    ('A', {'a': 'A'})
+    """
+
+    def __init__(self, make: Callable[[str], str]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name: str) -> str:
+        if len(self) >= MAX_BULK:
+            self.clear()
+        made = self[name] = self.make(name)
+        return made
+
+
 @dataclass(frozen=True)
 class KeyLayout:
     """Every key carries the hash tag ``{prefix}``, so one script call stays in one Cluster slot.
 
-    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v5.lua``); the first kept
+    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v6.lua``); the first kept
     hashes under ``b``/``cd``, and the new names keep a replica of each version off the other's keys.
-    ``bud``: budget spend counters (``admit_v5.lua``); ``sp``: the spend ledger (``ledger_v1.lua``).
+    ``bud``: budget spend counters (``admit_v6.lua``); ``sp``: the spend ledger (``ledger_v1.lua``).
 
     >>> KeyLayout("llmgw").bucket("acct:openai-main:tpm")
     '{llmgw}:b2:acct:openai-main:tpm'
@@ -91,11 +113,18 @@ class KeyLayout:
 
     prefix: str = "llmgw"
     tag: str = field(init=False, repr=False, compare=False)  # "{prefix}": in every key of every request
+    # The keys an admission names, by bucket name, deployment id and account, kept once made (``Memo``).
+    buckets: Memo = field(init=False, repr=False, compare=False)
+    deployment_cooldowns: Memo = field(init=False, repr=False, compare=False)
+    account_cooldowns: Memo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             raise ValueError(f"invalid key prefix {self.prefix!r}")
         object.__setattr__(self, "tag", "{" + self.prefix + "}")
+        object.__setattr__(self, "buckets", Memo(self.bucket))
+        object.__setattr__(self, "deployment_cooldowns", Memo(self.deployment_cooldown))
+        object.__setattr__(self, "account_cooldowns", Memo(self.account_cooldown))
 
     def bucket(self, name: str) -> str:
         return f"{self.tag}:b2:{name}"

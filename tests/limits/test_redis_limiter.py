@@ -121,7 +121,9 @@ async def test_two_replicas_share_one_bucket(prefix: str) -> None:
             await replica.close()
 
 
-def test_encode_admit_passes_shared_buckets_and_cooldowns_once() -> None:
+def test_encode_admit_names_each_bucket_where_it_is_used() -> None:
+    """admit_v6 takes a request as it is, in one pass: a bucket two candidates share (their account's) is
+    named by each, and the script gives it one level (tests/limits/test_semantics.py: charged once)."""
     shared = BucketSpec("acct:a:tpm", 100, 1, 10, "tokens")
     daily = Budget("key:k:day", "2026-12-01", 5.0, 1796169600.0)
     keys, args = encode_admit(
@@ -132,19 +134,20 @@ def test_encode_admit_passes_shared_buckets_and_cooldowns_once() -> None:
         [daily],
     )
     assert keys == [
-        "{p}:b2:key:k:rpm",
+        "{p}:b2:key:k:rpm",  # the quotas' buckets
+        "{p}:cd2:dep:a/m",  # then each candidate's cooldowns and buckets
+        "{p}:cd2:acct:a",
         "{p}:b2:dep:a/m:rpm",
         "{p}:b2:acct:a:tpm",
-        "{p}:cd2:dep:a/m",
-        "{p}:cd2:acct:a",
         "{p}:cd2:dep:a/n",
+        "{p}:cd2:acct:a",
+        "{p}:b2:acct:a:tpm",
         "{p}:bud:key:k:day:2026-12-01",  # budgets last
     ]
-    head = ["first", 3, 10, 1.0, 10, 1.0, 100, 1]  # strategy, then (capacity, refill) per distinct bucket
-    quotas = [1, 1, 1]  # one quota: bucket 1, cost 1
-    first = [1, 2, 0.25, 2, 2, 1, 3, 10]  # cooldowns 1 and 2, its USD, two buckets: (2, cost 1), (3, cost 10)
-    second = [3, 2, 0.5, 1, 3, 10]  # its own cooldown 3, the shared account cooldown 2, its USD, the shared bucket 3
+    quotas = [1, 10, 1.0, 1]  # one quota: capacity, refill, cost
+    first = [0.25, 2, 10, 1.0, 1, 100, 1, 10]  # its USD, two buckets: (capacity, refill, cost) each
+    second = [0.5, 1, 100, 1, 10]  # its USD, the shared bucket
     budgets = [1, 5.0, "1796256000000"]  # one budget: its cap, its expiry (a day after its window, in ms)
     alerts = [3, 0.5, 0.8, 1.0]
     stale = [0.0]  # no Redis time after which the call must do nothing
-    assert args == head + quotas + [2] + first + second + budgets + alerts + stale
+    assert args == ["first", *quotas, 2, *first, *second, *budgets, *alerts, *stale]

@@ -111,6 +111,18 @@ CASES = [
         after={A: 10, AA: 5},
     ),
     Case(
+        "shared-account-bucket-charged-once",
+        [cand("a/m", A, AA), cand("a/n", rpm("dep:a/n:rpm"), AA)],
+        1,
+        quotas=[tpm("key:k:tpm")],
+        levels={A: 0},
+        skipped=(("a/m", "full: dep:a/m:rpm"),),
+        after={A: 0, AA: 90, rpm("dep:a/n:rpm"): 9, tpm("key:k:tpm"): 90},
+    ),
+    # Not a configuration the gateway makes (quota and provider buckets have their own names), but both
+    # implementations must agree that one name is one bucket, however often a request names it.
+    Case("bucket-named-twice-is-one-bucket", [cand("a/m", A, AA)], 0, quotas=[AA], after={A: 9, AA: 80}),
+    Case(
         "quota-blocks-all-or-nothing",
         [cand("a/m", A)],
         None,
@@ -219,7 +231,7 @@ async def test_quota_states_for_headers(limiter: Impl) -> None:
     assert state.reset_seconds == pytest.approx(3.0, abs=0.05)  # 30 tokens at 10/s until full
 
 
-# Budgets: one table, run against admit_v5.lua and decide.py alike. A budget has room while its spend is
+# Budgets: one table, run against admit_v6.lua and decide.py alike. A budget has room while its spend is
 # under its cap; an admitted request takes its maximum cost, or what is left; nothing is charged when one
 # budget has no room; the alert level newly reached (of 0.5, 0.8, 1.0) is reported once.
 DAY = Budget("key:k:day", "2026-12-01", 10.0, 4_102_444_800.0)  # ends in 2100: never expires in a test

@@ -1,21 +1,22 @@
--- admit_v5: choose a candidate with room and charge it, the caller's quotas and the budgets the request
+-- admit_v6: choose a candidate with room and charge it, the caller's quotas and the budgets the request
 -- touches, all or nothing. The same algorithm as gateway/limits/decide.py; Redis TIME is the only clock.
+-- v6 (against v5): each bucket and cooldown is named where it is used, and the script finds the ones named
+-- twice (an account's buckets shared by its deployments), so the caller encodes a request in one pass.
 -- v5 (against v4): budgets. A budget is a spend counter per calendar window, its USD spent and its alert
 -- level packed together (below), expiring a day after its window; every budget must have room for the
 -- chosen candidate's maximum cost (the cheapest candidate's when none has capacity), else nothing is
 -- charged (decide.py: budget_room, budget_take); the first time a budget's spend reaches an alert share
 -- (decide.ALERTS) in its window, the level is stored and reported, so one replica of the fleet reports it.
 --
--- KEYS: the distinct bucket keys (nb of them), then the distinct cooldown keys, then the budget keys
---       (nbud of them, last).
+-- KEYS: each quota's bucket key; then per candidate its deployment cooldown key, its account cooldown key
+--       and its bucket keys; then the budget keys (nbud of them, last). A key may appear more than once.
 -- ARGV[1]: one JSON array (packing ~40 separate arguments cost the gateway more CPU than the rest of
--- the call; cjson decodes it in a tenth of the time a Lua split takes) of: strategy ("first" | "most_headroom"), nb, nb x (capacity, refill_per_sec),
---       nq, nq x (bucket index, cost),
---       nc, nc x (deployment cooldown index, account cooldown index, usd, n, n x (bucket index, cost)),
+-- the call; cjson decodes it in a tenth of the time a Lua split takes) of: strategy ("first" | "most_headroom"),
+--       nq, nq x (capacity, refill_per_sec, cost),
+--       nc, nc x (usd, n, n x (capacity, refill_per_sec, cost)),
 --       nbud, nbud x (cap, expiry as Unix milliseconds in a decimal string), alert shares count, the alert
 --       shares (ascending),
 --       the Redis TIME after which the call is stale and must do nothing (0: never; it then returns {-2}).
---       Indexes are 1-based: bucket indexes into the bucket keys, cooldown indexes into the cooldown keys.
 -- Returns: {chosen (0-based, -1 = none), retry_after, blocked_by_quota (0/1),
 --           {candidate index (0-based), skip code (-1 = cooldown, k = its k-th bucket is full)}...,
 --           {quota levels after the decision}, over budget (1-based, 0 = none),
@@ -43,79 +44,91 @@ local args = cjson.decode(ARGV[1])
 local not_after = args[#args]
 if not_after > 0 and now > not_after then return {-2} end
 
--- The arguments are read in place (args[pos + k]) rather than through a reading function: a Lua call per
--- argument was a third of the script's time.
 local stored = #KEYS > 0 and redis.call('MGET', unpack(KEYS)) or {}
-local strategy, nb = args[1], args[2]
-local first = strategy == 'first'
-local cap, rate, level = {}, {}, {}
-for i = 1, nb do
-  local c, r = args[1 + 2 * i], args[2 + 2 * i]
-  cap[i], rate[i] = c, r
-  local v = stored[i]
+-- Buckets by slot, each key given one slot however often it is named. The arguments are read in place
+-- (args[pos + k]) rather than through a reading function: a Lua call per argument was a third of the time.
+local slot_of, key_of, cap, rate, level = {}, {}, {}, {}, {}
+local function bucket(k, c, r) -- the slot of the bucket at KEYS[k], read the first time
+  local key = KEYS[k]
+  local s = slot_of[key]
+  if s then return s end
+  s = #cap + 1
+  slot_of[key], key_of[s], cap[s], rate[s] = s, key, c, r
+  local v = stored[k]
   if v then
     local space = find(v, ' ', 1, true)
     local l = tonumber(sub(v, 1, space - 1)) + max(0, now - tonumber(sub(v, space + 1))) * r
-    level[i] = l < c and l or c
+    level[s] = l < c and l or c
   else
-    level[i] = c
+    level[s] = c
   end
+  return s
 end
-local pos = 2 + 2 * nb
-
-local function cooldown(j)
-  local ends = stored[nb + j]
+local function cooldown(k)
+  local ends = stored[k]
   return ends and max(0, tonumber(ends) - now) or 0
 end
 
--- quota q: its bucket index and cost at args[quota_at + 2q - 1], args[quota_at + 2q]
-local nq = args[pos + 1]
-local quota_at = pos + 1
+local strategy = args[1]
+local first = strategy == 'first'
+local k, pos = 0, 2 -- the last key and argument read
+
+-- quota q: its bucket slot and cost
+local nq = args[pos]
+local quota_slot, quota_cost = {}, {}
 local quota_ok, quota_wait = true, 0
 for q = 1, nq do
-  local i, cost = args[quota_at + 2 * q - 1], args[quota_at + 2 * q]
+  k = k + 1
+  local i, cost = bucket(k, args[pos + 1], args[pos + 2]), args[pos + 3]
+  pos = pos + 3
+  quota_slot[q], quota_cost[q] = i, cost
   local need = min(cost, cap[i])
   if level[i] < need then
     quota_ok = false
     quota_wait = max(quota_wait, (need - level[i]) / rate[i])
   end
 end
-pos = quota_at + 2 * nq
 
 local nc = args[pos + 1]
 pos = pos + 1
-local chosen, chosen_at, chosen_n, best = -1, 0, 0, -math.huge
+local chosen, chosen_slots, chosen_costs, best = -1, nil, nil, -math.huge
 local candidate_wait = math.huge
 local skips = {}
 local usds = {}
 for c = 0, nc - 1 do
-  local dep, acct, usd, n = args[pos + 1], args[pos + 2], args[pos + 3], args[pos + 4]
-  local at = pos + 4 -- bucket k: index args[at + 2k - 1], cost args[at + 2k]
-  pos = at + 2 * n
+  local usd, n = args[pos + 1], args[pos + 2]
+  pos = pos + 2
+  local cool = max(cooldown(k + 1), cooldown(k + 2))
+  k = k + 2
+  local slots, costs = {}, {}
+  for b = 1, n do
+    k = k + 1
+    slots[b], costs[b] = bucket(k, args[pos + 1], args[pos + 2]), args[pos + 3]
+    pos = pos + 3
+  end
   usds[c] = usd
   if chosen < 0 or not first then
-    local cool = max(cooldown(dep), cooldown(acct))
     local full = 0
-    for k = 1, n do
-      local i = args[at + 2 * k - 1]
-      if level[i] < min(args[at + 2 * k], cap[i]) then full = k break end
+    for b = 1, n do
+      local i = slots[b]
+      if level[i] < min(costs[b], cap[i]) then full = b break end
     end
     if cool > 0 or full > 0 then
       skips[#skips + 1] = {c, cool > 0 and -1 or full}
       local w = cool
-      for k = 1, n do
-        local i = args[at + 2 * k - 1]
-        w = max(w, (min(args[at + 2 * k], cap[i]) - level[i]) / rate[i])
+      for b = 1, n do
+        local i = slots[b]
+        w = max(w, (min(costs[b], cap[i]) - level[i]) / rate[i])
       end
       candidate_wait = min(candidate_wait, w)
     else
       local headroom = math.huge
-      for k = 1, n do
-        local i = args[at + 2 * k - 1]
-        headroom = min(headroom, (level[i] - args[at + 2 * k]) / cap[i])
+      for b = 1, n do
+        local i = slots[b]
+        headroom = min(headroom, (level[i] - costs[b]) / cap[i])
       end
       if chosen < 0 or (not first and headroom > best) then
-        chosen, chosen_at, chosen_n, best = c, at, n, headroom
+        chosen, chosen_slots, chosen_costs, best = c, slots, costs, headroom
       end
     end
   end
@@ -160,7 +173,7 @@ local function charge(i, cost)
   local left = level[i] - (cost < c and cost or c)
   level[i] = left
   local ttl = math.ceil((2 * max(0, c - left) / rate[i] + MARGIN) * 1000)
-  redis.call('SET', KEYS[i], format('%.17g', left) .. stamp, 'PX', ttl < MAX_TTL_MS and ttl or MAX_TTL_MS)
+  redis.call('SET', key_of[i], format('%.17g', left) .. stamp, 'PX', ttl < MAX_TTL_MS and ttl or MAX_TTL_MS)
 end
 
 local retry, blocked, cost = 0, 0, 0
@@ -171,8 +184,8 @@ elseif not quota_ok then
 elseif chosen < 0 then
   retry = candidate_wait
 else
-  for k = 1, chosen_n do charge(args[chosen_at + 2 * k - 1], args[chosen_at + 2 * k]) end
-  for q = 1, nq do charge(args[quota_at + 2 * q - 1], args[quota_at + 2 * q]) end
+  for b, i in ipairs(chosen_slots) do charge(i, chosen_costs[b]) end
+  for q = 1, nq do charge(quota_slot[q], quota_cost[q]) end
   cost = usds[chosen]
 end
 
@@ -199,5 +212,5 @@ end
 amounts = nbud > 0 and struct.pack('<' .. string.rep('d', 2 * nbud), unpack(amounts)) or ''
 
 local levels = {}
-for q = 1, nq do levels[q] = format('%.17g', level[args[quota_at + 2 * q - 1]]) end
+for q = 1, nq do levels[q] = format('%.17g', level[quota_slot[q]]) end
 return {chosen, format('%.17g', retry), blocked, skips, levels, over, amounts, alerts}
