@@ -61,7 +61,8 @@ class RedisLimiter:
         keys, args = encode_admit(self.keys, candidates, quotas, strategy, budgets, stale, encoded)
         packed = orjson.dumps(args)
         if self.pipe is not None:
-            reply = await self._fast("admit_v6", keys, packed)
+            self.round_trips += 1
+            reply = await self.scripts.run_on(self.pipe, "admit_v6", keys, packed)
         else:
             reply = await self._call("admit_v6", keys, [packed])
         if len(reply) == 1:  # stale: it ran after this process had stopped waiting (it charged nothing)
@@ -177,11 +178,6 @@ class RedisLimiter:
         if self.pipe is not None:
             self.pipe.close()
         await self.client.aclose()
-
-    async def _fast(self, name: str, keys: list[str], packed: bytes) -> Any:
-        assert self.pipe is not None
-        self.round_trips += 1
-        return await self.scripts.run_on(self.pipe, name, keys, packed)
 
     async def _call(self, script: str, keys: list[str], args: Args) -> Any:
         self.round_trips += 1

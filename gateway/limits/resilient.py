@@ -119,9 +119,16 @@ class ResilientLimiter:
         strategy: Strategy = "first",
         budgets: Sequence[Budget] = (),
     ) -> Admission:
-        # The admission pipe keeps the deadline itself (one timer per connection, not one per call).
-        bounded = self.redis.pipe is not None
-        answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy, budgets), bounded)
+        answer: Admission | Unavailable = Unavailable.REDIS
+        if self.mode == "redis" and self.redis.pipe is not None:
+            # The admission pipe keeps the deadline itself (one timer per connection, not one per call): the
+            # call on every request's path goes to Redis directly.
+            try:
+                answer = await self.redis.admit(candidates, quotas, strategy, budgets)
+            except REDIS_FAILURES as error:
+                self._degrade(error)
+        else:
+            answer = await self._on_redis(lambda: self.redis.admit(candidates, quotas, strategy, budgets))
         if not isinstance(answer, Unavailable):
             if budgets:
                 self.budgets.saw(budgets, answer.spent)
@@ -242,9 +249,8 @@ class ResilientLimiter:
         n = self.divisor()
         await self.local.correct(scaled(bucket, n), remaining / n)
 
-    async def _on_redis(self, call: Callable[[], Awaitable[T]], bounded: bool = False) -> T | Unavailable:
-        """Run one Redis call within the deadline (``bounded``: the call keeps it itself); on a failure
-        switch to degraded mode.
+    async def _on_redis(self, call: Callable[[], Awaitable[T]]) -> T | Unavailable:
+        """Run one Redis call within the deadline; on a failure switch to degraded mode.
 
         Degrading on a loop that was merely busy would admit a second helping from full local
         buckets, so the budget is twice the deadline. A refused connection, or no answer within
@@ -253,8 +259,6 @@ class ResilientLimiter:
         if self.mode != "redis":
             return Unavailable.REDIS
         try:
-            if bounded:
-                return await call()
             # The call gets twice the deadline before Redis is judged: a busy event loop, not Redis,
             # may be what is late (one timer, no extra task).
             async with asyncio.timeout(2 * self.deadline):
