@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -19,6 +19,7 @@ from redis.exceptions import NoScriptError, RedisError
 from gateway.state.pipe import Pipe, bulk
 
 RedisClient = Redis | RedisCluster
+T = TypeVar("T")
 
 # What counts as "Redis is unavailable": its own errors, socket errors and our deadline.
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
@@ -54,7 +55,7 @@ def build_client(url: str, *, socket_timeout: float = 1.0) -> RedisClient:
 
 
 POOL_SIZE = 16
-MAX_BULK = 50_000  # keys whose RESP form the pipe's caller keeps (end users' budgets among them)
+MAX_MEMO = 50_000  # names a memo keeps (end users' buckets and budgets among them)
 _EVALSHA = bulk(b"EVALSHA")
 
 
@@ -76,22 +77,22 @@ def split_cluster_flag(url: str) -> tuple[str, bool]:
     return urlunsplit(parts._replace(query=rest)), cluster
 
 
-class Memo(dict[str, str]):
-    """Name -> what ``make`` makes of it, made on first use and kept: a request names the same buckets and
-    deployments as the ones before it, and a lookup is then the whole cost. Cleared at ``MAX_BULK`` names,
-    since end users' come and go.
+class Memo(dict[str, T]):
+    """Name -> what ``make`` makes of it, made on first use and kept: a request names the same buckets,
+    cooldowns and budgets as the ones before it, and a lookup is then the whole cost. Cleared at ``MAX_MEMO``
+    names, since end users' come and go.
 
     >>> keys = Memo(str.upper)
     >>> keys["a"], keys
     ('A', {'a': 'A'})
     """
 
-    def __init__(self, make: Callable[[str], str]) -> None:
+    def __init__(self, make: Callable[[str], T]) -> None:
         super().__init__()
         self.make = make
 
-    def __missing__(self, name: str) -> str:
-        if len(self) >= MAX_BULK:
+    def __missing__(self, name: str) -> T:
+        if len(self) >= MAX_MEMO:
             self.clear()
         made = self[name] = self.make(name)
         return made
@@ -114,9 +115,9 @@ class KeyLayout:
     prefix: str = "llmgw"
     tag: str = field(init=False, repr=False, compare=False)  # "{prefix}": in every key of every request
     # The keys an admission names, by bucket name, deployment id and account, kept once made (``Memo``).
-    buckets: Memo = field(init=False, repr=False, compare=False)
-    deployment_cooldowns: Memo = field(init=False, repr=False, compare=False)
-    account_cooldowns: Memo = field(init=False, repr=False, compare=False)
+    buckets: Memo[str] = field(init=False, repr=False, compare=False)
+    deployment_cooldowns: Memo[str] = field(init=False, repr=False, compare=False)
+    account_cooldowns: Memo[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
@@ -155,12 +156,8 @@ def script_text(name: str) -> str:
     return resources.files("gateway.state").joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
-class _BulkKeys(dict[str, bytes]):
-    """Key -> its RESP bulk string, made on first use (a lookup is the whole cost after that)."""
-
-    def __missing__(self, key: str) -> bytes:
-        found = self[key] = bulk(key.encode())
-        return found
+def _bulk_key(key: str) -> bytes:
+    return bulk(key.encode())
 
 
 class Scripts:
@@ -169,7 +166,7 @@ class Scripts:
     def __init__(self, client: RedisClient) -> None:
         self._client = client
         self._scripts = {name: client.register_script(script_text(name)) for name in SCRIPTS}
-        self._bulk = _BulkKeys()  # key -> its RESP bulk string, for the pipe (the same keys recur)
+        self._bulk = Memo(_bulk_key)  # key -> its RESP bulk string, for the pipe (the same keys recur)
         self._sha = {name: bulk(s.sha.encode()) for name, s in self._scripts.items()}
 
     def __getitem__(self, name: str) -> AsyncScript:
@@ -182,11 +179,8 @@ class Scripts:
         Each key's RESP form is kept (bounded): a request names the same buckets, cooldowns and budgets as
         the ones before it, and encoding them again cost more than the rest of the command."""
         script = self._scripts[name]
-        cached = self._bulk
-        if len(cached) >= MAX_BULK:
-            cached.clear()
         parts = [b"*%d\r\n" % (len(keys) + 4), _EVALSHA, self._sha[name], bulk(b"%d" % len(keys))]
-        parts += map(cached.__getitem__, keys)
+        parts += map(self._bulk.__getitem__, keys)
         parts += (b"$%d\r\n" % len(packed), packed, b"\r\n")  # bulk(packed), without copying it twice
         command = b"".join(parts)
         try:
