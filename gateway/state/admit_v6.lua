@@ -46,7 +46,8 @@ if not_after > 0 and now > not_after then return {-2} end
 
 local stored = #KEYS > 0 and redis.call('MGET', unpack(KEYS)) or {}
 -- Buckets by slot, each key given one slot however often it is named. The arguments are read in place
--- (args[pos + k]) rather than through a reading function: a Lua call per argument was a third of the time.
+-- (args[pos + k]) rather than through a reading function, and a bucket is parsed with a plain find: a Lua
+-- call per argument and a pattern match per bucket were about a fifth of the script's time.
 local slot_of, key_of, cap, rate, level = {}, {}, {}, {}, {}
 local function bucket(k, c, r) -- the slot of the bucket at KEYS[k], read the first time
   local key = KEYS[k]
@@ -69,8 +70,7 @@ local function cooldown(k)
   return ends and max(0, tonumber(ends) - now) or 0
 end
 
-local strategy = args[1]
-local first = strategy == 'first'
+local first = args[1] == 'first' -- the strategy: 'first' or 'most_headroom'
 local k, pos = 0, 2 -- the last key and argument read
 
 -- quota q: its bucket slot and cost
