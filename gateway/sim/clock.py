@@ -9,7 +9,8 @@ at 100 workflows a second), so it keeps the standard loop's semantics with less 
 
 - timers sit in a heap of ``(when, sequence, handle)`` tuples, compared in C (asyncio's own heap compares
   handles by a Python ``__lt__``, a dozen calls per timer); equal times run in the order they were set;
-- handles are asyncio's ``Handle`` and ``TimerHandle`` built without the debug-mode checks;
+- handles are asyncio's ``Handle`` and ``TimerHandle``, filled in by ``call_soon`` and ``call_at`` themselves
+  (no ``__init__`` frame, no debug-mode checks);
 - ``sleep(delay)`` is the simulator's own wait (a provider's latency, a workflow's think time): a future the
   loop resolves itself when the time comes, without a timer handle or a callback in between;
 - one call of ``_run_once`` runs iterations until the loop is stopped, each the standard one: the handles
@@ -42,9 +43,10 @@ Ts = TypeVarTuple("Ts")
 # moved on; on a virtual clock it would find the same instant, and try again for ever.
 MIN_STEP = 1e-6
 _DUE = 1e-9  # timers this close to the clock are due (asyncio's clock resolution, for time.monotonic)
-_COMPACT_OVER = 100  # timers: past this many, a heap that is mostly cancelled handles is rebuilt
+_COMPACT_OVER = 100  # timers: past this many, and twice what the last rebuild kept, cancelled ones are dropped
 
 _copy_context = contextvars.copy_context
+_new = object.__new__
 _heappush, _heappop = heapq.heappush, heapq.heappop
 _Future = asyncio.Future
 
@@ -54,52 +56,32 @@ class Deadlock(RuntimeError):
 
 
 class _Soon(events.Handle):
-    """``call_soon``'s handle."""
+    """``call_soon``'s handle, filled in by ``call_soon`` itself: no ``__init__`` frame for the two in three
+    handles that are a task's wake-up."""
 
     __slots__ = ()
-
-    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...], loop: VirtualLoop, context: Any) -> None:
-        self._context = context if context is not None else _copy_context()
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
+    _context: contextvars.Context
+    _callback: Callable[..., object] | None
+    # Read only by debug mode and the base loop's own scheduling, neither of which runs here.
+    _loop = _repr = _source_traceback = None
 
     def cancel(self) -> None:
-        if not self._cancelled:
-            self._cancelled = True
-            self._callback = None  # type: ignore[assignment]
-            self._args = None  # type: ignore[assignment]
+        self._cancelled = True
+        self._callback = self._args = None  # type: ignore[assignment]  # what they hold is freed now
 
 
 class _Timer(events.TimerHandle):
     """``call_at``'s handle: in the loop's heap from birth until it is due (or dropped, once cancelled)."""
 
     __slots__ = ()
-    _loop: VirtualLoop
-
-    def __init__(
-        self, when: float, callback: Callable[..., object], args: tuple[Any, ...], loop: VirtualLoop, context: Any
-    ) -> None:
-        self._context = context if context is not None else _copy_context()
-        self._loop = loop
-        self._callback = callback
-        self._args = args
-        self._cancelled = False
-        self._repr = None
-        self._source_traceback = None
-        self._when = when
-        self._scheduled = True
+    _context: contextvars.Context
+    _callback: Callable[..., object] | None
+    _when: float
+    _loop = _repr = _source_traceback = None  # as ``_Soon``'s (and ``_scheduled``, which it never sets)
 
     def cancel(self) -> None:
-        if not self._cancelled:
-            if self._scheduled:
-                self._loop._timer_cancelled_count += 1
-            self._cancelled = True
-            self._callback = None  # type: ignore[assignment]
-            self._args = None  # type: ignore[assignment]
+        self._cancelled = True
+        self._callback = self._args = None  # type: ignore[assignment]
 
 
 class VirtualLoop(asyncio.BaseEventLoop):
@@ -112,6 +94,7 @@ class VirtualLoop(asyncio.BaseEventLoop):
         super().__init__()
         self._now = 0.0
         self._timers: list[tuple[float, int, Any]] = []  # (when, sequence, _Timer | Future)
+        self._compact_over = _COMPACT_OVER
         self._sequence = itertools.count().__next__
         # Read about seventeen times a request (every clock the gateway holds is this one), and asked by every
         # Future made: both as C callables, which make no Python frame (``time`` below says what it returns).
@@ -124,7 +107,11 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def call_soon(
         self, callback: Callable[[*Ts], object], *args: *Ts, context: contextvars.Context | None = None
     ) -> asyncio.Handle:
-        handle = _Soon(callback, args, self, context)
+        handle = _new(_Soon)
+        handle._context = context if context is not None else _copy_context()
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
         self._ready.append(handle)
         return handle
 
@@ -145,9 +132,12 @@ class VirtualLoop(asyncio.BaseEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         soonest = self._now + MIN_STEP
-        if when < soonest:
-            when = soonest
-        handle = _Timer(when, callback, args, self, context)
+        handle = _new(_Timer)
+        handle._context = context if context is not None else _copy_context()
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._when = when = when if when > soonest else soonest
         _heappush(self._timers, (when, self._sequence(), handle))
         return handle
 
@@ -155,16 +145,29 @@ class VirtualLoop(asyncio.BaseEventLoop):
         """``await loop.sleep(delay)``: ``asyncio.sleep`` for the simulator's own waits, cheaper. Cancelling
         the awaiting task cancels the future, which the loop then leaves alone."""
         future: asyncio.Future[None] = _Future(loop=self)
-        when, soonest = self._now + delay, self._now + MIN_STEP
-        _heappush(self._timers, (when if when > soonest else soonest, self._sequence(), future))
+        _heappush(self._timers, (self._now + (delay if delay > MIN_STEP else MIN_STEP), self._sequence(), future))
         return future
 
     def _run_once(self) -> None:
-        ready = self._ready
+        ready, heap = self._ready, self._timers
         popleft = ready.popleft
         while not self._stopping:
-            if not ready:
-                self._advance()
+            if not ready:  # move the clock to the next timer and make everything due then ready
+                if len(heap) > self._compact_over:
+                    self._compact()
+                if not heap:
+                    raise Deadlock("the simulation has nothing left to run but is not finished")
+                # Every timer is set at least MIN_STEP ahead and those this close are taken with it: the next
+                # one is always later than the clock.
+                self._now = now = heap[0][0]
+                due = now + _DUE
+                while heap and heap[0][0] < due:
+                    item = _heappop(heap)[2]
+                    if type(item) is _Future:
+                        if not item.done():
+                            item.set_result(None)  # its task's wake-up: call_soon
+                    elif not item._cancelled:
+                        ready.append(item)
                 if not ready:
                     continue
             for _ in range(len(ready)):
@@ -180,39 +183,12 @@ class VirtualLoop(asyncio.BaseEventLoop):
                         {"message": f"Exception in callback {handle._callback!r}", "exception": exc, "handle": handle}
                     )
 
-    def _advance(self) -> None:
-        """Move the clock to the next timer and make everything due then ready (a future's result set)."""
+    def _compact(self) -> None:
+        """Drop the cancelled timers (a time limit is set and cancelled on every attempt), in place."""
         heap = self._timers
-        if self._timer_cancelled_count * 2 > len(heap) > _COMPACT_OVER:
-            heap = self._compact()
-        if not heap:
-            raise Deadlock("the simulation has nothing left to run but is not finished")
-        if heap[0][0] > self._now:
-            self._now = heap[0][0]
-        due, ready = self._now + _DUE, self._ready
-        while heap and heap[0][0] < due:
-            item = _heappop(heap)[2]
-            if type(item) is _Future:
-                if not item.done():
-                    item.set_result(None)
-                continue
-            item._scheduled = False
-            if item._cancelled:
-                self._timer_cancelled_count -= 1
-            else:
-                ready.append(item)
-
-    def _compact(self) -> list[tuple[float, int, Any]]:
-        kept = []
-        for entry in self._timers:
-            item = entry[2]
-            if type(item) is _Future or not item._cancelled:
-                kept.append(entry)
-            else:
-                item._scheduled = False
-        heapq.heapify(kept)
-        self._timers, self._timer_cancelled_count = kept, 0
-        return kept
+        heap[:] = [entry for entry in heap if type(entry[2]) is _Future or not entry[2]._cancelled]
+        heapq.heapify(heap)
+        self._compact_over = max(_COMPACT_OVER, 2 * len(heap))
 
     def close(self) -> None:
         super().close()

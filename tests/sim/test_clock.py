@@ -107,3 +107,16 @@ def test_monotonic_is_real_again_after_a_run() -> None:
 
     run(main)
     assert time.monotonic() != 1e6
+
+
+def test_handles_are_asyncio_handles_without_their_constructor() -> None:
+    async def main(loop: VirtualLoop) -> list[bool]:
+        soon, timer = loop.call_soon(print, "never"), loop.call_at(5.0, print, "never")
+        assert isinstance(soon, asyncio.Handle) and isinstance(timer, asyncio.TimerHandle)
+        assert timer.when() == 5.0 and "print" in repr(soon) and "when=5.0" in repr(timer)
+        soon.cancel()
+        timer.cancel()
+        await asyncio.sleep(10.0)
+        return [soon.cancelled(), timer.cancelled(), loop.time() == 10.0]
+
+    assert run(main) == [True, True, True]
