@@ -41,6 +41,8 @@ from gateway.sim.workload import RequestClass, Workload
 from gateway.values import value
 
 PATH = "/v1/chat/completions"
+Template = tuple[VirtualKey, list[Any], dict[str, Any]]  # a request's key, feature values and body
+Templates = tuple[Template, Template]  # as JSON, as a stream: indexed by ``stream``
 _FEATURES = tuple(f.name for f in dataclasses.fields(Features))  # in the constructor's order
 _PROMPT, _PROMPT_EXACT, _END_USER = (_FEATURES.index(n) for n in ("prompt_tokens", "prompt_exact", "end_user"))
 
@@ -109,16 +111,19 @@ class Client:
         named = next((k for k in settings.keys if k.name == workload.key), None) if workload.key else None
         self._named = named
         self._users = workload.end_users > 0
-        self._templates: dict[tuple[str, str, bool], tuple[VirtualKey, list[Any], dict[str, Any]]] = {}
+        self._made: dict[tuple[str, str], Templates] = {}  # by class and tier
         self.sent = 0
 
-    def _template(self, cls: RequestClass, tier: str, stream: bool) -> tuple[VirtualKey, list[Any], dict[str, Any]]:
-        """The request a class sends, as the gateway reads it: its key, features and body (built once). The
-        features come as their field values, the prompt counted exactly: each call sets its prompt and user
-        (``_FEATURES``), which is ``dataclasses.replace`` at half the cost."""
-        found = self._templates.get((cls.name, tier, stream))
-        if found is not None:
-            return found
+    def _templates(self, cls: RequestClass, tier: str) -> Templates:
+        """The requests a class sends, as the gateway reads them, as JSON and as a stream (built once): the
+        key, the features as their field values, the prompt counted exactly (each call sets its prompt and
+        user, ``_FEATURES``: ``dataclasses.replace`` at half the cost), and the body."""
+        found = self._made.get((cls.name, tier))
+        if found is None:
+            found = self._made[(cls.name, tier)] = (self._template(cls, tier, False), self._template(cls, tier, True))
+        return found
+
+    def _template(self, cls: RequestClass, tier: str, stream: bool) -> Template:
         key = self._named or VirtualKey(f"simulated-{tier}", "0" * 64, tier, frozenset({"*"}))
         body: dict[str, Any] = {"model": cls.model, "messages": [{"role": "user", "content": "simulated"}]}
         if cls.max_tokens is not None:
@@ -137,59 +142,56 @@ class Client:
         features = features_from(body, key, headers, "chat", key.trusted, default_output)
         values = [getattr(features, name) for name in _FEATURES]
         values[_PROMPT_EXACT] = True
-        made = (key, values, body)
-        self._templates[(cls.name, tier, stream)] = made
-        return made
+        return key, values, body
 
     async def workflow(self, workflow: Workflow) -> None:
-        arrived, cost = self._clock(), 0.0
-        counted = self._tally.counts(arrived)
+        """The workflow's calls, one after another until one fails. Each goes through the gateway's routing
+        and request path; it is written out here rather than as a method of its own, which would be one more
+        coroutine to resume each time a simulated request wakes up."""
+        clock, tally = self._clock, self._tally
+        arrived, cost = clock(), 0.0
+        counted = tally.counts(arrived)
+        name, user = workflow.cls.name, workflow.user
+        templates = self._templates(workflow.cls, workflow.tier)
         for call in workflow.calls:
             if call.think > 0:
                 await self._sleep(call.think)
-            spent = await self.call(workflow, call, counted)
-            if spent is None:
-                self._tally.workflow(workflow.cls.name, arrived, False, cost)
-                return
-            cost += spent
-        self._tally.workflow(workflow.cls.name, arrived, True, cost)
-
-    async def call(self, workflow: Workflow, call: Call, counted: bool) -> float | None:
-        """One request through the gateway's routing and request path; its cost, or None when it failed."""
-        now = self._clock()
-        trace = Trace(call, workflow.cls.name, now, counted)
-        CURRENT.set(trace)
-        key, values, body = self._template(workflow.cls, workflow.tier, call.stream)
-        values = values.copy()
-        values[_PROMPT], values[_END_USER] = call.prompt, workflow.user
-        features = Features(*values)
-        self.sent += 1
-        record = RequestRecord(f"sim-{self.sent}", PATH, now, key_name=key.name, stream=call.stream)
-        try:
-            plan = decide(
-                self._policy, features, self._health.snapshot(), self._rng, self._deployments, self._index, key
-            )
-            if not plan.entries:
-                raise empty_plan_error(plan)
-            if plan.excluded:
-                trace.circuit_open = sum(
-                    1 for x in plan.excluded if x.kind == "circuit_open" and x.stage == "candidate"
+            now = clock()
+            trace = Trace(call, name, now, counted)
+            CURRENT.set(trace)
+            key, values, body = templates[call.stream]
+            values = values.copy()
+            values[_PROMPT], values[_END_USER] = call.prompt, user
+            features = Features(*values)
+            self.sent += 1
+            record = RequestRecord(f"sim-{self.sent}", PATH, now, key_name=key.name, stream=call.stream)
+            try:
+                plan = decide(
+                    self._policy, features, self._health.snapshot(), self._rng, self._deployments, self._index, key
                 )
-            wants = demand(key, features)
-            answer = await walk(self._steps, record, plan, self._deployments, body, "chat", wants, _first_event)
-        except GatewayError as error:
-            self._tally.refused(trace, error, self._clock())
-            return None
-        exchange = answer.result
-        ttft = None
-        if call.stream:
-            ttft = self._clock() - now
-            if exchange.rest > 0:
-                await self._sleep(exchange.rest)  # the rest of the stream
-        exchange.slot.release()
-        usage = exchange.usage
-        cost = cost_usd(answer.deployment, usage)
-        if answer.reservation is not None:
-            await self._limiter.settle(answer.reservation, usage.total, cost)
-        self._tally.answered(trace, answer.deployment, usage, cost, self._clock(), ttft)
-        return cost
+                if not plan.entries:
+                    raise empty_plan_error(plan)
+                if plan.excluded:
+                    trace.circuit_open = sum(
+                        1 for x in plan.excluded if x.kind == "circuit_open" and x.stage == "candidate"
+                    )
+                wants = demand(key, features)
+                answer = await walk(self._steps, record, plan, self._deployments, body, "chat", wants, _first_event)
+            except GatewayError as error:
+                tally.refused(trace, error, clock())
+                tally.workflow(name, counted, False, cost)
+                return
+            exchange = answer.result
+            ttft = None
+            if call.stream:
+                ttft = clock() - now
+                if exchange.rest > 0:
+                    await self._sleep(exchange.rest)  # the rest of the stream
+            exchange.slot.release()
+            usage = exchange.usage
+            spent = cost_usd(answer.deployment, usage)
+            if answer.reservation is not None:
+                await self._limiter.settle(answer.reservation, usage.total, spent)
+            tally.answered(trace, answer.deployment, usage, spent, clock(), ttft)
+            cost += spent
+        tally.workflow(name, counted, True, cost)

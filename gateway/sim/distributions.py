@@ -36,9 +36,7 @@ class Dist:
     b: float = 0.0
 
     def sample(self, rng: random.Random) -> float:
-        if self.kind == "constant":
-            return self.a
-        if self.kind == "lognormal":
+        if self.kind == "lognormal":  # first: token counts and latencies are most of a run's draws
             # rng.lognormvariate(a, b), drawn here: the same ratio-of-uniforms normal (Kinderman-Monahan)
             # from the same two uniforms, so the same numbers, without its two calls (three draws a request)
             random_ = rng.random
@@ -47,6 +45,8 @@ class Dist:
                 z = _RATIO * (u1 - 0.5) / u2
                 if z * z / 4.0 <= -_log(u2):
                     return _exp(self.a + z * self.b)
+        if self.kind == "constant":
+            return self.a
         if self.kind == "uniform":
             return rng.uniform(self.a, self.b)
         return rng.expovariate(1.0 / self.a) if self.a > 0 else 0.0

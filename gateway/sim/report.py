@@ -70,8 +70,7 @@ def _limits(tally: Tally, counted: tuple[int, int]) -> dict[str, Any]:
         if name.startswith("user:"):  # one per end user: summed up in ``user_quotas``
             continue
         allowance = bucket.capacity * tally.bin / 60.0
-        bins = bucket.charged + [0.0] * max(0, last - len(bucket.charged))
-        series = [round(max(0.0, c) / allowance, 4) for c in bins[:last]]
+        series = [round(max(0.0, c) / allowance, 4) for c in bucket.per_bin(last)]
         window = series[first:last] or [0.0]
         out[name] = {
             "limit_per_minute": bucket.capacity,
@@ -90,7 +89,9 @@ def _user_quotas(tally: Tally, counted: tuple[int, int]) -> dict[str, Any] | Non
     for name, bucket in tally.buckets.items():
         if name.startswith("user:"):
             allowance = bucket.capacity * tally.bin / 60.0
-            peaks.append(max((c / allowance for c in bucket.charged[first:last]), default=0.0))
+            charged = bucket.charged
+            top = max(charged, default=-1) + 1  # up to the last bin charged
+            peaks.append(max((charged.get(i, 0.0) / allowance for i in range(first, min(last, top))), default=0.0))
     if not peaks:
         return None
     return {"end_users": len(peaks), "peak_utilisation": round(max(peaks), 4)}
@@ -131,7 +132,7 @@ def build(
             "saturated_at_s": None if d.first_full is None else round(d.first_full, 1),
             "saturated_s": round(len(full_bins) * tally.bin, 1),
             "cooldowns": d.cooldowns,
-            "answered_per_bin": (d.answered + [0] * max(0, last_bin - len(d.answered)))[:last_bin],
+            "answered_per_bin": d.per_bin(last_bin),
         }
     by_class = {}
     for name, c in classes.items():

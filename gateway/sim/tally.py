@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from gateway.config.model import Deployment
@@ -38,8 +38,6 @@ def cost_usd(deployment: Deployment, usage: Usage) -> float:
 
 @dataclass
 class ClassTally:
-    requests: int = 0
-    ok: int = 0
     cost: float = 0.0
     workflows: int = 0  # arrived
     completed: int = 0  # every call answered
@@ -48,33 +46,61 @@ class ClassTally:
     ttft: array[float] = field(default_factory=lambda: array("d"))  # streams: arrival to first token
     wait: array[float] = field(default_factory=lambda: array("d"))  # arrival to reservation (or to its refusal)
 
+    @property
+    def requests(self) -> int:
+        """Every request ended with a wait, answered or refused."""
+        return len(self.wait)
+
+    @property
+    def ok(self) -> int:
+        return len(self.latency)
+
 
 @dataclass
 class DeploymentTally:
-    served: int = 0
     prompt: int = 0
     completion: int = 0
     cost: float = 0.0
     attempts: Counter[str] = field(default_factory=Counter)  # by outcome: ok, 429, 503, timeout, ...
-    answered: list[int] = field(default_factory=list)  # per bin
+    answered: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))  # by bin
     first_full: float | None = None  # when admission first found one of its buckets full
     full_bins: set[int] = field(default_factory=set)
     cooldowns: int = 0
+
+    @property
+    def served(self) -> int:
+        return sum(self.answered.values())
+
+    def per_bin(self, bins: int) -> list[int]:
+        """Requests answered in each of the first ``bins`` bins."""
+        answered = self.answered
+        return [answered.get(i, 0) for i in range(bins)]
 
 
 @dataclass
 class BucketTally:
     capacity: float  # the limit, per minute
     kind: str
-    charged: list[float] = field(default_factory=list)  # per bin: reserved, then corrected to actual usage
+    # by bin: reserved, then corrected to actual usage
+    charged: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+
+    def per_bin(self, bins: int) -> list[float]:
+        """The charges in each of the first ``bins`` bins."""
+        charged = self.charged
+        return [charged.get(i, 0.0) for i in range(bins)]
 
 
 class Tally:
+    """Counted as it happens, in as few steps as a request allows (a run makes millions): classes, deployments
+    and bins are made on first use (``defaultdict``: in the order the run first meets them, which the report
+    keeps), and totals that a count already holds are derived from it (``ClassTally.requests``, ``ok``,
+    ``DeploymentTally.served``)."""
+
     def __init__(self, duration: float, counted_from: float = 0.0, counted_until: float = math.inf) -> None:
         self.bin = bin_seconds(duration)
         self.counted_from, self.counted_until = counted_from, counted_until
-        self.classes: dict[str, ClassTally] = {}
-        self.deployments: dict[str, DeploymentTally] = {}
+        self.classes: defaultdict[str, ClassTally] = defaultdict(ClassTally)
+        self.deployments: defaultdict[str, DeploymentTally] = defaultdict(DeploymentTally)
         self.buckets: dict[str, BucketTally] = {}
         self.errors: Counter[str] = Counter()  # what clients saw, "status code"
         self.fallbacks: Counter[str] = Counter()  # why a request left its plan's first choice
@@ -86,48 +112,46 @@ class Tally:
         return self.counted_from <= arrived < self.counted_until
 
     def of(self, cls: str) -> ClassTally:
-        found = self.classes.get(cls)
-        return found if found is not None else self.classes.setdefault(cls, ClassTally())
+        return self.classes[cls]
 
     def deployment(self, deployment: str) -> DeploymentTally:
-        found = self.deployments.get(deployment)
-        return found if found is not None else self.deployments.setdefault(deployment, DeploymentTally())
+        return self.deployments[deployment]
 
     # What the watched limiter sees.
 
-    def _bin(self, bucket: BucketSpec, i: int) -> list[float]:
-        """The bucket's charges per bin, bin ``i`` included."""
-        tally = self.buckets.get(bucket.name)
-        if tally is None:
-            tally = self.buckets.setdefault(bucket.name, BucketTally(bucket.capacity, bucket.kind))
-        charged = tally.charged
-        if i >= len(charged):
-            charged.extend([0.0] * (i + 1 - len(charged)))
-        return charged
-
-    def requested(self, buckets: tuple[BucketSpec, ...], at: float, sign: float = 1.0) -> None:
-        """One request (``sign`` -1: given back) on each request bucket; token buckets are only registered."""
+    def requested(self, buckets: tuple[BucketSpec, ...], at: float, sign: float = 1.0) -> bool:
+        """One request (``sign`` -1: given back) on each request bucket; token buckets are only registered.
+        Whether any token bucket was charged (the reservation holds tokens until it is settled)."""
         i = int(at / self.bin)
+        tallies = self.buckets
+        holds = False
         for b in buckets:
-            charged = self._bin(b, i)
+            tally = tallies.get(b.name)
+            if tally is None:
+                tally = tallies[b.name] = BucketTally(b.capacity, b.kind)
             if b.kind == "requests":
-                charged[i] += sign
+                tally.charged[i] += sign
+            elif b.cost:
+                holds = True
+        return holds
 
     def used(self, buckets: tuple[BucketSpec, ...], kept: dict[str, float], at: float) -> None:
-        """Tokens a settled request used, on each token bucket, in the time bin it was admitted in."""
+        """Tokens a settled request used, on each token bucket (registered when it was admitted), in the time
+        bin it was admitted in."""
         i = int(at / self.bin)
+        tallies = self.buckets
         for b in buckets:
             if b.kind == "tokens":
-                self._bin(b, i)[i] += kept.get(b.name, b.cost)
+                tallies[b.name].charged[i] += kept.get(b.name, b.cost)
 
     def full(self, deployment: str, now: float) -> None:
-        d = self.deployment(deployment)
+        d = self.deployments[deployment]
         if d.first_full is None:
             d.first_full = now
         d.full_bins.add(int(now / self.bin))
 
     def cooldown(self, deployment: str) -> None:
-        self.deployment(deployment).cooldowns += 1
+        self.deployments[deployment].cooldowns += 1
 
     # What the modelled providers and the circuit breaker see.
 
@@ -136,7 +160,7 @@ class Tally:
         trace.attempts.append((deployment, result))
         if not trace.counted:
             return
-        self.deployment(deployment).attempts[result] += 1
+        self.deployments[deployment].attempts[result] += 1
         if result == "429":
             self.upstream_429 += 1
 
@@ -150,56 +174,47 @@ class Tally:
     ) -> None:
         if not trace.counted:
             return
-        c = self.of(trace.cls)
-        c.requests += 1
-        c.ok += 1
+        c = self.classes[trace.cls]
         c.cost += cost
         c.latency.append(now - trace.arrived)
         if ttft is not None:
             c.ttft.append(ttft)
         c.wait.append(trace.admitted - trace.arrived)
-        deployment_id = deployment.id
-        d = self.deployment(deployment_id)
-        i = int(now / self.bin)
-        if i >= len(d.answered):
-            d.answered.extend([0] * (i + 1 - len(d.answered)))
-        d.answered[i] += 1
-        d.served += 1
+        d = self.deployments[deployment.id]
+        d.answered[int(now / self.bin)] += 1
         d.prompt += usage.prompt
         d.completion += usage.completion
         d.cost += cost
-        self._fallbacks(trace, deployment_id)
+        if trace.passed or trace.circuit_open or len(trace.attempts) > 1:  # not the first choice's first try
+            self._fallbacks(trace, deployment.id)
 
     def refused(self, trace: Trace, error: GatewayError, now: float) -> None:
+        """A request that failed (the error says why: no fallbacks are counted)."""
         if not trace.counted:
             return
-        c = self.of(trace.cls)
-        c.requests += 1
         self.errors[f"{error.status} {error.code or type(error).__name__}"] += 1
-        c.wait.append((trace.admitted if trace.admitted >= 0 else now) - trace.arrived)
-        self._fallbacks(trace, None)
+        self.classes[trace.cls].wait.append((trace.admitted if trace.admitted >= 0 else now) - trace.arrived)
 
-    def _fallbacks(self, trace: Trace, served: str | None) -> None:
+    def _fallbacks(self, trace: Trace, served: str) -> None:
         """Each move away from a deployment, with the reason: admission passed it over (its bucket full, or
         cooling down after the provider's 429), the plan left it out (circuit open), or an attempt on it
         failed and the request went on to another."""
-        attempts = trace.attempts
-        if served is None or (len(attempts) == 1 and not trace.passed and not trace.circuit_open):
-            return  # nothing answered (the error says why), or the first choice answered at its first try
         for deployment, why in trace.passed.items():
             if deployment != served:
                 self.fallbacks[why] += 1
         if trace.circuit_open:
             self.fallbacks["circuit open"] += trace.circuit_open
+        attempts = trace.attempts
         for i, (deployment, result) in enumerate(attempts):
             after = attempts[i + 1][0] if i + 1 < len(attempts) else served
             if result != "ok" and after != deployment:
                 self.fallbacks[f"after {result}"] += 1
 
-    def workflow(self, cls: str, arrived: float, completed: bool, cost: float) -> None:
-        if not self.counts(arrived):
+    def workflow(self, cls: str, counted: bool, completed: bool, cost: float) -> None:
+        """A workflow's end (``counted``: it arrived inside the counted window, as ``counts`` tells)."""
+        if not counted:
             return
-        c = self.of(cls)
+        c = self.classes[cls]
         c.workflows += 1
         if completed:
             c.completed += 1

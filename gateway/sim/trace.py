@@ -30,10 +30,11 @@ class Trace:
     cls: str
     arrived: float
     counted: bool  # its workflow arrived inside the counted window
-    admitted: float = -1.0  # its first reservation; from ``arrived`` to here it waited (routing takes no time)
-    passed: dict[str, str] = field(default_factory=dict)  # candidates admission passed over: "full", "cooldown"
-    circuit_open: int = 0  # the rule's candidates the plan left out for an open circuit
-    attempts: list[tuple[str, str]] = field(default_factory=list)  # (deployment, "ok" or failure outcome)
+    # What happened to it, written down as it goes (none of it is known when it starts).
+    admitted: float = field(default=-1.0, init=False)  # first reservation: from ``arrived`` to here it waited
+    passed: dict[str, str] = field(default_factory=dict, init=False)  # admission passed over: "full", "cooldown"
+    circuit_open: int = field(default=0, init=False)  # the rule's candidates the plan left out (circuit open)
+    attempts: list[tuple[str, str]] = field(default_factory=list, init=False)  # (deployment, "ok" or outcome)
 
 
 CURRENT: ContextVar[Trace] = ContextVar("sim_trace")

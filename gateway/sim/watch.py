@@ -10,7 +10,8 @@ limit cut short, which the providers never see end.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from gateway.errors import UpstreamError
 from gateway.limits.decide import refunds
@@ -29,6 +30,9 @@ class WatchedLimiter:
         self._clock = clock
         self.tally = tally
         self._held: dict[int, tuple[Reservation, float]] = {}  # reservations with tokens, until settled
+        # unwatched: the inner limiter's own
+        self.cooldowns, self.correct = self.inner.cooldowns, self.inner.correct
+        self.start, self.close = self.inner.start, self.inner.close
 
     async def admit(
         self,
@@ -49,44 +53,32 @@ class WatchedLimiter:
         reservation = admission.reservation  # made whenever a candidate is chosen
         if reservation is not None:
             # the buckets as charged: the chosen candidate's and the quotas, each cost as admission took it
-            self.tally.requested(reservation.buckets, now)
-            for b in reservation.buckets:
-                if b.cost and b.kind == "tokens":
-                    self._held[id(reservation)] = (reservation, now)
-                    break
+            if self.tally.requested(reservation.buckets, now):
+                self._held[id(reservation)] = (reservation, now)
             if trace is not None and trace.admitted < 0:
                 trace.admitted = now
         return admission
 
-    async def settle(
+    # Settling and cooling down are noted as they are asked for, and the inner limiter's own coroutine is what
+    # the caller awaits (rather than one more of ours around it).
+
+    def settle(
         self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         held = self._held.pop(id(reservation), None)
         at = held[1] if held is not None else self._clock()
         if actual_tokens is None:  # never reached the provider: its request counts come back too
-            self.tally.requested(tuple(b for b in reservation.buckets if b.kind == "requests"), at, -1.0)
+            self.tally.requested(reservation.buckets, at, -1.0)
         else:  # what the limiter keeps of the reservation, once settled: the usage (bounded as it bounds it)
             kept = {b.name: b.cost - delta for b, delta in refunds(reservation, actual_tokens)}
             self.tally.used(reservation.buckets, kept, at)
-        await self.inner.settle(reservation, actual_tokens, actual_cost)
+        return self.inner.settle(reservation, actual_tokens, actual_cost)
 
-    async def cooldown(
+    def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         self.tally.cooldown(deployment_id)
-        await self.inner.cooldown(deployment_id, account, seconds, drain)
-
-    async def cooldowns(self, ids: Sequence[str]) -> dict[str, float]:
-        return await self.inner.cooldowns(ids)
-
-    async def correct(self, bucket: BucketSpec, remaining: float) -> None:
-        await self.inner.correct(bucket, remaining)
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()
+        return self.inner.cooldown(deployment_id, account, seconds, drain)
 
 
 class WatchedRecord:
