@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Clock = Callable[[], float]
 
@@ -35,20 +35,28 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     limit: int
     level: float
     updated: float
+    # What ``limit`` gives, worked out once: a bucket refills on every admission, settlement and answer.
+    capacity: float = field(init=False, repr=False, compare=False)
+    per_second: float = field(init=False, repr=False, compare=False)
 
-    @property
-    def per_second(self) -> float:
-        return self.limit / 60.0
+    def __post_init__(self) -> None:
+        self.capacity, self.per_second = float(self.limit), self.limit / 60.0
 
     def refill(self, now: float) -> None:
         if now != self.updated:  # read twice at one instant (the simulator's answers): nothing to add
-            self.level = min(float(self.limit), self.level + (now - self.updated) * self.per_second)
+            level = self.level + (now - self.updated) * self.per_second
+            self.level = level if level < self.capacity else self.capacity
             self.updated = now
+
+    def settle(self, estimated: int, actual: int) -> None:
+        """Give back (or charge) the difference between an estimate taken and the real usage; never over the limit."""
+        level = self.level + estimated - actual
+        self.level = level if level < self.capacity else self.capacity
 
     def wait_for(self, amount: float) -> float:
         """Seconds until ``amount`` fits (the level may be below zero after an under-estimate)."""
@@ -60,7 +68,7 @@ class Bucket:
 
     @property
     def remaining(self) -> int:
-        return max(0, math.floor(self.level))
+        return int(self.level) if self.level > 0 else 0  # whole units left; int is floor above zero
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,7 @@ class RateLimiter:
         """Give back (or charge) the difference between the admission estimate and the real usage."""
         if self.tokens is not None:
             self._refill()
-            self.tokens.level = min(float(self.tokens.limit), self.tokens.level + estimated - actual)
+            self.tokens.settle(estimated, actual)
 
     def headers(self) -> dict[str, str]:
         """OpenAI's ``x-ratelimit-*`` headers for the configured limits (none when unlimited)."""

@@ -231,6 +231,10 @@ def stream_error(payload: bytes) -> UpstreamError | None:
     return UpstreamProtocol(f"the upstream stream opened with an error: {str(message)[:1000]}")
 
 
+# (kind, header): the names spelled out once, as every answer is read for them
+_REMAINING = (("requests", "x-ratelimit-remaining-requests"), ("tokens", "x-ratelimit-remaining-tokens"))
+
+
 def rate_limits(headers: Mapping[str, str]) -> dict[str, float]:
     """The provider's own remaining capacity: OpenAI's ``x-ratelimit-remaining-{requests,tokens}`` (Azure,
     Groq and most compatible servers send the same). Read defensively: NaN and infinity are ignored and
@@ -240,9 +244,14 @@ def rate_limits(headers: Mapping[str, str]) -> dict[str, float]:
     {'requests': 12.0}
     """
     found: dict[str, float] = {}
-    for kind in ("requests", "tokens"):
-        raw = headers.get(f"x-ratelimit-remaining-{kind}")
-        value = _number(raw) if raw is not None else None
-        if value is not None and math.isfinite(value):
-            found[kind] = max(0.0, value)
+    for kind, name in _REMAINING:
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            found[kind] = value if value > 0.0 else 0.0
     return found

@@ -46,12 +46,16 @@ class ProviderLimits:
     def __init__(self, limits: Limits, now: float) -> None:
         self.requests = Bucket(limits.rpm, float(limits.rpm), now) if limits.rpm else None
         self.tokens = Bucket(limits.tpm, float(limits.tpm), now) if limits.tpm else None
-        # What its answers' x-ratelimit-* headers say: (bucket, limit header, the limit, remaining header).
-        self.reported = tuple(
-            (bucket, f"x-ratelimit-limit-{unit}", str(bucket.limit), f"x-ratelimit-remaining-{unit}")
-            for unit, bucket in (("requests", self.requests), ("tokens", self.tokens))
-            if bucket is not None
+        buckets = tuple(
+            (unit, b) for unit, b in (("requests", self.requests), ("tokens", self.tokens)) if b is not None
         )
+        # What its answers' x-ratelimit-* headers say: the limits, fixed, and what remains (filled in per answer,
+        # over a copy, which keeps the headers' order).
+        self._headers: dict[str, str] = {}
+        for unit, bucket in buckets:
+            self._headers[f"x-ratelimit-limit-{unit}"] = str(bucket.limit)
+            self._headers[f"x-ratelimit-remaining-{unit}"] = ""
+        self._remaining = tuple((bucket, f"x-ratelimit-remaining-{unit}") for unit, bucket in buckets)
 
     def denial(self, tokens: int, now: float) -> tuple[str, int, int, float | None] | None:
         """(unit, limit, used, retry_after) when over, as ``fake.ratelimit.RateLimiter.admit`` decides."""
@@ -79,7 +83,15 @@ class ProviderLimits:
         """The tokens corrected to what the answer used (nothing, for a failure), when it is known."""
         if self.tokens is not None:
             self.tokens.refill(now)
-            self.tokens.level = min(float(self.tokens.limit), self.tokens.level + estimate - actual)
+            self.tokens.settle(estimate, actual)
+
+    def headers(self, now: float) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-limit-*`` and ``x-ratelimit-remaining-*`` for this holder's limits."""
+        headers = self._headers.copy()
+        for bucket, name in self._remaining:
+            bucket.refill(now)
+            headers[name] = str(bucket.remaining)
+        return headers
 
     def drain(self, now: float) -> None:
         for bucket in (self.requests, self.tokens):
@@ -108,17 +120,17 @@ class _Pool(asyncio.Semaphore):
 class ModelledExchange(Exchange):
     """An answer whose headers have arrived. Holds its pool slot until ``done`` (the walk's caller reads it)."""
 
+    # Not an HTTP exchange: only what the walk and the simulated client read is set, and the headers are a
+    # plain attribute (a slot, in place of the base's property over an HTTP response).
+    __slots__ = ("headers",)
+    headers: Mapping[str, str]
+
     def __init__(self, headers: dict[str, str], usage: Usage, rest: float, slot: Slot, provider: Provider) -> None:
-        # Not an HTTP exchange: only what the walk and the simulated client read is set.
-        self._headers = headers
+        self.headers = headers
         self.usage = usage
         self.rest = rest  # seconds of a stream left after its first event
         self.slot = slot
         self.provider = provider
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._headers
 
 
 @dataclass
@@ -126,6 +138,7 @@ class _Modelled:
     deployment: Deployment
     behaviour: Behaviour
     holders: tuple[ProviderLimits, ...]
+    reporter: ProviderLimits | None  # whose headers answers carry: the most specific holder (model, else account)
     outages: tuple[Outage, ...]
     provider: Provider
     pool: _Pool
@@ -134,6 +147,10 @@ class _Modelled:
     @property
     def account(self) -> str:
         return self.account_config.name
+
+    def settle(self, estimate: int, actual: int, now: float) -> None:
+        for holder in self.holders:
+            holder.settle(estimate, actual, now)
 
 
 class ModelledFleet:
@@ -165,7 +182,8 @@ class ModelledFleet:
                 holders = shared + ((ProviderLimits(limits, now),) if limits.rpm or limits.tpm else ())
                 outages = tuple(o for o in workload.outages if o.target in (account.name, d.id))
                 behaviour = workload.behaviour(account.kind, account.name, d.id)
-                modelled = _Modelled(d, behaviour, holders, outages, registry[account.kind], pool, account)
+                reporter = holders[-1] if holders else None
+                modelled = _Modelled(d, behaviour, holders, reporter, outages, registry[account.kind], pool, account)
                 self._models[d.id] = modelled
 
     def drain(self) -> None:
@@ -179,9 +197,11 @@ class ModelledFleet:
         """The adapter's own translation, once per request shape (a class's body) and deployment: a parameter
         the provider cannot express excludes the deployment here as it does in serving (the refusal is kept
         too). A modelled provider reads the request's sizes from its trace, not from the bytes."""
-        key = (deployment.id, id(body))  # a run's deployments are the fleet's, one per id
+        # A run's deployments are the fleet's, one per id; a body is kept with what was made for it, so its id
+        # is never another's while the entry lives.
+        key = (deployment.id, id(body))
         found = self._prepared.get(key)
-        if found is None or found[0] is not body:
+        if found is None:
             m = self._models[deployment.id]
             try:
                 payload = m.provider.to_request(body, deployment, m.provider, endpoint)
@@ -228,41 +248,25 @@ class ModelledFleet:
             ttft = behaviour.ttft.sample(rng)
             if behaviour.error_rate and rng.random() < behaviour.error_rate:
                 await sleep(min(ttft, self._timeouts.first_byte))
-                self._settle(m, estimate, 0)  # a failed request costs no tokens
+                m.settle(estimate, 0, self._clock())  # a failed request costs no tokens
                 raise self._failure(m, behaviour.error)
             speed = behaviour.tokens_per_second.sample(rng)
             generation = output / speed if speed > 0 else 0.0
             first = ttft if call.stream else ttft + generation  # a JSON answer's headers come with the whole answer
             if first > self._timeouts.first_byte:
                 await sleep(self._timeouts.first_byte)
-                self._settle(m, estimate, 0)
+                m.settle(estimate, 0, self._clock())
                 raise UpstreamTimeout("the upstream did not answer in time")
             await sleep(first)
         except UpstreamError:
             slot.release()
             raise
-        self._settle(m, estimate, call.prompt + output)
-        headers = self._headers(m, self._clock())
+        now = self._clock()
+        m.settle(estimate, call.prompt + output, now)
+        headers = m.reporter.headers(now) if m.reporter is not None else {}
         return ModelledExchange(
             headers, Usage(call.prompt, output), generation if call.stream else 0.0, slot, m.provider
         )
-
-    def _settle(self, m: _Modelled, estimate: int, actual: int) -> None:
-        now = self._clock()
-        for holder in m.holders:
-            holder.settle(estimate, actual, now)
-
-    def _headers(self, m: _Modelled, now: float) -> dict[str, str]:
-        """OpenAI's remaining-capacity headers, from the most specific limit holder (the model's, else the
-        account's); none when the provider has no limits."""
-        if not m.holders:
-            return {}
-        headers = {}
-        for bucket, limit_header, limit, remaining_header in m.holders[-1].reported:
-            bucket.refill(now)
-            headers[limit_header] = limit
-            headers[remaining_header] = str(bucket.remaining)
-        return headers
 
     def _rate_limited(
         self, m: _Modelled, requested: int, unit: str, limit: int, used: int, wait: float | None
