@@ -84,19 +84,23 @@ class _Window:
     previous_failures: float = 0.0
 
     def counts(self, now: float, length: float) -> tuple[float, float]:
-        i = math.floor(now / length)
+        weight = 1.0 - self._roll(now / length)
+        return self.attempts + self.previous_attempts * weight, self.failures + self.previous_failures * weight
+
+    def add(self, now: float, length: float, failed: bool) -> None:
+        self._roll(now / length)
+        self.attempts += 1
+        self.failures += failed
+
+    def _roll(self, t: float) -> float:
+        """Move to the window holding ``t`` (counted in windows); the share of it that has passed."""
+        i = math.floor(t)
         if i != self.index:
             adjacent = i == self.index + 1
             self.previous_attempts = self.attempts if adjacent else 0.0
             self.previous_failures = self.failures if adjacent else 0.0
             self.index, self.attempts, self.failures = i, 0.0, 0.0
-        weight = 1.0 - (now / length - i)
-        return self.attempts + self.previous_attempts * weight, self.failures + self.previous_failures * weight
-
-    def add(self, now: float, length: float, failed: bool) -> None:
-        self.counts(now, length)
-        self.attempts += 1
-        self.failures += failed
+        return t - i
 
 
 @dataclass(slots=True)
@@ -136,14 +140,26 @@ class Health:
         self._deployments: dict[str, _Deployment] = {}
         self._attached = False  # True while merges arrive: decide on fleet counts, not the local window
         self._replicas = 1
+        # snapshot() is on every request while a request changes one or two deployments: it rebuilds only the
+        # states dropped since the last one (``_stale``), or every outdated one once any has expired.
+        self._last = Snapshot({})
+        self._stale: dict[str, _Deployment] = {}
+        self._expires = math.inf  # the soonest view_until of the last snapshot's states
 
     def snapshot(self) -> Snapshot:
         now = self._clock()
-        states = {}
-        for name, d in self._deployments.items():  # _state's first test inlined: this runs for every request
-            view = d.view
-            states[name] = view if view is not None and now < d.view_until else self._state(d, now)
-        return Snapshot(states)
+        stale = self._stale
+        if now >= self._expires:  # a state may have expired: look at every one
+            stale, states, expires = self._deployments, {}, math.inf
+        elif stale:  # copied: a snapshot handed out never changes
+            states, expires = dict(self._last.deployments), self._expires
+        else:
+            return self._last
+        for name, d in stale.items():
+            states[name] = self._state(d, now)
+            expires = min(expires, d.view_until)
+        self._expires, self._stale, self._last = expires, {}, Snapshot(states)
+        return self._last
 
     def allow(self, deployment: str, last_resort: bool = False) -> bool:
         """May a request be sent now? A half-open circuit admits its probes; ``last_resort`` (every circuit
@@ -157,11 +173,11 @@ class Health:
 
     def started(self, deployment: str) -> None:
         d = self._get(deployment)
-        d.inflight, d.view = d.inflight + 1, None
+        d.inflight, d.view, self._stale[deployment] = d.inflight + 1, None, d
 
     def finished(self, deployment: str, ok: bool, latency_s: float, ttft_s: float | None) -> None:
         now, d = self._clock(), self._get(deployment)
-        d.inflight, d.view = max(0, d.inflight - 1), None
+        d.inflight, d.view, self._stale[deployment] = max(0, d.inflight - 1), None, d
         if self._advance(d, now) == "half_open":  # a probe's outcome
             if ok:
                 self._close(d)
@@ -198,6 +214,7 @@ class Health:
         self._attached, self._replicas = True, max(1, replicas)
         for name in remote.keys() - self._deployments.keys():
             self._deployments[name] = _Deployment(name)
+        self._expires = -math.inf  # every state is rebuilt
         for name, d in self._deployments.items():
             r, p, d.view = remote.get(name, _UNKNOWN), d.pending, None
             d.base_attempts, d.base_failures = r.attempts, r.failures
@@ -210,7 +227,7 @@ class Health:
 
     def detach(self) -> None:
         """The fleet's view is unavailable (Redis down): decide on this replica's own window until a merge."""
-        self._attached = False
+        self._attached, self._expires = False, -math.inf  # every state is rebuilt
         for d in self._deployments.values():
             d.others_inflight, d.view = 0, None
 
@@ -224,7 +241,9 @@ class Health:
 
     def _get(self, deployment: str) -> _Deployment:
         d = self._deployments.get(deployment)
-        return d if d is not None else self._deployments.setdefault(deployment, _Deployment(deployment))
+        if d is None:
+            d = self._deployments[deployment] = self._stale[deployment] = _Deployment(deployment)
+        return d
 
     def _state(self, d: _Deployment, now: float) -> DeploymentState:
         if d.view is not None and now < d.view_until:
@@ -241,11 +260,14 @@ class Health:
         return d.view
 
     def _advance(self, d: _Deployment, now: float) -> Circuit:
-        """Apply the transitions that time alone makes."""
-        if d.circuit == "open" and now >= d.open_until:
+        """Apply the transitions that time alone makes (none to a closed circuit)."""
+        circuit = d.circuit
+        if circuit == "closed":
+            return circuit
+        if circuit == "open" and now >= d.open_until:
             self._move(d, "half_open")
             self._grant(d, now)
-        elif d.circuit == "half_open" and d.permits <= 0 and now - d.permits_at >= self.settings.open_seconds:
+        elif circuit == "half_open" and d.permits <= 0 and now - d.permits_at >= self.settings.open_seconds:
             self._grant(d, now)  # the probes never reported: let new ones through
         return d.circuit
 
@@ -298,12 +320,13 @@ class Health:
             self._grant(d, now)
 
     def _sample(self, d: _Deployment, latency_s: float, ttft_s: float | None) -> None:
-        a, p = self.settings.ewma_alpha, d.pending
-        d.latency_ms = ewma(d.latency_ms, latency_s * 1000.0, a)
-        p.latency_ms_sum, p.latency_count = p.latency_ms_sum + latency_s * 1000.0, p.latency_count + 1
+        a, p, ms = self.settings.ewma_alpha, d.pending, latency_s * 1000.0
+        d.latency_ms = ewma(d.latency_ms, ms, a)
+        p.latency_ms_sum, p.latency_count = p.latency_ms_sum + ms, p.latency_count + 1
         if ttft_s is not None:
-            d.ttft_ms = ewma(d.ttft_ms, ttft_s * 1000.0, a)
-            p.ttft_ms_sum, p.ttft_count = p.ttft_ms_sum + ttft_s * 1000.0, p.ttft_count + 1
+            ms = ttft_s * 1000.0
+            d.ttft_ms = ewma(d.ttft_ms, ms, a)
+            p.ttft_ms_sum, p.ttft_count = p.ttft_ms_sum + ms, p.ttft_count + 1
 
 
 def ewma(average: float | None, sample: float, alpha: float) -> float:

@@ -97,8 +97,9 @@ def estimated_cost(d: Deployment, f: Features) -> float | None:
 
 
 def _exclusion(
-    d: Deployment | None, f: Features, rule: Rule, state: DeploymentState, grants_all: bool
+    d: Deployment | None, f: Features, total: int, rule: Rule, state: DeploymentState, grants_all: bool
 ) -> tuple[ExclusionKind, str] | None:
+    """The first reason to leave ``d`` out, as (kind, reason); ``total`` is ``f.total_tokens``, read once a plan."""
     if d is None:
         return "unknown", "not in the gateway's configuration"
     if not (grants_all or d.model in f.allowed or d.id in f.allowed):
@@ -109,9 +110,9 @@ def _exclusion(
         return "endpoint", "a chat model: it serves /v1/chat/completions"
     if not f.capabilities <= d.capabilities:
         return "capabilities", f"lacks {', '.join(sorted(f.capabilities - d.capabilities))}"
-    if d.context_window is not None and f.total_tokens > d.context_window:
+    if d.context_window is not None and total > d.context_window:
         return "context_window", (
-            f"needs {f.total_tokens} tokens ({f.prompt_tokens} prompt + {f.max_tokens or 0} max_tokens), "
+            f"needs {total} tokens ({f.prompt_tokens} prompt + {f.max_tokens or 0} max_tokens), "
             f"its context window is {d.context_window}"
         )
     if d.max_output_tokens is not None and f.max_tokens is not None and f.max_tokens > d.max_output_tokens:
@@ -190,8 +191,9 @@ def _order(rule: Rule, usable: list[Usable], f: Features, rng: random.Random) ->
 
 
 def _entry(deployment: str, score: float | None, why: str, stage: Stage, s: DeploymentState) -> PlanEntry:
-    probe = s.circuit == "half_open"
-    return PlanEntry(deployment, score, f"{why} (circuit half-open: probe)" if probe else why, stage, probe)
+    if s.circuit == "half_open":
+        return PlanEntry(deployment, score, f"{why} (circuit half-open: probe)", stage, probe=True)
+    return PlanEntry(deployment, score, why, stage)
 
 
 def last_resort(excluded: Sequence[Excluded], snapshot: Snapshot) -> PlanEntry | None:
@@ -247,19 +249,15 @@ def plan(
     allowed = features.allowed
     # "*", the route's name or the name the client sent grant the whole route; otherwise each deployment.
     grants_all = "*" in allowed or route.name in allowed or features.model in allowed
-    seen: set[str] = set()
     excluded: list[Excluded] = []
-    states = snapshot.deployments
+    states, total = snapshot.deployments, features.total_tokens
 
     def usable(ids: tuple[str, ...], stage: Stage) -> list[Usable]:
         kept: list[Usable] = []
         for i in ids:
-            if i in seen:
-                continue
-            seen.add(i)
             d = deployments.get(i)
             state = states.get(i, UNKNOWN)  # snapshot.state(i)
-            why = _exclusion(d, features, rule, state, grants_all)
+            why = _exclusion(d, features, total, rule, state, grants_all)
             if why is not None:
                 excluded.append(Excluded(i, why[1], why[0], stage))
             elif d is not None:
@@ -267,7 +265,7 @@ def plan(
         return kept
 
     entries = _order(rule, usable(rule.candidates, "candidate"), features, rng)
-    for n, (i, _, s) in enumerate(usable(rule.fallback, "fallback"), start=1):
+    for n, (i, _, s) in enumerate(usable(rule.fallback_only, "fallback"), start=1):
         entries.append(_entry(i, None, f"fallback #{n}", "fallback", s))
     if not entries and (spare := last_resort(excluded, snapshot)) is not None:
         entries.append(spare)  # it stays in ``excluded`` too: its circuit is open

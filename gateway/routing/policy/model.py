@@ -44,6 +44,11 @@ class Rule:
     retry_on: frozenset[str] = RETRY_ON_DEFAULT
     retries: Retries = Retries()
     source: str = ""  # "file:line", for explain output
+    # The fallback without the deployments already candidates: what a plan tries after them, each once.
+    fallback_only: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fallback_only", tuple(i for i in self.fallback if i not in self.candidates))
 
     def matches(self, f: Features) -> bool:
         for condition in self.match:  # a plain loop: this runs for every rule of every request
