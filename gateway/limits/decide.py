@@ -24,6 +24,9 @@ from dataclasses import replace
 from gateway.limits.model import BucketSpec, BucketState, Budget, Candidate, Reservation, Strategy
 from gateway.values import value
 
+# The per-request paths here compare rather than call min() and max(): in CPython 3.11 each call parses
+# keyword arguments, several times the cost of the comparison.
+
 COOLDOWN = -1  # skip code: the candidate is cooling down; codes > 0 name its first full bucket (1-based)
 
 
@@ -39,7 +42,7 @@ class Decision:
 def need(bucket: BucketSpec) -> float:
     """The level a request needs, and what it takes: its cost, or the whole bucket when the cost exceeds
     the capacity (it is admitted only into a full bucket, which it leaves empty)."""
-    return min(bucket.cost, bucket.capacity)
+    return bucket.cost if bucket.cost <= bucket.capacity else bucket.capacity
 
 
 def reserved(buckets: tuple[BucketSpec, ...]) -> tuple[BucketSpec, ...]:
@@ -52,7 +55,8 @@ def reserved(buckets: tuple[BucketSpec, ...]) -> tuple[BucketSpec, ...]:
 
 
 def wait(bucket: BucketSpec, level: float) -> float:
-    return max(0.0, (need(bucket) - level) / bucket.refill_per_sec)
+    seconds = (need(bucket) - level) / bucket.refill_per_sec
+    return seconds if seconds > 0.0 else 0.0
 
 
 def state(bucket: BucketSpec, level: float) -> BucketState:
@@ -78,30 +82,33 @@ def decide(
     Decision(chosen=None, retry_after=3.0, blocked_by_quota=False, skip_codes=((0, 1),), over_budget=None)
     """
     quota_ok, quota_wait = True, 0.0
-    if quotas:  # this runs for every request, most with no quota: no generators made for nothing
-        quota_ok = all(level(q) >= need(q) for q in quotas)
-        quota_wait = max(wait(q, level(q)) for q in quotas)
+    for q in quotas:  # a loop, no generators: this runs for every request
+        lv = level(q)
+        if lv < need(q):  # else its wait is 0
+            quota_ok = False
+            quota_wait = max(quota_wait, wait(q, lv))
     chosen: int | None = None
     best = -math.inf
     candidate_wait = math.inf
     skips: list[tuple[int, int]] = []
     for index, candidate in enumerate(candidates):
         cooling = cooldown(candidate)
-        pairs = []
-        full = 0  # the first full bucket's position (1-based), found in the loop that reads the levels
-        for pos, b in enumerate(candidate.buckets, 1):
-            lv = level(b)
-            pairs.append((b, lv))
-            if not full and lv < need(b):
+        buckets = candidate.buckets
+        full = 0  # the first full bucket's position (1-based)
+        for pos, b in enumerate(buckets, 1):
+            if level(b) < need(b):
                 full = pos
+                break
+        # Levels are read again only off the usual path (a candidate passed over, or compared): ``level`` is
+        # pure for the length of a decision, and admitting on the first with room reads each bucket once.
         if cooling > 0 or full:
             skips.append((index, COOLDOWN if cooling > 0 else full))
-            candidate_wait = min(candidate_wait, max([cooling, *(wait(b, lv) for b, lv in pairs)]))
+            candidate_wait = min(candidate_wait, max([cooling, *(wait(b, level(b)) for b in buckets)]))
             continue
         if strategy == "first":
             chosen = index
             break
-        headroom = min(((lv - b.cost) / b.capacity for b, lv in pairs), default=math.inf)
+        headroom = min(((level(b) - b.cost) / b.capacity for b in buckets), default=math.inf)
         if chosen is None or headroom > best:
             chosen, best = index, headroom
     if chosen is not None or not candidates:
@@ -141,7 +148,9 @@ def idle_ttl(bucket: BucketSpec, level: float) -> float:
 
     After that it is full again, and a missing bucket reads as full, so expiring it changes nothing.
     """
-    return min(2 * max(0.0, bucket.capacity - level) / bucket.refill_per_sec + TTL_MARGIN_SECONDS, MAX_TTL_SECONDS)
+    empty = bucket.capacity - level
+    ttl = 2 * (empty if empty > 0.0 else 0.0) / bucket.refill_per_sec + TTL_MARGIN_SECONDS
+    return ttl if ttl < MAX_TTL_SECONDS else MAX_TTL_SECONDS
 
 
 def refunds(reservation: Reservation, actual_tokens: int | None) -> list[tuple[BucketSpec, float]]:
@@ -153,8 +162,13 @@ def refunds(reservation: Reservation, actual_tokens: int | None) -> list[tuple[B
     """
     if actual_tokens is None:
         return [(b, b.cost) for b in reservation.buckets if b.cost]
-    used = max(0, actual_tokens)
-    return [(b, max(b.cost - used, -b.capacity)) for b in reservation.buckets if b.kind == "tokens" and b.cost != used]
+    used = actual_tokens if actual_tokens > 0 else 0
+    changes = []
+    for b in reservation.buckets:
+        if b.kind == "tokens" and b.cost != used:
+            back, most = b.cost - used, -b.capacity
+            changes.append((b, back if back > most else most))
+    return changes
 
 
 # Fractions of a budget whose first crossing in a window is reported (once for the whole fleet: the level

@@ -28,7 +28,6 @@ from gateway.limits.decide import (
     budget_take,
     decide,
     idle_ttl,
-    need,
     refunds,
     reserved,
     skipped,
@@ -58,6 +57,18 @@ def _not_cooling(candidate: Candidate) -> float:
     return 0.0
 
 
+def _level(held: dict[str, _Level], now: float, bucket: BucketSpec) -> float:
+    """The bucket's level at ``now`` (negative = debt); a bucket not held, or expired, is full. An admission
+    reads through ``partial(_level, held, now)``: one call per bucket, no bound method or keyword."""
+    capacity = bucket.capacity
+    entry = held.get(bucket.name)
+    if entry is None or entry.expires <= now:
+        return capacity
+    elapsed = now - entry.at
+    level = entry.level + (elapsed if elapsed > 0.0 else 0.0) * bucket.refill_per_sec
+    return level if level < capacity else capacity
+
+
 class LocalLimiter:
     mode = "local"
 
@@ -78,20 +89,7 @@ class LocalLimiter:
         self._cooldowns: dict[str, float] = {}  # "dep:<id>" | "acct:<account>" -> expiry
 
     def level(self, bucket: BucketSpec, now: float | None = None) -> float:
-        return self._reader(self._clock() if now is None else now)(bucket)
-
-    def _reader(self, now: float) -> Callable[[BucketSpec], float]:
-        """Bucket levels at ``now`` (negative = debt; a bucket not held, or expired, is full): one closure for
-        every bucket an admission reads, no bound method and keyword per read."""
-        held = self._buckets
-
-        def level(bucket: BucketSpec) -> float:
-            entry = held.get(bucket.name)
-            if entry is None or entry.expires <= now:
-                return bucket.capacity
-            return min(bucket.capacity, entry.level + max(0.0, now - entry.at) * bucket.refill_per_sec)
-
-        return level
+        return _level(self._buckets, self._clock() if now is None else now, bucket)
 
     async def levels(self, buckets: Sequence[BucketSpec]) -> list[float]:
         """Current levels (negative = debt), for admin views and tests; not part of ``Limiter``."""
@@ -112,7 +110,7 @@ class LocalLimiter:
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
-        level = self._reader(now)
+        level = partial(_level, self._buckets, now)
         decision = decide(
             candidates,
             quotas,
@@ -123,38 +121,47 @@ class LocalLimiter:
             budgets=budgets,
             spent=self.spent,
         )
+        chosen = decision.chosen
         reservation = None
-        took = [0.0] * len(budgets)
-        if decision.chosen is not None:
-            charged = (*candidates[decision.chosen].buckets, *quotas)
-            for bucket in charged:
-                self._store(bucket, level(bucket) - need(bucket), now)
-            cost = candidates[decision.chosen].usd
-            took = [budget_take(self.spent(b), b.cap, cost) for b in budgets]
-            reservation = Reservation(reserved(charged), tuple(zip(budgets, took, strict=True)) if budgets else ())
+        took: list[float] = []
+        if chosen is not None:
+            charged = reserved((*candidates[chosen].buckets, *quotas))
+            for bucket in charged:  # each cost as admission takes it (``need``)
+                self._store(bucket, level(bucket) - bucket.cost, now)
+            if budgets:
+                cost = candidates[chosen].usd
+                took = [budget_take(self.spent(b), b.cap, cost) for b in budgets]
+            reservation = Reservation(charged, tuple(zip(budgets, took, strict=True)) if budgets else ())
+        alerts = self._record_spend(budgets, took) if budgets else ()
+        return Admission(
+            chosen=chosen,
+            retry_after=decision.retry_after,
+            quota=tuple([state(q, level(q)) for q in quotas]) if quotas else (),
+            skipped=skipped(candidates, decision.skip_codes) if decision.skip_codes else (),
+            reservation=reservation,
+            blocked_by_quota=decision.blocked_by_quota,
+            over_budget=decision.over_budget,
+            spent=tuple([self.spent(b) for b in budgets]) if budgets else (),
+            alerts=alerts,
+        )
+
+    def _record_spend(self, budgets: Sequence[Budget], took: list[float]) -> tuple[tuple[int, int, int], ...]:
+        """Add what an admission took to each budget's spend (``took`` is empty when nothing was admitted) and
+        raise its alert level, written together as admit_v6.lua does; the alerts newly reached."""
         alerts = []
-        for j, budget in enumerate(budgets):  # as admit_v6.lua: spend and alert levels written together
-            usd = self.spent(budget) + took[j]
+        for j, budget in enumerate(budgets):
+            taken = took[j] if took else 0.0
+            usd = self.spent(budget) + taken
             reached = alert_level(usd, budget.cap)
             old = self._budgets.get(budget.counter)
             before = 0 if old is None else old.reached
             raised = reached > before
             if raised:
                 alerts.append((j, before, reached))
-            if raised or took[j] > 0:
+            if raised or taken > 0:
                 entry = self._counter(budget)
                 entry.usd, entry.reached = usd, max(entry.reached, reached)
-        return Admission(
-            chosen=decision.chosen,
-            retry_after=decision.retry_after,
-            quota=tuple([state(q, level(q)) for q in quotas]) if quotas else (),
-            skipped=skipped(candidates, decision.skip_codes),
-            reservation=reservation,
-            blocked_by_quota=decision.blocked_by_quota,
-            over_budget=decision.over_budget,
-            spent=tuple([self.spent(b) for b in budgets]) if budgets else (),
-            alerts=tuple(alerts) if alerts else (),
-        )
+        return tuple(alerts)
 
     def spent(self, budget: Budget) -> float:
         """The budget's spend in its window so far (USD, reservations included)."""
@@ -190,9 +197,9 @@ class LocalLimiter:
         if not changes:
             return
         now = self._clock()
-        level = self._reader(now)
+        held = self._buckets
         for bucket, delta in changes:
-            self._store(bucket, min(bucket.capacity, level(bucket) + delta), now)
+            self._store(bucket, _level(held, now, bucket) + delta, now)  # at capacity or over: full
 
     async def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()

@@ -75,7 +75,9 @@ def deployment_buckets(account: Account, deployment: Deployment) -> tuple[Bucket
 
 def quotas(key: VirtualKey, end_user: str | None, tokens: int) -> tuple[BucketSpec, ...]:
     """The caller's own quotas: the key's, and the end user's when the key sets per-user limits."""
-    buckets = _per_minute(f"key:{key.name}", key.limits, tokens)
+    buckets: tuple[BucketSpec, ...] = ()
+    if key.limits.rpm or key.limits.tpm:  # most keys have none: no name made for nothing
+        buckets = _per_minute(f"key:{key.name}", key.limits, tokens)
     if end_user and (key.user_limits.rpm or key.user_limits.tpm):
         buckets += _per_minute(f"user:{key.name}:{end_user_digest(end_user)}", key.user_limits, tokens)
     return buckets
