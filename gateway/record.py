@@ -7,31 +7,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(slots=True)
+@dataclass
 class RequestRecord:
-    """What one request did; filled in as it goes, logged and measured once at the end."""
+    """What one request did; filled in as it goes, logged and measured once at the end.
+
+    Made with what is known on arrival; every other field reads its class default (``init=False``: nothing
+    stored per request) until the request path sets it.
+    """
 
     request_id: str
     endpoint: str
     started: float
     key_name: str | None = None
-    model: str | None = None
-    deployment: str | None = None
-    rule: str | None = None  # "route/rule" when a policy routed the request
-    attempts: int = 0
     stream: bool = False
-    status: int = 0
-    ttft_ms: float | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    error_code: str | None = None
-    tried: list[str] = field(default_factory=list)
-    extra_headers: dict[str, str] = field(default_factory=dict)  # e.g. the caller's x-ratelimit-*
-    tier: str | None = None  # as routing identifies it: the key's, or a trusted key's x-gateway-tier
-    end_user: str | None = None  # as routing identifies it (never logged: the ledger and budgets use it)
-    usage: dict[str, Any] | None = None  # the provider's usage object (OpenAI's shape), priced at the end
-    cost_usd: float | None = None  # what the answer cost (gateway.spend.pricing)
-    cost_estimated: bool = False  # priced from estimated tokens: the provider reported no usage
+    model: str | None = field(default=None, init=False)
+    deployment: str | None = field(default=None, init=False)
+    rule: str | None = field(default=None, init=False)  # "route/rule" when a policy routed the request
+    attempts: int = field(default=0, init=False)
+    status: int = field(default=0, init=False)
+    ttft_ms: float | None = field(default=None, init=False)
+    prompt_tokens: int | None = field(default=None, init=False)
+    completion_tokens: int | None = field(default=None, init=False)
+    error_code: str | None = field(default=None, init=False)
+    tried: list[str] = field(default_factory=list, init=False)
+    extra_headers: dict[str, str] = field(default_factory=dict, init=False)  # e.g. the caller's x-ratelimit-*
+    # As routing identifies them: the key's tier (or a trusted key's x-gateway-tier), and the end user (never
+    # logged: the ledger and budgets use it).
+    tier: str | None = field(default=None, init=False)
+    end_user: str | None = field(default=None, init=False)
+    usage: dict[str, Any] | None = field(default=None, init=False)  # the provider's usage object, priced at the end
+    cost_usd: float | None = field(default=None, init=False)  # what the answer cost (gateway.spend.pricing)
+    cost_estimated: bool = field(default=False, init=False)  # priced from estimated tokens: no usage reported
 
     def as_log(self, latency_ms: float) -> dict[str, Any]:
         return {

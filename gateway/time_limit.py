@@ -20,10 +20,10 @@ class time_limit:  # noqa: N801 (used like asyncio.timeout)
         self._expired = False
 
     def __enter__(self) -> None:
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("time_limit() is used inside a task")
-        loop = task.get_loop()
         self._task = task
         self._cancelling = task.cancelling()
         self._handle = loop.call_at(loop.time() + self._delay, self._expire)

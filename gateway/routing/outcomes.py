@@ -33,8 +33,9 @@ class Recorder:
     def finished(
         self, deployment_id: str, error: UpstreamError | None, elapsed: float, stream: bool, counted: bool = True
     ) -> None:
-        failed = error is not None and failures.counts_against_circuit(error)
-        self._health.finished(deployment_id, ok=not failed, latency_s=elapsed, ttft_s=elapsed if stream else None)
+        ok = error is None or not failures.counts_against_circuit(error)
+        ttft = elapsed if stream else None  # a stream's attempt ends at its first event
+        self._health.finished(deployment_id, ok, elapsed, ttft)
         if counted:
             m = self._metrics
             if error is None:

@@ -17,15 +17,14 @@ The loop does no I/O of its own. Its steps are injected (``routing.steps.Steps``
 - ``watch`` (``routing.outcomes`` too; optional): fallbacks from one deployment to the next, and the trace
   spans of the admission and of each attempt.
 
-The walk also adds up the time the request spent waiting on providers (``Waiting``): the rest of its time
-is the gateway's own, ``gateway_overhead_seconds``.
+The walk also adds up the time the request spent waiting on providers (``Waiting``, when the caller keeps
+one): the rest of its time is the gateway's own, ``gateway_overhead_seconds``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from gateway import failures
@@ -41,11 +40,12 @@ from gateway.routing.select import Plan, PlanEntry
 from gateway.routing.steps import Demand, Prepared, Steps, Waiting
 from gateway.time_limit import time_limit
 from gateway.types import Endpoint
+from gateway.values import value
 
 T = TypeVar("T")
 
 
-@dataclass
+@value
 class Answer(Generic[T]):
     deployment: Deployment
     result: T
@@ -65,8 +65,7 @@ async def walk(
 ) -> Answer[T]:
     """The deployment that answered, ``finish(exchange, deployment)``'s result (the answer read as the caller
     needs it: a JSON body, a stream's first event) and the reservation to settle. The time spent waiting on
-    providers is added to ``waiting``, whatever the outcome."""
-    waiting = Waiting() if waiting is None else waiting
+    providers is added to ``waiting`` (when given), whatever the outcome."""
     errors: list[GatewayError] = []  # what the tries and admissions met, in order
     prepared: dict[str, Prepared] = {}  # the entries checked and usable
     refused: dict[str, GatewayError] = {}  # the entries checked and not usable, with why
@@ -74,15 +73,15 @@ async def walk(
     ask = bounds.asked(body, demand.prompt) if endpoint == "chat" else None
     # A stage is checked and its requests translated when the walk reaches it (most requests never need
     # their fallbacks); what a later stage holds is looked at earlier only when this one is full.
-    check = _Check(steps, deployments, body, endpoint, ask, prepared, refused)
     later = list(plan.entries)  # not checked yet
-    remaining: list[PlanEntry] = []  # the current stage's usable entries
+    # The current stage's usable entries.
+    remaining = _next_stage(later, steps, deployments, body, endpoint, ask, prepared, refused)
     deadline = time.monotonic() + plan.retries.deadline_s
     timeout = plan.retries.attempt_timeout_s
     moving: tuple[str, UpstreamError] | None = None  # the deployment that failed, while the plan moves on
     while remaining or later:
         if not remaining:
-            remaining = check.next_stage(later)
+            remaining = _next_stage(later, steps, deployments, body, endpoint, ask, prepared, refused)
             continue
         stage = remaining[0].stage
         strategy: Strategy = plan.admit_strategy if stage == "candidate" else "first"
@@ -91,16 +90,19 @@ async def walk(
         # waiting, and wait only if none of them turns out usable.
         with steps.watch.admitting(stage, candidates):
             admission = await steps.admit.admit(record, candidates, demand, strategy, not later)
-        following = check.next_stage(later) if admission is None else []
-        if admission is None and not following:  # nothing after this stage can serve: it is the last after all
+        if admission is None:
+            following = _next_stage(later, steps, deployments, body, endpoint, ask, prepared, refused)
+            if following:  # this stage is full; the next usable one may have room
+                remaining = following
+                continue
+            # Nothing after this stage can serve: it is the last after all.
             with steps.watch.admitting(stage, candidates):
                 admission = await steps.admit.admit(record, candidates, demand, strategy, True)
-        if admission is None:  # this stage is full; the next usable one may have room
-            remaining = following
-            continue
-        entry = remaining[admission.chosen or 0]
-        remaining.remove(entry)
-        deployment = deployments[entry.deployment]
+            if admission is None:
+                break
+        chosen = admission.chosen or 0
+        entry = remaining.pop(chosen)
+        deployment = candidates[chosen]
         deployment_id = deployment.id
         if not steps.record.allow(deployment_id, entry.last_resort):  # half-open and its probes are taken
             await steps.admit.give_back(admission.reservation, None)
@@ -142,55 +144,45 @@ async def walk(
     # What every entry of the plan would have said before admission comes first, in the plan's order.
     unchecked = [e for e in plan.entries if e.deployment not in prepared and e.deployment not in refused]
     while unchecked:
-        check.next_stage(unchecked)
+        _next_stage(unchecked, steps, deployments, body, endpoint, ask, prepared, refused)
     unusable = [refused[e.deployment] for e in plan.entries if e.deployment in refused]
     raise final_error(unusable + errors)
 
 
-class _Check:
-    """Plan entries checked against the request (``bounds``) and translated (``Send.prepare``), a stage at a
-    time: the usable ones' requests go to ``prepared``, the others' refusals to ``refused``."""
-
-    __slots__ = ("_steps", "_deployments", "_body", "_endpoint", "_ask", "_prepared", "_refused")
-
-    def __init__(
-        self,
-        steps: Steps,
-        deployments: Mapping[str, Deployment],
-        body: dict[str, Any],
-        endpoint: Endpoint,
-        ask: bounds.Asked | None,
-        prepared: dict[str, Prepared],
-        refused: dict[str, GatewayError],
-    ) -> None:
-        self._steps, self._deployments, self._body, self._endpoint = steps, deployments, body, endpoint
-        self._ask, self._prepared, self._refused = ask, prepared, refused
-
-    def next_stage(self, entries: list[PlanEntry]) -> list[PlanEntry]:
-        """The usable entries of the first stage in ``entries`` that has any (none: ``entries`` ran out);
-        ``entries`` loses the stages looked at."""
-        usable: list[PlanEntry] = []
-        steps, ask, endpoint, body = self._steps, self._ask, self._endpoint, self._body
-        n, stage = 0, None
-        for entry in entries:
-            if entry.stage != stage:
-                if usable:  # the stage before has some
-                    break
-                stage = entry.stage
-            n += 1
-            deployment = self._deployments[entry.deployment]
-            over = None if ask is None else bounds.check(deployment, ask, steps.max_output_tokens)
-            if over is not None:  # before anything is reserved: its reservation could not be consumed
-                self._refused[entry.deployment] = over
-                continue
-            try:
-                self._prepared[entry.deployment] = steps.send.prepare(deployment, body, endpoint)
-            except UnsupportedParameter as e:
-                self._refused[entry.deployment] = e
-                continue
-            usable.append(entry)
-        del entries[:n]
-        return usable
+def _next_stage(
+    entries: list[PlanEntry],
+    steps: Steps,
+    deployments: Mapping[str, Deployment],
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    ask: bounds.Asked | None,
+    prepared: dict[str, Prepared],
+    refused: dict[str, GatewayError],
+) -> list[PlanEntry]:
+    """The usable entries of the first stage in ``entries`` that has any (none: ``entries`` ran out), each
+    checked against the request (``bounds``) and translated (``Send.prepare``): the usable ones' requests go
+    to ``prepared``, the others' refusals to ``refused``. ``entries`` loses the stages looked at."""
+    usable: list[PlanEntry] = []
+    n, stage = 0, None
+    for entry in entries:
+        if entry.stage != stage:
+            if usable:  # the stage before has some
+                break
+            stage = entry.stage
+        n += 1
+        deployment = deployments[entry.deployment]
+        over = None if ask is None else bounds.check(deployment, ask, steps.max_output_tokens)
+        if over is not None:  # before anything is reserved: its reservation could not be consumed
+            refused[entry.deployment] = over
+            continue
+        try:
+            prepared[entry.deployment] = steps.send.prepare(deployment, body, endpoint)
+        except UnsupportedParameter as e:
+            refused[entry.deployment] = e
+            continue
+        usable.append(entry)
+    del entries[:n]
+    return usable
 
 
 async def _attempt(
@@ -201,7 +193,7 @@ async def _attempt(
     timeout: float,
     deadline: float,
     finish: Callable[[Exchange, Deployment], Awaitable[T]],
-    waiting: Waiting,
+    waiting: Waiting | None,
 ) -> T:
     """One try on one deployment, for at most ``timeout`` seconds and never past ``deadline``; its outcome
     goes to ``steps.record``, a failure is raised as an ``UpstreamError`` (the time limit's: ``UpstreamTimeout``)."""
@@ -213,42 +205,31 @@ async def _attempt(
     record.tried.append(deployment_id)
     steps.record.started(deployment_id)
     started = time.monotonic()
+    error: UpstreamError | None = None
+    counted = True
     try:
         with steps.watch.attempt(deployment, record.attempts):
             with time_limit(min(timeout, max(0.0, deadline - started))):
                 exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
                 steps.admit.observe(deployment, exchange.headers)
-                result = await finish(exchange, deployment)
+                return await finish(exchange, deployment)
     except TimeoutError:
         slot.release()
-        timed_out = UpstreamTimeout("the attempt ran past its time limit")
-        _finished(steps, record, deployment_id, started, waiting, timed_out)
-        raise timed_out from None
+        error = UpstreamTimeout("the attempt ran past its time limit")
+        raise error from None
     except UpstreamError as e:
         slot.release()
-        _finished(steps, record, deployment_id, started, waiting, e)
+        error = e
         raise
     except BaseException:  # the client left: not the provider's failure, but no longer in flight
         slot.release()
-        _finished(steps, record, deployment_id, started, waiting, None, counted=False)
+        counted = False
         raise
-    _finished(steps, record, deployment_id, started, waiting, None)
-    return result
-
-
-def _finished(
-    steps: Steps,
-    record: RequestRecord,
-    deployment_id: str,
-    started: float,
-    waiting: Waiting,
-    error: UpstreamError | None,
-    counted: bool = True,
-) -> None:
-    """An attempt's end: its time goes to ``waiting`` and its outcome to ``steps.record``."""
-    elapsed = time.monotonic() - started
-    waiting.seconds += elapsed
-    steps.record.finished(deployment_id, error, elapsed, record.stream, counted=counted)
+    finally:  # the attempt's time goes to ``waiting``, its outcome to ``steps.record``
+        elapsed = time.monotonic() - started
+        if waiting is not None:
+            waiting.seconds += elapsed
+        steps.record.finished(deployment_id, error, elapsed, record.stream, counted)
 
 
 async def _tries(
@@ -260,7 +241,7 @@ async def _tries(
     plan: Plan,
     deadline: float,
     finish: Callable[[Exchange, Deployment], Awaitable[T]],
-    waiting: Waiting,
+    waiting: Waiting | None,
 ) -> T:
     """The same-deployment retries after a first try failed with ``first``; each try's outcome goes to
     ``steps.record``."""
@@ -277,7 +258,8 @@ async def _tries(
 
     async def again() -> T:
         nonlocal no_room, failed_at, last
-        waiting.seconds += time.monotonic() - failed_at
+        if waiting is not None:
+            waiting.seconds += time.monotonic() - failed_at
         if not await steps.admit.another_try(deployment):
             no_room = True  # the provider would count this try too: only with room in its buckets
             raise last

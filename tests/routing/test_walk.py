@@ -25,7 +25,7 @@ from gateway.providers.base import UnsupportedParameter
 from gateway.record import RequestRecord
 from gateway.routing.policy import Retries
 from gateway.routing.select import Plan, PlanEntry, Stage
-from gateway.routing.steps import Demand, Prepared, Steps
+from gateway.routing.steps import Demand, Prepared, Steps, Waiting
 from gateway.routing.walk import walk
 from gateway.types import Endpoint
 
@@ -164,6 +164,14 @@ async def test_a_5xx_is_retried_once_on_the_same_deployment_then_falls_back() ->
     assert result == "b/m:ok" and request.tried == ["a/m", "a/m", "b/m"]
     assert admit.failures == [("a/m", UpstreamStatus)]
     assert [o[1] for o in record.outcomes] == ["UpstreamStatus", "UpstreamStatus", "ok"]
+
+
+async def test_the_tries_and_the_backoff_between_them_go_to_waiting_when_the_caller_keeps_it() -> None:
+    send = FakeSend({"a/m": [UpstreamStatus(503, "busy"), "ok"]})
+    steps = Steps(admit=FakeAdmit(), send=send, record=FakeRecord(), max_output_tokens=4096)
+    request, waiting = RequestRecord("req_1", "/v1/chat/completions", time.perf_counter()), Waiting()
+    answer = await walk(steps, request, plan(("a/m", "candidate")), DEPLOYMENTS, BODY, "chat", DEMAND, finish, waiting)
+    assert answer.result == "a/m:ok" and waiting.seconds >= FAST.backoff_ms / 1000
 
 
 async def test_no_retry_without_room_in_the_providers_request_buckets() -> None:
