@@ -20,7 +20,7 @@ Semantics shared by all of them:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 
@@ -60,3 +60,24 @@ class Limiter(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Immediate(Protocol):
+    """What a limiter that decides in this process (no I/O: ``LocalLimiter``) offers beside ``Limiter``:
+    ``admit`` and ``settle`` as plain calls, which the admission step makes without a coroutine per request.
+    Limiters that wait on a network (Redis) do not offer it."""
+
+    def admit_now(
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
+    ) -> Admission: ...
+
+    def settle_now(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> list[tuple[BucketSpec, float]]:
+        """``settle``; what it gave back per bucket (negative = charged), as ``decide.refunds`` says."""
+        ...

@@ -107,6 +107,16 @@ class LocalLimiter:
         strategy: Strategy = "first",
         budgets: Sequence[Budget] = (),
     ) -> Admission:
+        return self.admit_now(candidates, quotas, strategy, budgets)
+
+    def admit_now(
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
+    ) -> Admission:
+        """``admit`` as a plain call (``base.Immediate``): nothing here waits."""
         now = self._clock()
         if now >= self._next_sweep:
             self._sweep(now)
@@ -185,9 +195,17 @@ class LocalLimiter:
     async def settle(
         self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
     ) -> None:
-        self._apply(refunds(reservation, actual_tokens))
+        self.settle_now(reservation, actual_tokens, actual_cost)
+
+    def settle_now(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> list[tuple[BucketSpec, float]]:
+        """``settle`` as a plain call (``base.Immediate``); what it gave back per bucket (``decide.refunds``)."""
+        changes = refunds(reservation, actual_tokens)
+        self._apply(changes)
         if reservation.budgets:
             self.add_spend(budget_refunds(reservation, actual_tokens, actual_cost))
+        return changes
 
     async def apply(self, changes: Sequence[tuple[BucketSpec, float]]) -> None:
         """Add each delta to its bucket (negative = charge), capped at capacity."""

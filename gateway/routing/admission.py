@@ -31,6 +31,7 @@ from gateway.errors import (
     bounded_seconds,
 )
 from gateway.limits import Limiter, specs
+from gateway.limits.base import Immediate
 from gateway.limits.model import Admission, Budget, Reservation, Strategy
 from gateway.limits.queue import WaitLine
 from gateway.metrics import Metrics
@@ -57,6 +58,8 @@ class Admitter:
     ) -> None:
         self._books = books  # None: no spend is kept (the simulator)
         self._limiter = limiter
+        # A limiter deciding in this process answers with plain calls: no coroutine of its own per request.
+        self._immediate = limiter if isinstance(limiter, Immediate) else None
         self._line = wait_line
         self._accounts = accounts
         self._limits = limits
@@ -95,7 +98,10 @@ class Admitter:
         deadline = time.monotonic() + budget
         try:
             if not self._line.busy(demand.group) or not may_wait:
-                admission = await limiter.admit(candidates, demand.quotas, strategy, budgets)
+                if self._immediate is not None:
+                    admission = self._immediate.admit_now(candidates, demand.quotas, strategy, budgets)
+                else:
+                    admission = await limiter.admit(candidates, demand.quotas, strategy, budgets)
                 if self._settled(record, admission, budget, may_wait, budgets):
                     return admission
                 if not may_wait:
@@ -144,8 +150,13 @@ class Admitter:
 
     async def give_back(self, reservation: Reservation | None, used: int | None) -> None:
         """Settle an attempt that produced no answer: nothing used (None: never sent) costs nothing."""
-        if reservation is not None:
-            await self._limiter.settle(reservation, used, 0.0 if used == 0 else None)
+        if reservation is None:
+            return
+        cost = 0.0 if used == 0 else None
+        if self._immediate is not None:
+            self._immediate.settle_now(reservation, used, cost)
+        else:
+            await self._limiter.settle(reservation, used, cost)
 
     async def failed(self, deployment: Deployment, reservation: Reservation | None, error: UpstreamError) -> None:
         """Give back what the failed attempt did not use; a provider out of room (a 429, Anthropic's 529:

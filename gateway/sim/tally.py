@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.config.model import Deployment
@@ -135,14 +136,18 @@ class Tally:
                 holds = True
         return holds
 
-    def used(self, buckets: tuple[BucketSpec, ...], kept: dict[str, float], at: float) -> None:
+    def used(self, buckets: tuple[BucketSpec, ...], returned: Sequence[tuple[BucketSpec, float]], at: float) -> None:
         """Tokens a settled request used, on each token bucket (registered when it was admitted), in the time
-        bin it was admitted in."""
+        bin it was admitted in: what it held, less what settling gave back (``returned``, by the limiter)."""
         i = int(at / self.bin)
         tallies = self.buckets
         for b in buckets:
             if b.kind == "tokens":
-                tallies[b.name].charged[i] += kept.get(b.name, b.cost)
+                kept = b.cost
+                for r, back in returned:  # a bucket or two: no dict made for them
+                    if r.name == b.name:
+                        kept = b.cost - back
+                tallies[b.name].charged[i] += kept
 
     def full(self, deployment: str, now: float) -> None:
         d = self.deployments[deployment]

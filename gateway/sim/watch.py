@@ -14,7 +14,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from gateway.errors import UpstreamError
-from gateway.limits.decide import refunds
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.routing.outcomes import Recorder
@@ -41,7 +40,16 @@ class WatchedLimiter:
         strategy: Strategy = "first",
         budgets: Sequence[Budget] = (),
     ) -> Admission:
-        admission = await self.inner.admit(candidates, quotas, strategy, budgets)
+        return self.admit_now(candidates, quotas, strategy, budgets)
+
+    def admit_now(
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
+    ) -> Admission:
+        admission = self.inner.admit_now(candidates, quotas, strategy, budgets)
         now = self._clock()
         trace = CURRENT.get(None)
         for deployment, why in admission.skipped:
@@ -59,20 +67,25 @@ class WatchedLimiter:
                 trace.admitted = now
         return admission
 
-    # Settling and cooling down are noted as they are asked for, and the inner limiter's own coroutine is what
-    # the caller awaits (rather than one more of ours around it).
-
-    def settle(
+    async def settle(
         self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
-    ) -> Coroutine[Any, Any, None]:
+    ) -> None:
+        self.settle_now(reservation, actual_tokens, actual_cost)
+
+    def settle_now(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> list[tuple[BucketSpec, float]]:
+        returned = self.inner.settle_now(reservation, actual_tokens, actual_cost)
         held = self._held.pop(id(reservation), None)
         at = held[1] if held is not None else self._clock()
         if actual_tokens is None:  # never reached the provider: its request counts come back too
             self.tally.requested(reservation.buckets, at, -1.0)
-        else:  # what the limiter keeps of the reservation, once settled: the usage (bounded as it bounds it)
-            kept = {b.name: b.cost - delta for b, delta in refunds(reservation, actual_tokens)}
-            self.tally.used(reservation.buckets, kept, at)
-        return self.inner.settle(reservation, actual_tokens, actual_cost)
+        else:  # what the limiter kept of the reservation: the usage, bounded as it bounds it
+            self.tally.used(reservation.buckets, returned, at)
+        return returned
+
+    # Cooling down is noted as it is asked for, and the inner limiter's own coroutine is what the caller awaits
+    # (rather than one more of ours around it).
 
     def cooldown(
         self, deployment_id: str, account: str | None, seconds: float, drain: Sequence[BucketSpec] = ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.limits.base import Immediate
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import BucketSpec, Candidate
 
@@ -60,3 +61,15 @@ def test_invalid_buckets_are_rejected() -> None:
         BucketSpec("x", capacity=10, refill_per_sec=0, cost=1, kind="requests")
     with pytest.raises(ValueError):
         BucketSpec("x", capacity=0, refill_per_sec=1, cost=1, kind="requests")
+
+
+def test_plain_calls_decide_and_settle_as_the_coroutines_do(clock: Clock) -> None:
+    """``base.Immediate``: what the admission step calls without a coroutine; settling says what it gave back."""
+    limiter = LocalLimiter(clock)
+    assert isinstance(limiter, Immediate)
+    spec = BucketSpec("dep:a/m:tpm", capacity=10, refill_per_sec=2, cost=6, kind="tokens")
+    admission = limiter.admit_now([Candidate("a/m", "a", (spec,))], [])
+    assert admission.chosen == 0 and admission.reservation is not None
+    assert limiter.level(spec) == 4.0
+    assert limiter.settle_now(admission.reservation, 2) == [(spec, 4.0)]
+    assert limiter.level(spec) == 8.0
