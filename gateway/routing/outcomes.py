@@ -5,7 +5,7 @@ when tracing is on, the spans of the admission and of each attempt."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from gateway import failures
@@ -13,19 +13,17 @@ from gateway.config.model import Deployment
 from gateway.errors import UpstreamError
 from gateway.metrics import Metrics
 from gateway.routing.health import Health
+from gateway.routing.steps import Spans
 
 if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is configured
     from gateway.tracing import Tracer
 
-_NOTHING: AbstractContextManager[object] = nullcontext()  # no span: tracing is off
 
-
-# The classes of a failed attempt, in the order a failure answering to several is named by.
 class Recorder:
     def __init__(self, health: Health, metrics: Metrics, tracer: Tracer | None = None) -> None:
         self._health = health
         self._metrics = metrics
-        self._tracer = tracer
+        self._spans = None if tracer is None else _Spans(tracer)
         # The circuit's own answers, not wrapped (each is called once per attempt).
         self.allow = health.allow
         self.started = health.started
@@ -49,12 +47,20 @@ class Recorder:
         m = self._metrics
         m.counter(m.fallbacks, route, source, target, failures.failure_class(error)).inc()
 
+    def spans(self) -> Spans | None:
+        if self._spans is None or not self._spans.tracer.traced():
+            return None
+        return self._spans
+
+
+class _Spans:
+    """A traced request's admission and attempt spans (``Tracer.admission``, ``Tracer.attempt``)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
     def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
-        if self._tracer is None or not self._tracer.traced():
-            return _NOTHING
-        return self._tracer.admission(stage, [d.id for d in candidates])
+        return self.tracer.admission(stage, [d.id for d in candidates])
 
     def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
-        if self._tracer is None or not self._tracer.traced():
-            return _NOTHING
-        return self._tracer.attempt(deployment, number, failures.failure_class)
+        return self.tracer.attempt(deployment, number, failures.failure_class)

@@ -6,7 +6,7 @@ real steps; tests and the simulator wire their own.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,35 +100,26 @@ class Record(Protocol):
     ) -> None: ...
 
 
+class Spans(Protocol):
+    """The trace spans of a traced request's admissions and attempts."""
+
+    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
+        """Around one admission."""
+        ...
+
+    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
+        """Around one try, from its send to the answer in hand (current while it runs)."""
+        ...
+
+
 class Watch(Protocol):
     def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
         """The plan moved on from ``source``, which failed with ``error``, to ``target``."""
         ...
 
-    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
-        """Around one admission (a trace span, when the request is traced)."""
+    def spans(self) -> Spans | None:
+        """The current request's spans; None when it is not traced (asked once a request)."""
         ...
-
-    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
-        """Around one try, from its send to the answer in hand (a trace span, current while it runs)."""
-        ...
-
-
-class _Unwatched:
-    """The watch of walks nobody observes (tests of the loop, the simulator)."""
-
-    def fell_back(self, route: str, source: str, target: str, error: UpstreamError) -> None:
-        pass
-
-    def admitting(self, stage: str, candidates: Sequence[Deployment]) -> AbstractContextManager[object]:
-        return _NOTHING
-
-    def attempt(self, deployment: Deployment, number: int) -> AbstractContextManager[object]:
-        return _NOTHING
-
-
-_NOTHING: AbstractContextManager[object] = nullcontext()
-UNWATCHED: Watch = _Unwatched()
 
 
 @dataclass(frozen=True)
@@ -137,4 +128,4 @@ class Steps:
     send: Send
     record: Record
     max_output_tokens: int  # limits.max_output_tokens: the output bound of a deployment that states none
-    watch: Watch = UNWATCHED
+    watch: Watch | None = None  # None: nothing watches (tests of the loop, the simulator)

@@ -24,7 +24,8 @@ one): the rest of its time is the gateway's own, ``gateway_overhead_seconds``.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Generic, TypeVar
 
 from gateway import failures
@@ -37,7 +38,7 @@ from gateway.record import RequestRecord
 from gateway.retries import tried_again
 from gateway.routing import bounds
 from gateway.routing.select import Plan, PlanEntry
-from gateway.routing.steps import Demand, Prepared, Steps, Waiting
+from gateway.routing.steps import Demand, Prepared, Spans, Steps, Waiting
 from gateway.time_limit import time_limit
 from gateway.types import Endpoint
 from gateway.values import value
@@ -79,6 +80,8 @@ async def walk(
     deadline = time.monotonic() + plan.retries.deadline_s
     timeout = plan.retries.attempt_timeout_s
     moving: tuple[str, UpstreamError] | None = None  # the deployment that failed, while the plan moves on
+    watch = steps.watch
+    spans = None if watch is None else watch.spans()  # asked once: whether the request is traced does not change
     while remaining or later:
         if not remaining:
             remaining = _next_stage(later, steps, deployments, body, endpoint, ask, prepared, refused)
@@ -88,18 +91,19 @@ async def walk(
         candidates = [deployments[e.deployment] for e in remaining]
         # Only the last stage that can serve waits in line for room: while later ones are unchecked, ask without
         # waiting, and wait only if none of them turns out usable.
-        with steps.watch.admitting(stage, candidates):
+        if spans is None:
             admission = await steps.admit.admit(record, candidates, demand, strategy, not later)
+        else:
+            with spans.admitting(stage, candidates):
+                admission = await steps.admit.admit(record, candidates, demand, strategy, not later)
         if admission is None:
+            if not later:  # it was allowed to wait
+                break
             following = _next_stage(later, steps, deployments, body, endpoint, ask, prepared, refused)
             if following:  # this stage is full; the next usable one may have room
                 remaining = following
-                continue
-            # Nothing after this stage can serve: it is the last after all.
-            with steps.watch.admitting(stage, candidates):
-                admission = await steps.admit.admit(record, candidates, demand, strategy, True)
-            if admission is None:
-                break
+            # else nothing after this stage can serve: it is the last after all, and asks again, waiting
+            continue
         chosen = admission.chosen or 0
         entry = remaining.pop(chosen)
         deployment = candidates[chosen]
@@ -108,14 +112,14 @@ async def walk(
             await steps.admit.give_back(admission.reservation, None)
             errors.append(ServiceUnavailable(f"{deployment_id} is recovering; its probe requests are taken"))
             continue
-        if moving is not None and moving[0] != deployment_id:
-            steps.watch.fell_back(plan.route, moving[0], deployment_id, moving[1])
+        if moving is not None and moving[0] != deployment_id and watch is not None:
+            watch.fell_back(plan.route, moving[0], deployment_id, moving[1])
         moving = None
         # The first try is awaited directly (most requests need one): each coroutine between the task and
         # the provider is resumed on every wake-up, and retries need closures the first try does not.
         try:
             result = await _attempt(
-                steps, record, deployment, prepared[deployment_id], timeout, deadline, finish, waiting
+                steps, spans, record, deployment, prepared[deployment_id], timeout, deadline, finish, waiting
             )
         except UpstreamError as e:
             error: UpstreamError | None = e
@@ -124,7 +128,7 @@ async def walk(
         if error is not None and plan.retries.same_deployment > 0:
             try:
                 result = await _tries(
-                    error, steps, record, deployment, prepared[deployment_id], plan, deadline, finish, waiting
+                    error, steps, spans, record, deployment, prepared[deployment_id], plan, deadline, finish, waiting
                 )
                 error = None
             except UpstreamError as e:
@@ -187,6 +191,7 @@ def _next_stage(
 
 async def _attempt(
     steps: Steps,
+    spans: Spans | None,
     record: RequestRecord,
     deployment: Deployment,
     prepared: Prepared,
@@ -208,11 +213,16 @@ async def _attempt(
     error: UpstreamError | None = None
     counted = True
     try:
-        with steps.watch.attempt(deployment, record.attempts):
-            with time_limit(min(timeout, max(0.0, deadline - started))):
-                exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
-                steps.admit.observe(deployment, exchange.headers)
-                return await finish(exchange, deployment)
+        left = deadline - started
+        if left < timeout:  # the request's deadline comes first (compared, not min(): see gateway.limits.decide)
+            timeout = left if left > 0.0 else 0.0
+        limit: AbstractContextManager[None] = time_limit(timeout)
+        if spans is not None:  # a traced request: the try's span sees what its time limit makes of it
+            limit = _within(spans.attempt(deployment, record.attempts), limit)
+        with limit:
+            exchange = await steps.send.send(deployment, prepared, slot, record.request_id)
+            steps.admit.observe(deployment, exchange.headers)
+            return await finish(exchange, deployment)
     except TimeoutError:
         slot.release()
         error = UpstreamTimeout("the attempt ran past its time limit")
@@ -232,9 +242,16 @@ async def _attempt(
         steps.record.finished(deployment_id, error, elapsed, record.stream, counted)
 
 
+@contextmanager
+def _within(outer: AbstractContextManager[object], inner: AbstractContextManager[None]) -> Iterator[None]:
+    with outer, inner:
+        yield
+
+
 async def _tries(
     first: UpstreamError,
     steps: Steps,
+    spans: Spans | None,
     record: RequestRecord,
     deployment: Deployment,
     prepared: Prepared,
@@ -265,7 +282,7 @@ async def _tries(
             raise last
         try:
             return await _attempt(
-                steps, record, deployment, prepared, retries.attempt_timeout_s, deadline, finish, waiting
+                steps, spans, record, deployment, prepared, retries.attempt_timeout_s, deadline, finish, waiting
             )
         except UpstreamError as e:
             failed_at, last = time.monotonic(), e
