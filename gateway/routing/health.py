@@ -157,7 +157,8 @@ class Health:
             return self._last
         for name, d in stale.items():
             states[name] = self._state(d, now)
-            expires = min(expires, d.view_until)
+            if d.view_until < expires:  # not min(): this runs on every request
+                expires = d.view_until
         self._expires, self._stale, self._last = expires, {}, Snapshot(states)
         return self._last
 
@@ -177,7 +178,7 @@ class Health:
 
     def finished(self, deployment: str, ok: bool, latency_s: float, ttft_s: float | None) -> None:
         now, d = self._clock(), self._get(deployment)
-        d.inflight, d.view, self._stale[deployment] = max(0, d.inflight - 1), None, d
+        d.inflight, d.view, self._stale[deployment] = d.inflight - 1 if d.inflight > 0 else 0, None, d
         if self._advance(d, now) == "half_open":  # a probe's outcome
             if ok:
                 self._close(d)

@@ -77,9 +77,10 @@ def direct_plan(found: tuple[Deployment, ...], policy: Policy, snapshot: Snapsho
                 PlanEntry(
                     d.id,
                     None,
-                    f"serves {model!r} (#{n + 1} in config order)",
+                    "serves {!r} (#{} in config order)",
                     "candidate",
                     state.circuit == "half_open",
+                    why_args=(model, n + 1),
                 )
             )
     if not entries and (spare := last_resort(excluded, snapshot)) is not None:

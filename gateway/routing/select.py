@@ -38,12 +38,31 @@ ExclusionKind = Literal[
 
 @value
 class PlanEntry:
+    """One deployment of a plan. Its explanation, ``why``, is kept as a ``str.format`` template and its
+    arguments and rendered when read (as ``logging`` renders a record's message): every request gets a plan,
+    while only explain, the admin API, logs and traces read why."""
+
     deployment: str
     score: float | None  # what the strategy ranked by: USD, headroom, ms or weight; None for priority
-    why: str
+    why_template: str  # plain text when there are no ``why_args``
     stage: Stage
     probe: bool = False  # circuit half-open: this attempt tests whether it has recovered
     last_resort: bool = False  # every circuit is open: tried anyway, once, as a probe
+    why_args: tuple[Any, ...] = ()
+
+    @property
+    def why(self) -> str:
+        return self.why_template.format(*self.why_args) if self.why_args else self.why_template
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "score": self.score,
+            "why": self.why,
+            "stage": self.stage,
+            "probe": self.probe,
+            "last_resort": self.last_resort,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +99,7 @@ class Plan:
             "rule": self.rule,
             "strategy": self.strategy,
             "admit_strategy": self.admit_strategy,
-            "entries": [asdict(e) for e in self.entries],
+            "entries": [e.to_json() for e in self.entries],
             "excluded": [asdict(x) for x in self.excluded],
             "retry_on": sorted(self.retry_on),
             "retries": asdict(self.retries),
@@ -126,29 +145,30 @@ def _exclusion(
     return None
 
 
-# A strategy's view of one candidate: (sort key, score, explanation).
-Ranked = tuple[tuple[float, ...], float | None, str]
+# A strategy's view of one candidate: (sort key, score, explanation as a template and its arguments).
+Ranked = tuple[tuple[float, ...], float | None, str, tuple[Any, ...]]
 Ranker = Callable[[Deployment, DeploymentState, Features], Ranked]
 
 
 def _cheapest(d: Deployment, s: DeploymentState, f: Features) -> Ranked:
     cost = estimated_cost(d, f)
     if cost is None:
-        return (1.0, 0.0), None, "price unknown"
-    return (0.0, cost), cost, f"est. ${cost:.6f}"
+        return (1.0, 0.0), None, "price unknown", ()
+    return (0.0, cost), cost, "est. ${:.6f}", (cost,)
 
 
 def _least_loaded(d: Deployment, s: DeploymentState, f: Features) -> Ranked:
-    headroom = 1.0 if s.headroom is None else s.headroom  # no bucket known: nothing used up
-    shown = "unknown" if s.headroom is None else f"{s.headroom:.2f}"
-    return (-headroom, float(s.inflight)), headroom, f"headroom {shown}, {s.inflight} in flight"
+    key = float(s.inflight)
+    if s.headroom is None:  # no bucket known: nothing used up
+        return (-1.0, key), 1.0, "headroom unknown, {} in flight", (s.inflight,)
+    return (-s.headroom, key), s.headroom, "headroom {:.2f}, {} in flight", (s.headroom, s.inflight)
 
 
 def _lowest_latency(d: Deployment, s: DeploymentState, f: Features) -> Ranked:
     value, name = (s.ttft_ms, "ttft") if f.stream else (s.latency_ms, "latency")
     if value is None:
-        return (1.0, 0.0), None, f"{name} unknown"
-    return (0.0, value), value, f"{name} {value:.0f} ms"
+        return (1.0, 0.0), None, "{} unknown", (name,)
+    return (0.0, value), value, "{} {:.0f} ms", (name, value)
 
 
 _RANKERS: dict[str, Ranker] = {
@@ -160,10 +180,31 @@ _RANKERS: dict[str, Ranker] = {
 Usable = tuple[str, Deployment, DeploymentState]
 
 
+# What filtering reads, the same for every deployment of a plan: the features, their total tokens, the
+# rule, whether the key may use the whole route, the deployments' states and the deployments.
+Facts = tuple[Features, int, Rule, bool, Mapping[str, DeploymentState], Mapping[str, Deployment]]
+
+
+def _usable(ids: tuple[str, ...], stage: Stage, facts: Facts, excluded: list[Excluded]) -> list[Usable]:
+    """The deployments of ``ids`` that may serve the request, with their states; the others go to ``excluded``."""
+    f, total, rule, grants_all, states, deployments = facts
+    kept: list[Usable] = []
+    for i in ids:
+        d = deployments.get(i)
+        state = states.get(i, UNKNOWN)  # snapshot.state(i)
+        why = _exclusion(d, f, total, rule, state, grants_all)
+        if why is not None:
+            excluded.append(Excluded(i, why[1], why[0], stage))
+        elif d is not None:
+            kept.append((i, d, state))
+    return kept
+
+
 def _order(rule: Rule, usable: list[Usable], f: Features, rng: random.Random) -> list[PlanEntry]:
     if rule.strategy == "priority":
         return [
-            _entry(i, None, f"priority: listed #{rule.candidates.index(i) + 1}", "candidate", s) for i, _, s in usable
+            _entry(i, None, "candidate", s, "priority: listed #{}", (rule.candidates.index(i) + 1,))
+            for i, _, s in usable
         ]
     if rule.strategy == "weighted":
         # Weighted sampling without replacement: each key is u ** (1 / w), highest first (Efraimidis-Spirakis).
@@ -173,27 +214,30 @@ def _order(rule: Rule, usable: list[Usable], f: Features, rng: random.Random) ->
         order = sorted(range(len(usable)), key=lambda n: -keys[n])
         total = sum(weights)
         return [
-            _entry(usable[n][0], weights[n], f"weighted: {weights[n]:g} of {total:g}", "candidate", usable[n][2])
+            _entry(usable[n][0], weights[n], "candidate", usable[n][2], "weighted: {:g} of {:g}", (weights[n], total))
             for n in order
         ]
     primary = _RANKERS[rule.strategy]
     tie = _RANKERS[rule.tie_breaker] if rule.tie_breaker is not None else None
+    named, tie_named = f"{rule.strategy}: ", f"; ties by {rule.tie_breaker}: "
     ranked = []
     for position, (i, d, s) in enumerate(usable):
-        key, score, why = primary(d, s, f)
-        why = f"{rule.strategy}: {why}"
+        key, score, why, args = primary(d, s, f)
+        why = named + why
         if tie is not None:
-            tie_key, _, tie_why = tie(d, s, f)
-            key, why = key + tie_key, f"{why}; ties by {rule.tie_breaker}: {tie_why}"
-        ranked.append((key + (float(position),), i, score, why, s))
+            tie_key, _, tie_why, tie_args = tie(d, s, f)
+            key, why, args = key + tie_key, why + tie_named + tie_why, args + tie_args
+        ranked.append((key + (float(position),), i, score, why, args, s))
     ranked.sort(key=lambda r: r[0])
-    return [_entry(i, score, why, "candidate", s) for _, i, score, why, s in ranked]
+    return [_entry(i, score, "candidate", s, why, args) for _, i, score, why, args, s in ranked]
 
 
-def _entry(deployment: str, score: float | None, why: str, stage: Stage, s: DeploymentState) -> PlanEntry:
+def _entry(
+    deployment: str, score: float | None, stage: Stage, s: DeploymentState, why: str, args: tuple[Any, ...]
+) -> PlanEntry:
     if s.circuit == "half_open":
-        return PlanEntry(deployment, score, f"{why} (circuit half-open: probe)", stage, probe=True)
-    return PlanEntry(deployment, score, why, stage)
+        return PlanEntry(deployment, score, why + " (circuit half-open: probe)", stage, True, False, args)
+    return PlanEntry(deployment, score, why, stage, False, False, args)
 
 
 def last_resort(excluded: Sequence[Excluded], snapshot: Snapshot) -> PlanEntry | None:
@@ -209,8 +253,8 @@ def last_resort(excluded: Sequence[Excluded], snapshot: Snapshot) -> PlanEntry |
         return None
     best = min(shut, key=lambda x: (snapshot.state(x.deployment).retry_in, snapshot.state(x.deployment).error_rate))
     s = snapshot.state(best.deployment)
-    why = f"last resort: every circuit is open, this one half-opens soonest (in {s.retry_in:.1f}s)"
-    return PlanEntry(best.deployment, s.retry_in, why, best.stage, last_resort=True)
+    why = "last resort: every circuit is open, this one half-opens soonest (in {:.1f}s)"
+    return PlanEntry(best.deployment, s.retry_in, why, best.stage, last_resort=True, why_args=(s.retry_in,))
 
 
 def _no_rule(policy: Policy, route: Route, f: Features) -> Plan:
@@ -250,23 +294,10 @@ def plan(
     # "*", the route's name or the name the client sent grant the whole route; otherwise each deployment.
     grants_all = "*" in allowed or route.name in allowed or features.model in allowed
     excluded: list[Excluded] = []
-    states, total = snapshot.deployments, features.total_tokens
-
-    def usable(ids: tuple[str, ...], stage: Stage) -> list[Usable]:
-        kept: list[Usable] = []
-        for i in ids:
-            d = deployments.get(i)
-            state = states.get(i, UNKNOWN)  # snapshot.state(i)
-            why = _exclusion(d, features, total, rule, state, grants_all)
-            if why is not None:
-                excluded.append(Excluded(i, why[1], why[0], stage))
-            elif d is not None:
-                kept.append((i, d, state))
-        return kept
-
-    entries = _order(rule, usable(rule.candidates, "candidate"), features, rng)
-    for n, (i, _, s) in enumerate(usable(rule.fallback_only, "fallback"), start=1):
-        entries.append(_entry(i, None, f"fallback #{n}", "fallback", s))
+    facts = (features, features.total_tokens, rule, grants_all, snapshot.deployments, deployments)
+    entries = _order(rule, _usable(rule.candidates, "candidate", facts, excluded), features, rng)
+    for n, (i, _, s) in enumerate(_usable(rule.fallback_only, "fallback", facts, excluded), start=1):
+        entries.append(_entry(i, None, "fallback", s, "fallback #{}", (n,)))
     if not entries and (spare := last_resort(excluded, snapshot)) is not None:
         entries.append(spare)  # it stays in ``excluded`` too: its circuit is open
     return Plan(

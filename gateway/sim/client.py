@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from itertools import accumulate
@@ -61,22 +62,26 @@ class Draw:
 
     def __init__(self, workload: Workload, default_output: int, rng: random.Random) -> None:
         self._workload, self._rng, self._default_output = workload, rng, default_output
+        # The last edge is infinite: the last class (tier) takes whatever the shares' rounding leaves.
         self._classes = workload.classes
-        self._class_edges = list(accumulate(c.share for c in workload.classes))
+        self._class_edges = [*accumulate(c.share for c in workload.classes)][:-1] + [math.inf]
         self._tiers = [t for t, _ in workload.tiers]
-        self._tier_edges = list(accumulate(s for _, s in workload.tiers))
+        self._tier_edges = [*accumulate(s for _, s in workload.tiers)][:-1] + [math.inf]
 
     def __call__(self) -> Workflow:
         rng = self._rng
-        cls = self._classes[min(bisect.bisect(self._class_edges, rng.random()), len(self._classes) - 1)]
-        tier = self._tiers[min(bisect.bisect(self._tier_edges, rng.random()), len(self._tiers) - 1)]
+        cls = self._classes[bisect.bisect(self._class_edges, rng.random())]
+        tier = self._tiers[bisect.bisect(self._tier_edges, rng.random())]
         users = self._workload.end_users
         user = f"user-{rng.randrange(users)}" if users else None
         cap = cls.max_tokens or self._default_output
         calls = []
         for i in range(cls.calls):
-            prompt = max(1, round(cls.prompt_tokens.sample(rng)))
-            output = max(1, min(cap, round(cls.output_tokens.sample(rng))))
+            # Compared, not max()/min() (3.11 parses their keywords on every call): at least one token, at most cap.
+            prompt = round(cls.prompt_tokens.sample(rng))
+            prompt = prompt if prompt > 1 else 1
+            output = round(cls.output_tokens.sample(rng))
+            output = 1 if output < 1 else output if output < cap else cap
             stream = cls.stream > 0 and rng.random() < cls.stream
             think = cls.think.sample(rng) if i else 0.0
             calls.append(Call(prompt, output, cap, stream, think))

@@ -324,4 +324,5 @@ def test_the_plan_carries_retry_settings_and_renders_as_json(tmp_path: Path) -> 
             "last_resort": False,
         }
     ]
+    assert list(doc["entries"][0]) == ["deployment", "score", "why", "stage", "probe", "last_resort"]
     assert doc["policy_version"] == p.policy_version and len(p.policy_version) == 12
