@@ -66,7 +66,8 @@ class Limiter(Protocol):
 class Immediate(Protocol):
     """What a limiter that decides in this process (no I/O: ``LocalLimiter``) offers beside ``Limiter``:
     ``admit`` and ``settle`` as plain calls, which the admission step makes without a coroutine per request.
-    Limiters that wait on a network (Redis) do not offer it."""
+    Limiters that wait on a network (Redis) do not offer it. One that subclasses this gets ``Limiter``'s
+    ``admit`` and ``settle`` from the plain calls."""
 
     def admit_now(
         self,
@@ -81,3 +82,17 @@ class Immediate(Protocol):
     ) -> list[tuple[BucketSpec, float]]:
         """``settle``; what it gave back per bucket (negative = charged), as ``decide.refunds`` says."""
         ...
+
+    async def admit(
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy = "first",
+        budgets: Sequence[Budget] = (),
+    ) -> Admission:
+        return self.admit_now(candidates, quotas, strategy, budgets)
+
+    async def settle(
+        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
+    ) -> None:
+        self.settle_now(reservation, actual_tokens, actual_cost)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from gateway.errors import bounded_seconds
+from gateway.limits.base import Immediate
 from gateway.limits.decide import (
     MAX_COOLDOWN_SECONDS,
     alert_level,
@@ -69,7 +70,7 @@ def _level(held: dict[str, _Level], now: float, bucket: BucketSpec) -> float:
     return level if level < capacity else capacity
 
 
-class LocalLimiter:
+class LocalLimiter(Immediate):
     mode = "local"
 
     def __init__(
@@ -99,15 +100,6 @@ class LocalLimiter:
     def __len__(self) -> int:
         """Buckets and cooldowns held in memory (for eviction tests)."""
         return len(self._buckets) + len(self._cooldowns)
-
-    async def admit(
-        self,
-        candidates: Sequence[Candidate],
-        quotas: Sequence[BucketSpec],
-        strategy: Strategy = "first",
-        budgets: Sequence[Budget] = (),
-    ) -> Admission:
-        return self.admit_now(candidates, quotas, strategy, budgets)
 
     def admit_now(
         self,
@@ -191,11 +183,6 @@ class LocalLimiter:
     def forget_spend(self) -> None:
         """Drop every budget counter (the degraded mode's local shares, once Redis holds the spend again)."""
         self._budgets.clear()
-
-    async def settle(
-        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
-    ) -> None:
-        self.settle_now(reservation, actual_tokens, actual_cost)
 
     def settle_now(
         self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from gateway.errors import UpstreamError
+from gateway.limits.base import Immediate
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.routing.outcomes import Recorder
@@ -21,7 +22,7 @@ from gateway.sim.tally import Tally
 from gateway.sim.trace import CURRENT
 
 
-class WatchedLimiter:
+class WatchedLimiter(Immediate):
     mode = "local"
 
     def __init__(self, clock: Callable[[], float], tally: Tally) -> None:
@@ -32,15 +33,6 @@ class WatchedLimiter:
         # unwatched: the inner limiter's own
         self.cooldowns, self.correct = self.inner.cooldowns, self.inner.correct
         self.start, self.close = self.inner.start, self.inner.close
-
-    async def admit(
-        self,
-        candidates: Sequence[Candidate],
-        quotas: Sequence[BucketSpec],
-        strategy: Strategy = "first",
-        budgets: Sequence[Budget] = (),
-    ) -> Admission:
-        return self.admit_now(candidates, quotas, strategy, budgets)
 
     def admit_now(
         self,
@@ -66,11 +58,6 @@ class WatchedLimiter:
             if trace is not None and trace.admitted < 0:
                 trace.admitted = now
         return admission
-
-    async def settle(
-        self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
-    ) -> None:
-        self.settle_now(reservation, actual_tokens, actual_cost)
 
     def settle_now(
         self, reservation: Reservation, actual_tokens: int | None, actual_cost: float | None = None
