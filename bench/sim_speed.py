@@ -8,10 +8,12 @@ second (the traffic is served, not refused), the plan's cost-routing policy and 
     .venv/bin/python bench/sim_speed.py --json             # one JSON line, for tests
     .venv/bin/python bench/sim_speed.py --seconds 60 --repeat 2   # the faster of two runs
 
-It prints the wall time, the CPU time (what the run itself used: on a shared machine, load inflates the wall
-time more than this, but this too), the requests simulated, the CPU time per request and, for scale, a Python
-loop yardstick (10 million additions, the mean of one run before and one after). With ``--repeat``, the
-figures are the run with the least CPU time per request: another process's load only ever slows a run.
+It runs what `make` built: the modules gateway/compiled.py lists, compiled by mypyc (``GATEWAY_PURE_PYTHON=1``
+runs the Python sources instead; the output's ``code`` says which ran). It prints the wall time, the CPU time
+(what the run itself used: on a shared machine, load inflates the wall time more than this, but this too), the
+requests simulated, the CPU time per request and, for scale, a Python loop yardstick (10 million additions, the
+mean of one run before and one after). With ``--repeat``, the figures are the run with the least CPU time per
+request: another process's load only ever slows a run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if __name__ == "__main__":  # run as a script: import the gateway package, not b
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.yardstick import yardstick  # noqa: E402
+from gateway import compiled  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.config.model import Account, Limits, Settings  # noqa: E402
 from gateway.providers import REGISTRY  # noqa: E402
@@ -78,6 +81,7 @@ def main() -> int:
         "answered": answered,
         "cpu_us_per_request": round(result.cpu / result.requests * 1e6, 1),
         "yardstick_s": round((before + after) / 2, 3),
+        "code": compiled.status,  # the mypyc build or the Python sources (gateway/compiled.py)
     }
     if args.json:
         print(json.dumps(figures))

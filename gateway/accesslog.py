@@ -15,7 +15,8 @@ same writer.
 Lifecycle events are lines with a stable ``event`` field (``msg`` stays human), written whether or not
 access lines are on, so log queries can rely on them (``{...} | json | event="circuit_opened"``):
 
-    start              info     a worker is ready: pid, host, port, workers, limiter, policy, tracing
+    start              info     a worker is ready: pid, host, port, workers, limiter, policy, tracing, code
+                                (compiled or pure Python, and why: gateway.compiled)
     policy_reloaded    info     reason (file change, SIGHUP, admin), from, to (policy versions)
     policy_rejected    error    reason, errors (file:line), serving (the version kept)
     limiter_degraded   warning  Redis failed: limits run on local shares (error)

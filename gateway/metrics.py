@@ -10,13 +10,12 @@ from __future__ import annotations
 import glob
 import os
 from bisect import bisect_left
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-
-W = TypeVar("W")
+from prometheus_client.values import MutexValue
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 # The gateway's own time is a fraction of a millisecond when all is well; the upper buckets catch starved CPU,
@@ -28,27 +27,33 @@ class Counted:
     """One labelled counter, counted as ``Counter.inc`` counts it, straight into its value: prometheus_client
     checks on every call that the metric is a labelled child and looks for exemplars, three calls deep, which
     the request path's counters (made by ``Metrics.counter``) need not repeat. Tests hold it to the public
-    API's output (tests/observability/test_metrics_fast.py)."""
+    API's output (tests/observability/test_metrics_fast.py).
 
-    __slots__ = ("_value",)
+    In one process the value is a float behind a lock. Only the event loop's thread writes the request path's
+    counters, and the scrape that reads them runs there too, so the float is added to without the lock; the
+    values of several workers (files) keep their own ``inc``."""
 
-    def __init__(self, child: Counter) -> None:
-        self._value = child._value
+    def __init__(self, value: Any) -> None:
+        self._value = value
+        self._direct = type(value) is MutexValue
 
     def inc(self, amount: float = 1) -> None:
         if amount < 0:
             raise ValueError("Counters can only be incremented by non-negative amounts.")
-        self._value.inc(amount)
+        if self._direct:
+            self._value._value += amount
+        else:
+            self._value.inc(amount)
 
 
 class Observed:
     """One labelled histogram, observed as ``Histogram.observe`` observes (see ``Counted``): the sum, and the
     one bucket the amount falls in, found by bisection over the bounds instead of a loop."""
 
-    __slots__ = ("_sum", "_buckets", "_bounds")
-
-    def __init__(self, child: Histogram) -> None:
-        self._sum, self._buckets, self._bounds = child._sum, child._buckets, child._upper_bounds
+    def __init__(self, total: Any, buckets: Sequence[Any], bounds: Sequence[float]) -> None:
+        self._sum = Counted(total)
+        self._buckets = tuple(Counted(bucket) for bucket in buckets)
+        self._bounds = tuple(bounds)
 
     def observe(self, amount: float) -> None:
         self._sum.inc(amount)
@@ -58,7 +63,8 @@ class Observed:
 class Metrics:
     def __init__(self) -> None:
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # see counter()
+        self._counted: dict[tuple[int, tuple[str, ...]], Counted] = {}  # see counter()
+        self._observed: dict[tuple[int, tuple[str, ...]], Observed] = {}
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "gateway_requests_total",
@@ -214,16 +220,18 @@ class Metrics:
         """``metric.labels(*values)``, remembered, to count on the request path. Label values are bounded by
         design, so the label sets are few; prometheus_client's own lookup (a lock, every value converted)
         costs about a microsecond, and the request path makes several a request."""
-        found: Counted = self._children.get((id(metric), values)) or self._remember(metric, values, Counted)
+        found = self._counted.get((id(metric), values))
+        if found is None:
+            found = self._counted[(id(metric), values)] = Counted(metric.labels(*values)._value)
         return found
 
     def histogram(self, metric: Histogram, *values: str) -> Observed:
         """``metric.labels(*values)``, remembered, to observe on the request path (see ``counter``)."""
-        found: Observed = self._children.get((id(metric), values)) or self._remember(metric, values, Observed)
-        return found
-
-    def _remember(self, metric: Any, values: tuple[str, ...], wrap: Callable[[Any], W]) -> W:
-        found = self._children[(id(metric), values)] = wrap(metric.labels(*values))
+        found = self._observed.get((id(metric), values))
+        if found is None:
+            child = metric.labels(*values)
+            found = Observed(child._sum, child._buckets, child._upper_bounds)
+            self._observed[(id(metric), values)] = found
         return found
 
     def render(self) -> bytes:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway import accesslog
+from gateway import accesslog, compiled
 from gateway.auth import KeyRing
 from gateway.config.model import Deployment, Settings
 from gateway.limits import Limiter, LocalLimiter, ResilientLimiter, WorkerShare, build_limiter, specs
@@ -199,6 +199,7 @@ class Runtime:
             policy=self.policies.current.version,
             tracing=self.tracer is not None,
             sample_ratio=self.settings.observability.tracing.sample_ratio,
+            code=compiled.status,
         )
 
     def spawn(self, work: Any) -> None:

@@ -21,7 +21,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -39,7 +39,7 @@ _REPLY_PRIMING = 3
 _IMAGE_TOKENS = 85  # a low-detail image's flat price
 _IMAGE_TYPES = ("image_url", "input_image")
 # Both names set the answer's cap; OpenAI's newer one wins when both are sent.
-OUTPUT_PARAMS = ("max_completion_tokens", "max_tokens")
+OUTPUT_PARAMS: Final = ("max_completion_tokens", "max_tokens")
 
 
 def _text_bytes(value: Any) -> int:

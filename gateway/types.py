@@ -7,9 +7,8 @@ reports for one answer; ``Batches`` a stream's events as they arrive, those that
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Literal
-
-from gateway.values import value
+from dataclasses import dataclass
+from typing import Final, Literal
 
 Endpoint = Literal["chat", "embeddings"]
 Mode = Literal["chat", "embedding"]
@@ -23,12 +22,16 @@ def mode_of(endpoint: Endpoint) -> Mode:
     return "chat" if endpoint == "chat" else "embedding"
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Usage:
     """Tokens of one answer, as the provider counted them."""
 
-    prompt: int
-    completion: int
+    prompt: Final[int]
+    completion: Final[int]
+
+    def __init__(self, prompt: int, completion: int) -> None:
+        self.prompt = prompt
+        self.completion = completion
 
     @property
     def total(self) -> int:

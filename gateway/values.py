@@ -1,12 +1,16 @@
-"""``@value``: a frozen dataclass to the type checker, four times cheaper to make at run time.
+"""Values made per request: frozen to the type checker, native when compiled; ``@value`` for a generic one.
 
-A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (its own ``__setattr__``
-refuses), about 0.4 µs for five fields against 0.1 µs for plain slot assignment. The request path makes about
-twenty values per request (plan entries, candidates, the admission, the features...), which the simulator
-multiplies by a million an hour. So the values made per request are declared with ``@value``: mypy --strict
-(part of ``scripts/check``) treats them as frozen, so no assignment to a field type-checks anywhere in the
-code, while at run time they are slotted dataclasses that hash like frozen ones (``unsafe_hash``: by field
-values). Values made rarely (configuration, policies) stay ``@dataclass(frozen=True)``.
+The values made per request (plan entries, candidates, the admission, the features...) are declared so that
+mypyc (gateway/compiled.py) makes them native classes: ``@dataclass(init=False, unsafe_hash=True)`` with
+``Final`` fields and an ``__init__`` written out. mypy --strict then refuses any assignment to a field outside
+``__init__``, compiled code reads and sets the fields in C (a dataclass-generated ``__init__`` would run as
+Python, and mypyc makes a class with any other decorator an ordinary Python class), and they compare and hash
+by field values.
+
+``Final`` cannot depend on a type variable, so a generic value (``walk.Answer``) takes ``@value`` instead: at
+run time a slotted dataclass that hashes like a frozen one (``unsafe_hash``), not frozen itself, whose
+``__init__`` assigns slots (a frozen dataclass's goes through ``object.__setattr__``, four times slower).
+Values made rarely (configuration, policies) stay ``@dataclass(frozen=True)``.
 """
 
 from __future__ import annotations

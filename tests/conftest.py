@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from harness import UPSTREAM_KEY, GatewayProcess, config_text, free_port, start_gateway
 
+from gateway import tokens
 from gateway.fake.testing import FakeUpstream
 
 pytest_plugins = ["redis_fixtures"]
@@ -42,3 +43,12 @@ def fresh_fakes(fake: FakeUpstream, fake2: FakeUpstream) -> Iterator[tuple[FakeU
     yield fake, fake2
     fake.reset()
     fake2.reset()
+
+
+@pytest.fixture
+def fresh_encoding() -> Iterator[None]:
+    tokens.encoding.cache_clear()
+    tokens._start_loading.cache_clear()  # a process loads the encoding once: start each test from none
+    yield
+    tokens.encoding.cache_clear()
+    tokens._start_loading.cache_clear()

@@ -20,6 +20,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
+BUILD = Path("build", "mypyc")
 # Variables that would turn the demo into a real deployment.
 PROVIDER_VARS = (
     "OPENAI_API_KEY",
@@ -44,6 +45,10 @@ def fresh_copy(destination: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target, follow_symlinks=False)
     (destination / ".venv").symlink_to(VENV)  # what `make run` would have created there
+    # And the compiled modules it would have built (a minute or two of `make compiled`): the copy's sources are
+    # this checkout's, so its build matches them (gateway.compiled checks).
+    if (ROOT / BUILD).is_dir():
+        shutil.copytree(ROOT / BUILD, destination / BUILD, symlinks=True)
     return destination
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,15 +38,6 @@ def test_the_estimate_leans_high_and_frames_like_the_exact_count() -> None:
 def test_what_the_answers_may_take(body: dict[str, object], asked: tuple[str, int] | None, total: int) -> None:
     assert tokens.requested_output(body) == asked
     assert tokens.output_tokens(body, 1024) == total
-
-
-@pytest.fixture
-def fresh_encoding() -> Iterator[None]:
-    tokens.encoding.cache_clear()
-    tokens._start_loading.cache_clear()  # a process loads the encoding once: start each test from none
-    yield
-    tokens.encoding.cache_clear()
-    tokens._start_loading.cache_clear()
 
 
 def test_no_encoding_file_means_no_counting(

@@ -1,4 +1,4 @@
-"""``@value``: frozen to the type checker, equal and hashable by fields at run time."""
+"""Values (gateway/values.py): frozen to the type checker, equal and hashable by fields at run time."""
 
 from __future__ import annotations
 
@@ -20,4 +20,4 @@ def test_assigning_a_field_does_not_type_check(tmp_path: Path) -> None:
     source = tmp_path / "assigns.py"
     source.write_text("from gateway.types import Usage\nu = Usage(1, 2)\nu.prompt = 3\n")
     out, _, status = api.run(["--strict", "--no-incremental", "--follow-imports=silent", str(source)])
-    assert status == 1 and 'Property "prompt" defined in "Usage" is read-only' in out, out
+    assert status == 1 and 'Cannot assign to final attribute "prompt"' in out, out

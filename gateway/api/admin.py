@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from functools import wraps
 from typing import Any
 
@@ -49,7 +50,7 @@ def _deployment(d: Deployment) -> dict[str, Any]:
 
 def _budgets(budget: BudgetCaps, user_budget: BudgetCaps) -> dict[str, Any]:
     """A key's spend caps, where it has any."""
-    shown = {"budget": vars(budget), "user_budget": vars(user_budget)}
+    shown = {"budget": asdict(budget), "user_budget": asdict(user_budget)}
     return {name: caps for name, caps in shown.items() if any(v is not None for v in caps.values())}
 
 
@@ -64,7 +65,7 @@ def effective_config(rt: Runtime) -> dict[str, Any]:
             "port": s.server.port,
             "workers": s.server.workers,
             "max_body_bytes": s.server.max_body_bytes,
-            "timeouts": vars(s.server.timeouts),
+            "timeouts": asdict(s.server.timeouts),
             "shutdown_grace_seconds": s.server.shutdown_grace_seconds,
             "drain_delay_seconds": s.server.drain_delay_seconds,
         },
@@ -85,7 +86,7 @@ def effective_config(rt: Runtime) -> dict[str, Any]:
             {"name": k.name, "tier": k.tier, "models": sorted(k.models)} | _budgets(k.budget, k.user_budget)
             for k in s.keys
         ],
-        "budgets": {"tiers": {tier: vars(caps) for tier, caps in s.budgets.tiers.items()}},
+        "budgets": {"tiers": {tier: asdict(caps) for tier, caps in s.budgets.tiers.items()}},
         "draining": rt.draining,
     }
 

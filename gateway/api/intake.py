@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from gateway.config.model import LimitSettings
+from gateway.config.model import MAX_N
 from gateway.errors import ForbiddenField, InvalidRequest, PayloadTooLarge
 from gateway.tokens import whole_number
 from gateway.types import Endpoint
@@ -177,7 +177,7 @@ def require_model(body: dict[str, Any]) -> str:
     return model
 
 
-def check_chat(body: dict[str, Any], max_n: int = LimitSettings.max_n) -> str:
+def check_chat(body: dict[str, Any], max_n: int = MAX_N) -> str:
     model = require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

@@ -47,7 +47,7 @@ def config_path(cli_path: str | None, env: Mapping[str, str]) -> str | None:
 
 
 def load_settings(
-    path: str | None, env: Mapping[str, str] | None = None, *, kinds: Mapping[str, ProviderFacts]
+    path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None, *, kinds: Mapping[str, ProviderFacts]
 ) -> Settings:
     """Load and validate against the provider ``kinds`` there are (``gateway.providers.REGISTRY``); raises
     ConfigError listing every problem, each prefixed with the file."""
@@ -58,8 +58,9 @@ def load_settings(
         if doc["demo"]:
             env.setdefault(DEMO_UPSTREAM_KEY_ENV, DEMO_UPSTREAM_KEY)
     else:
-        source, base_dir = path, os.path.dirname(os.path.abspath(path))
-        doc = read_yaml(path)
+        source = os.fspath(path)  # a str field: the compiled Settings checks its fields' types
+        base_dir = os.path.dirname(os.path.abspath(source))
+        doc = read_yaml(source)
     errors: list[str] = []
     doc = interpolate(doc, env, "", errors)
     settings, more = build_settings(doc, source=source, env=env, base_dir=base_dir, registry=kinds)

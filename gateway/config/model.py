@@ -29,7 +29,8 @@ class Secret:
     def __repr__(self) -> str:
         return "Secret('********')"
 
-    __str__ = __repr__
+    def __str__(self) -> str:  # not ``__str__ = __repr__``: a compiled (native) class cannot alias its methods
+        return self.__repr__()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Secret) and other._value == self._value
@@ -205,16 +206,25 @@ class CircuitSettings:
     ewma_alpha: float = 0.2
 
 
+# Defaults that request-path code takes as its parameters' defaults too. Module constants, not reads of the
+# class's defaults: the compiled build (gateway/compiled.py) makes these classes native, whose class
+# attributes are field descriptors rather than defaults.
+DEFAULT_OUTPUT_TOKENS = 1024
+MAX_N = 16
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
 @dataclass(frozen=True)
 class LimitSettings:
     queue_timeout_seconds: float = 1.0  # wait this long for provider capacity before answering 429
-    default_output_tokens: int = 1024  # reserved for the answer when a request sets no max_tokens
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS  # reserved for the answer when a request sets no max_tokens
     redis_deadline_ms: float = 50.0  # no request waits longer than this on Redis
     fail_mode: str = "closed"  # quotas while Redis is unreachable: closed (503) or open (ignored)
     key_prefix: str = "llmgw"
-    max_n: int = 16  # a chat request asking for more choices than this is refused (400)
+    max_n: int = MAX_N  # a chat request asking for more choices than this is refused (400)
     max_output_tokens: int = 32_768  # max_tokens ceiling for a deployment whose own output limit is unknown
-    max_retry_after_seconds: float = 300.0  # any Retry-After or cooldown, a provider's or our own, is capped
+    # any Retry-After or cooldown, a provider's or our own, is capped
+    max_retry_after_seconds: float = MAX_RETRY_AFTER_SECONDS
 
 
 @dataclass(frozen=True)

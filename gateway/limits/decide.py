@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Final
 
 from gateway.limits.model import BucketSpec, BucketState, Budget, Candidate, Reservation, Strategy
-from gateway.values import value
 
 # The per-request paths here compare rather than call min() and max(): in CPython 3.11 each call parses
 # keyword arguments, several times the cost of the comparison.
@@ -30,13 +30,27 @@ from gateway.values import value
 COOLDOWN = -1  # skip code: the candidate is cooling down; codes > 0 name its first full bucket (1-based)
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Decision:
-    chosen: int | None
-    retry_after: float
-    blocked_by_quota: bool
-    skip_codes: tuple[tuple[int, int], ...]  # (candidate index, COOLDOWN | 1-based position of a full bucket)
-    over_budget: int | None = None  # index of the first budget without room; nothing may be charged
+    chosen: Final[int | None]
+    retry_after: Final[float]
+    blocked_by_quota: Final[bool]
+    skip_codes: Final[tuple[tuple[int, int], ...]]  # (candidate index, COOLDOWN | 1-based position of a full bucket)
+    over_budget: Final[int | None]  # index of the first budget without room; nothing may be charged
+
+    def __init__(
+        self,
+        chosen: int | None,
+        retry_after: float,
+        blocked_by_quota: bool,
+        skip_codes: tuple[tuple[int, int], ...],
+        over_budget: int | None = None,
+    ) -> None:
+        self.chosen = chosen
+        self.retry_after = retry_after
+        self.blocked_by_quota = blocked_by_quota
+        self.skip_codes = skip_codes
+        self.over_budget = over_budget
 
 
 def need(bucket: BucketSpec) -> float:
@@ -124,8 +138,9 @@ def decide(
     return Decision(chosen, 0.0 if chosen is not None else candidate_wait, False, tuple(skips))
 
 
-def skipped(candidates: Sequence[Candidate], codes: Sequence[tuple[int, int]]) -> tuple[tuple[str, str], ...]:
-    """Skip codes as (candidate id, reason): ("a/m", "cooldown"), ("a/m", "full: acct:a:tpm")."""
+def skipped(candidates: Sequence[Candidate], codes: Sequence[Sequence[int]]) -> tuple[tuple[str, str], ...]:
+    """Skip codes as (candidate id, reason): ("a/m", "cooldown"), ("a/m", "full: acct:a:tpm"). The codes are
+    (index, code) pairs: tuples from ``decide``, two-element lists from the Redis scripts' replies."""
     if not codes:
         return ()
     return tuple(
@@ -134,10 +149,10 @@ def skipped(candidates: Sequence[Candidate], codes: Sequence[tuple[int, int]]) -
     )
 
 
-TTL_MARGIN_SECONDS = 10.0  # the Lua scripts use the same margin
+TTL_MARGIN_SECONDS: Final = 10.0  # the Lua scripts use the same margin
 # No bucket key outlives this, whatever its level (the Lua scripts use the same cap): a TTL computed
 # from a level that something drove absurdly low must still be a number Redis accepts.
-MAX_TTL_SECONDS = 3600.0
+MAX_TTL_SECONDS: Final = 3600.0
 # Cooldowns longer than this are cut to it, in every implementation (callers cap lower, from config).
 MAX_COOLDOWN_SECONDS = 3600.0
 

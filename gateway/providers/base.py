@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.config.model import Account, Deployment, LimitSettings, Secret
+from gateway.config.model import MAX_RETRY_AFTER_SECONDS, Account, Deployment, Secret
 from gateway.errors import InvalidRequest, UpstreamError, UpstreamStatus
 from gateway.sse import SSEDecoder
 from gateway.types import Endpoint, Usage
@@ -71,7 +71,7 @@ class ErrorReader(Protocol):
         body: bytes,
         headers: Mapping[str, str],
         secrets: Sequence[str] = (),
-        max_retry_after: float = LimitSettings.max_retry_after_seconds,
+        max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
     ) -> UpstreamStatus: ...
 
 

@@ -10,11 +10,11 @@ import email.utils
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from gateway.config.model import Account, Deployment, LimitSettings, Secret
+from gateway.config.model import MAX_RETRY_AFTER_SECONDS, Account, Deployment, Secret
 from gateway.errors import UpstreamError, UpstreamProtocol, UpstreamStatus, bounded_seconds, redact
 from gateway.providers.base import Param, Provider, UnsupportedParameter, asks_nothing
 from gateway.types import Endpoint
@@ -64,7 +64,7 @@ EMBEDDING_PARAMS: tuple[str, ...] = ("dimensions", "encoding_format", "input", "
 # OpenAI platform features that other providers' OpenAI-compatible endpoints do not take: stored
 # completions, predicted outputs, audio, built-in tools, prompt caching keys and the legacy
 # function-calling fields (each adapter adds its own on top).
-OPENAI_ONLY = (
+OPENAI_ONLY: tuple[str, ...] = (
     "audio",
     "modalities",
     "prediction",
@@ -187,7 +187,7 @@ def from_error(
     body: bytes,
     headers: Mapping[str, str],
     secrets: Sequence[str] = (),
-    max_retry_after: float = LimitSettings.max_retry_after_seconds,
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
 ) -> UpstreamStatus:
     """Pure: an OpenAI-style error answer -> UpstreamStatus. Everything taken from it is redacted of every
     configured secret and anything key-shaped (providers echo the credential they refused); the code and
@@ -232,7 +232,7 @@ def stream_error(payload: bytes) -> UpstreamError | None:
 
 
 # (kind, header): the names spelled out once, as every answer is read for them
-_REMAINING = (("requests", "x-ratelimit-remaining-requests"), ("tokens", "x-ratelimit-remaining-tokens"))
+_REMAINING: Final = (("requests", "x-ratelimit-remaining-requests"), ("tokens", "x-ratelimit-remaining-tokens"))
 
 
 def rate_limits(headers: Mapping[str, str]) -> dict[str, float]:

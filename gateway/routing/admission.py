@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from gateway import failures
 from gateway.config.model import Account, Deployment, LimitSettings
@@ -42,7 +42,7 @@ from gateway.spend.books import Books
 from gateway.spend.pricing import max_cost
 
 DEFAULT_COOLDOWN = 5.0  # seconds, when a provider's 429 names no Retry-After
-LOW = 0.1  # a provider's remaining capacity under this share of our bucket corrects the bucket
+LOW: Final = 0.1  # a provider's remaining capacity under this share of our bucket corrects the bucket
 
 
 class Admitter:

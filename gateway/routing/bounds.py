@@ -16,20 +16,24 @@ after reserving (and, on the way, locking other tenants out of the account).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from gateway import tokens
 from gateway.config.model import Deployment
 from gateway.errors import InvalidRequest
-from gateway.values import value
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Asked:
     """What a request asks of any deployment, read once per request."""
 
-    output: tuple[str, int] | None  # (parameter name, value) of the answer's cap, when the client set one
-    prompt: int  # prompt tokens as routing counted them (exact for long prompts)
+    output: Final[tuple[str, int] | None]  # (parameter name, value) of the answer's cap, when the client set one
+    prompt: Final[int]  # prompt tokens as routing counted them (exact for long prompts)
+
+    def __init__(self, output: tuple[str, int] | None, prompt: int) -> None:
+        self.output = output
+        self.prompt = prompt
 
 
 def asked(body: Mapping[str, Any], prompt: int) -> Asked:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
-from gateway.config.model import Deployment, LimitSettings, VirtualKey
+from gateway.config.model import DEFAULT_OUTPUT_TOKENS, Deployment, VirtualKey
 from gateway.errors import GatewayError
 from gateway.routing.decision import decide
 from gateway.routing.features import features_from, refine
@@ -43,7 +43,7 @@ def explain(
     key: VirtualKey = ADMIN_VIEW,
     headers: Mapping[str, str] | None = None,
     endpoint: Endpoint = "chat",
-    default_output: int = LimitSettings.default_output_tokens,
+    default_output: int = DEFAULT_OUTPUT_TOKENS,
     seed: str = "explain",
     budget_used: float = 0.0,
 ) -> dict[str, Any]:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import field
-from typing import Any
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
 
 from gateway import tokens
-from gateway.config.model import LimitSettings, VirtualKey
+from gateway.config.model import DEFAULT_OUTPUT_TOKENS, VirtualKey
 from gateway.types import Endpoint
-from gateway.values import value
 
 TIER_HEADER = "x-gateway-tier"
 END_USER_HEADER = "x-gateway-end-user"
@@ -39,24 +39,61 @@ TAGS_HEADER = "x-gateway-tags"
 NEAR = 0.2
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Features:
-    model: str  # as the client sent it (a route, an alias or a plain model name)
-    endpoint: Endpoint
-    key_name: str
-    tier: str
-    end_user: str | None
-    task: str | None
-    tags: frozenset[str]
-    prompt_tokens: int
-    prompt_exact: bool
-    max_tokens: int | None  # the answer's cap the client set (one choice)
-    output_tokens: int  # what the answers may take: n x (max_tokens, else limits.default_output_tokens)
-    capabilities: frozenset[str]
-    stream: bool
-    allowed: frozenset[str]  # the key's allowed models: "*", model names, deployment ids, route names
-    budget_used: float = 0.0  # the highest share spent of the budgets the request touches
-    body: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # for exact counting
+    model: Final[str]  # as the client sent it (a route, an alias or a plain model name)
+    endpoint: Final[Endpoint]
+    key_name: Final[str]
+    tier: Final[str]
+    end_user: Final[str | None]
+    task: Final[str | None]
+    tags: Final[frozenset[str]]
+    prompt_tokens: Final[int]
+    prompt_exact: Final[bool]
+    max_tokens: Final[int | None]  # the answer's cap the client set (one choice)
+    output_tokens: Final[int]  # what the answers may take: n x (max_tokens, else limits.default_output_tokens)
+    capabilities: Final[frozenset[str]]
+    stream: Final[bool]
+    allowed: Final[frozenset[str]]  # the key's allowed models: "*", model names, deployment ids, route names
+    budget_used: Final[float]  # the highest share spent of the budgets the request touches
+    # For exact counting; not compared or shown. Not Final: a Final field cannot take field()'s options.
+    body: Mapping[str, Any] = field(compare=False, repr=False)
+
+    def __init__(
+        self,
+        model: str,
+        endpoint: Endpoint,
+        key_name: str,
+        tier: str,
+        end_user: str | None,
+        task: str | None,
+        tags: frozenset[str],
+        prompt_tokens: int,
+        prompt_exact: bool,
+        max_tokens: int | None,
+        output_tokens: int,
+        capabilities: frozenset[str],
+        stream: bool,
+        allowed: frozenset[str],
+        budget_used: float = 0.0,
+        body: Mapping[str, Any] = MappingProxyType({}),
+    ) -> None:
+        self.model = model
+        self.endpoint = endpoint
+        self.key_name = key_name
+        self.tier = tier
+        self.end_user = end_user
+        self.task = task
+        self.tags = tags
+        self.prompt_tokens = prompt_tokens
+        self.prompt_exact = prompt_exact
+        self.max_tokens = max_tokens
+        self.output_tokens = output_tokens
+        self.capabilities = capabilities
+        self.stream = stream
+        self.allowed = allowed
+        self.budget_used = budget_used
+        self.body = body
 
     @property
     def total_tokens(self) -> int:
@@ -130,7 +167,7 @@ def features_from(
     headers: Mapping[str, str],
     endpoint: Endpoint,
     trusted: bool,
-    default_output: int = LimitSettings.default_output_tokens,
+    default_output: int = DEFAULT_OUTPUT_TOKENS,
     budget_used: float = 0.0,
     who: tuple[str, str | None] | None = None,
 ) -> Features:

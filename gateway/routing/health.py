@@ -27,13 +27,13 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from gateway.config.model import CircuitSettings
 from gateway.routing.snapshot import Circuit, DeploymentState, Snapshot
 
 Event = Literal["open", "close"]
-VIEW_TTL = 1.0  # seconds a cached DeploymentState may lag the window's decay (it is rebuilt on any change)
+VIEW_TTL: Final = 1.0  # seconds a cached DeploymentState may lag the window's decay (it is rebuilt on any change)
 
 
 @dataclass(slots=True)

@@ -21,14 +21,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from gateway.config.model import Deployment
 from gateway.limits.model import Strategy as AdmitStrategy
 from gateway.routing.features import Features
 from gateway.routing.policy import Policy, Retries, Route, Rule, Strategy
 from gateway.routing.snapshot import UNKNOWN, DeploymentState, Snapshot
-from gateway.values import value
 
 Stage = Literal["candidate", "fallback"]
 ExclusionKind = Literal[
@@ -36,19 +35,37 @@ ExclusionKind = Literal[
 ]
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class PlanEntry:
     """One deployment of a plan. Its explanation, ``why``, is kept as a ``str.format`` template and its
     arguments and rendered when read (as ``logging`` renders a record's message): every request gets a plan,
     while only explain, the admin API, logs and traces read why."""
 
-    deployment: str
-    score: float | None  # what the strategy ranked by: USD, headroom, ms or weight; None for priority
-    why_template: str  # plain text when there are no ``why_args``
-    stage: Stage
-    probe: bool = False  # circuit half-open: this attempt tests whether it has recovered
-    last_resort: bool = False  # every circuit is open: tried anyway, once, as a probe
-    why_args: tuple[Any, ...] = ()
+    deployment: Final[str]
+    score: Final[float | None]  # what the strategy ranked by: USD, headroom, ms or weight; None for priority
+    why_template: Final[str]  # plain text when there are no ``why_args``
+    stage: Final[Stage]
+    probe: Final[bool]  # circuit half-open: this attempt tests whether it has recovered
+    last_resort: Final[bool]  # every circuit is open: tried anyway, once, as a probe
+    why_args: Final[tuple[Any, ...]]
+
+    def __init__(
+        self,
+        deployment: str,
+        score: float | None,
+        why_template: str,
+        stage: Stage,
+        probe: bool = False,
+        last_resort: bool = False,
+        why_args: tuple[Any, ...] = (),
+    ) -> None:
+        self.deployment = deployment
+        self.score = score
+        self.why_template = why_template
+        self.stage = stage
+        self.probe = probe
+        self.last_resort = last_resort
+        self.why_args = why_args
 
     @property
     def why(self) -> str:
@@ -73,19 +90,45 @@ class Excluded:
     stage: Stage = "candidate"
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Plan:
-    route: str
-    rule: str | None  # None: no rule matched (``reason`` says so)
-    strategy: Strategy | None
-    entries: tuple[PlanEntry, ...]
-    excluded: tuple[Excluded, ...]
-    retry_on: frozenset[str]
-    retries: Retries
-    admit_strategy: AdmitStrategy  # least-loaded asks the limiter to re-check headroom atomically
-    policy_version: str = ""
-    reason: str | None = None  # why the plan is empty
-    direct: bool = False  # a plain model name's deployments, not a policy route
+    route: Final[str]
+    rule: Final[str | None]  # None: no rule matched (``reason`` says so)
+    strategy: Final[Strategy | None]
+    entries: Final[tuple[PlanEntry, ...]]
+    excluded: Final[tuple[Excluded, ...]]
+    retry_on: Final[frozenset[str]]
+    retries: Final[Retries]
+    admit_strategy: Final[AdmitStrategy]  # least-loaded asks the limiter to re-check headroom atomically
+    policy_version: Final[str]
+    reason: Final[str | None]  # why the plan is empty
+    direct: Final[bool]  # a plain model name's deployments, not a policy route
+
+    def __init__(
+        self,
+        route: str,
+        rule: str | None,
+        strategy: Strategy | None,
+        entries: tuple[PlanEntry, ...],
+        excluded: tuple[Excluded, ...],
+        retry_on: frozenset[str],
+        retries: Retries,
+        admit_strategy: AdmitStrategy,
+        policy_version: str = "",
+        reason: str | None = None,
+        direct: bool = False,
+    ) -> None:
+        self.route = route
+        self.rule = rule
+        self.strategy = strategy
+        self.entries = entries
+        self.excluded = excluded
+        self.retry_on = retry_on
+        self.retries = retries
+        self.admit_strategy = admit_strategy
+        self.policy_version = policy_version
+        self.reason = reason
+        self.direct = direct
 
     @property
     def deployments(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gateway.config.model import Deployment
 from gateway.errors import UpstreamError
@@ -16,17 +16,22 @@ from gateway.exchange import Exchange, Slot
 from gateway.limits.model import Admission, BucketSpec, Reservation, Strategy
 from gateway.record import RequestRecord
 from gateway.types import Endpoint
-from gateway.values import value
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Demand:
     """What a request asks of the limiter: estimated tokens and the caller's quota buckets."""
 
-    tokens: int
-    quotas: tuple[BucketSpec, ...]
-    group: str  # requests that wait for capacity line up per group (the requested model)
-    prompt: int  # the prompt part of ``tokens``
+    tokens: Final[int]
+    quotas: Final[tuple[BucketSpec, ...]]
+    group: Final[str]  # requests that wait for capacity line up per group (the requested model)
+    prompt: Final[int]  # the prompt part of ``tokens``
+
+    def __init__(self, tokens: int, quotas: tuple[BucketSpec, ...], group: str, prompt: int) -> None:
+        self.tokens = tokens
+        self.quotas = quotas
+        self.group = group
+        self.prompt = prompt
 
 
 @dataclass(slots=True)

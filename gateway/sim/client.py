@@ -19,14 +19,15 @@ import dataclasses
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, Final
 
 from gateway.api.proxy import demand
 from gateway.config.model import Deployment, Settings, VirtualKey
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
-from gateway.limits.base import Limiter
+from gateway.limits.base import Immediate
 from gateway.record import RequestRecord
 from gateway.routing.decision import decide
 from gateway.routing.features import TAGS_HEADER, TASK_HEADER, TIER_HEADER, Features, features_from
@@ -39,21 +40,28 @@ from gateway.sim.providers import ModelledExchange
 from gateway.sim.tally import Tally, cost_usd
 from gateway.sim.trace import CURRENT, Call, Trace
 from gateway.sim.workload import RequestClass, Workload
-from gateway.values import value
 
-PATH = "/v1/chat/completions"
+PATH: Final = "/v1/chat/completions"
 Template = tuple[VirtualKey, list[Any], dict[str, Any]]  # a request's key, feature values and body
 Templates = tuple[Template, Template]  # as JSON, as a stream: indexed by ``stream``
 _FEATURES = tuple(f.name for f in dataclasses.fields(Features))  # in the constructor's order
-_PROMPT, _PROMPT_EXACT, _END_USER = (_FEATURES.index(n) for n in ("prompt_tokens", "prompt_exact", "end_user"))
+_PROMPT: Final = _FEATURES.index("prompt_tokens")
+_PROMPT_EXACT: Final = _FEATURES.index("prompt_exact")
+_END_USER: Final = _FEATURES.index("end_user")
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Workflow:
-    cls: RequestClass
-    tier: str
-    user: str | None
-    calls: tuple[Call, ...]
+    cls: Final[RequestClass]
+    tier: Final[str]
+    user: Final[str | None]
+    calls: Final[tuple[Call, ...]]
+
+    def __init__(self, cls: RequestClass, tier: str, user: str | None, calls: tuple[Call, ...]) -> None:
+        self.cls = cls
+        self.tier = tier
+        self.user = user
+        self.calls = calls
 
 
 class Draw:
@@ -101,7 +109,7 @@ class Client:
         policy: Policy,
         workload: Workload,
         steps: Steps,
-        limiter: Limiter,
+        limiter: Immediate,  # in-process (the watched LocalLimiter): settled as a plain call
         health: Health,
         tally: Tally,
         rng: random.Random,
@@ -196,7 +204,7 @@ class Client:
             usage = exchange.usage
             spent = cost_usd(answer.deployment, usage)
             if answer.reservation is not None:
-                await self._limiter.settle(answer.reservation, usage.total, spent)
+                self._limiter.settle_now(answer.reservation, usage.total, spent)
             tally.answered(trace, answer.deployment, usage, spent, clock(), ttft)
             cost += spent
         tally.workflow(name, counted, True, cost)

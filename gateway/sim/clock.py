@@ -9,8 +9,8 @@ at 100 workflows a second), so it keeps the standard loop's semantics with less 
 
 - timers sit in a heap of ``(when, sequence, handle)`` tuples, compared in C (asyncio's own heap compares
   handles by a Python ``__lt__``, a dozen calls per timer); equal times run in the order they were set;
-- handles are asyncio's ``Handle`` and ``TimerHandle``, filled in by ``call_soon`` and ``call_at`` themselves
-  (no ``__init__`` frame, no debug-mode checks);
+- handles are asyncio's ``Handle`` and ``TimerHandle`` (gateway.sim.handles), filled in by ``call_soon`` and
+  ``call_at`` themselves (no ``__init__`` frame, no debug-mode checks);
 - ``sleep(delay)`` is the simulator's own wait (a provider's latency, a workflow's think time): a future the
   loop resolves itself when the time comes, without a timer handle or a callback in between;
 - one call of ``_run_once`` runs iterations until the loop is stopped, each the standard one: the handles
@@ -30,58 +30,34 @@ import functools
 import heapq
 import itertools
 import time
-from asyncio import events
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVarTuple
+from typing import Any, Final, TypeVar, TypeVarTuple
+
+from gateway.sim.handles import Soon as _Soon
+from gateway.sim.handles import Timer as _Timer
 
 Ts = TypeVarTuple("Ts")
+T = TypeVar("T")
 
 # No timer fires sooner than this after it is set. On a real clock a turn of the loop takes microseconds, so
 # code that sleeps for what is left of a refill (a rounding error, at times: 1e-15 s) always finds the time
 # moved on; on a virtual clock it would find the same instant, and try again for ever.
-MIN_STEP = 1e-6
-_DUE = 1e-9  # timers this close to the clock are due (asyncio's clock resolution, for time.monotonic)
-_COMPACT_OVER = 100  # timers: past this many, and twice what the last rebuild kept, cancelled ones are dropped
+# Final, here and below: compiled code reads these as constants, not from the module's dict on every call.
+MIN_STEP: Final = 1e-6
+_DUE: Final = 1e-9  # timers this close to the clock are due (asyncio's clock resolution, for time.monotonic)
+_COMPACT_OVER: Final = 100  # timers: past this many, and twice what the last rebuild kept, cancelled ones go
 
-_copy_context = contextvars.copy_context
-_new = object.__new__
-_heappush, _heappop = heapq.heappush, heapq.heappop
-_Future = asyncio.Future
+_copy_context: Final = contextvars.copy_context
+_new: Final = object.__new__
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+_Future: Final = asyncio.Future
 
 
-class Deadlock(RuntimeError):
+class Deadlock(Exception):  # not a RuntimeError: mypyc compiles no subclass of that
     """Nothing is ready and no timer is set: every coroutine waits for something that cannot happen."""
-
-
-class _Soon(events.Handle):
-    """``call_soon``'s handle, filled in by ``call_soon`` itself: no ``__init__`` frame for the two in three
-    handles that are a task's wake-up."""
-
-    __slots__ = ()
-    _context: contextvars.Context
-    _callback: Callable[..., object] | None
-    # Read only by debug mode and the base loop's own scheduling, neither of which runs here.
-    _loop = _repr = _source_traceback = None
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        self._callback = self._args = None  # type: ignore[assignment]  # what they hold is freed now
-
-
-class _Timer(events.TimerHandle):
-    """``call_at``'s handle: in the loop's heap from birth until it is due (or dropped, once cancelled)."""
-
-    __slots__ = ()
-    _context: contextvars.Context
-    _callback: Callable[..., object] | None
-    _when: float
-    _loop = _repr = _source_traceback = None  # as ``_Soon``'s (and ``_scheduled``, which it never sets)
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        self._callback = self._args = None  # type: ignore[assignment]
 
 
 class VirtualLoop(asyncio.BaseEventLoop):
@@ -140,6 +116,13 @@ class VirtualLoop(asyncio.BaseEventLoop):
         handle._when = when = when if when > soonest else soonest
         _heappush(self._timers, (when, self._sequence(), handle))
         return handle
+
+    def create_task(  # type: ignore[override]  # the base's signature, with the coroutine's type spelled out
+        self, coro: Coroutine[Any, Any, T], *, name: str | None = None, context: contextvars.Context | None = None
+    ) -> asyncio.Task[T]:
+        """The task, made directly: the base's checks are for a closed loop and a task factory, neither of which
+        a simulation has (one task a workflow, and the gateway's own)."""
+        return asyncio.Task(coro, loop=self, name=name, context=context)
 
     def sleep(self, delay: float) -> asyncio.Future[None]:
         """``await loop.sleep(delay)``: ``asyncio.sleep`` for the simulator's own waits, cheaper. Cancelling

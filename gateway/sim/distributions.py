@@ -16,18 +16,18 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 Z95 = 1.6448536269514722  # the standard normal's 95th percentile
-_RATIO = 4 * math.exp(-0.5) / math.sqrt(2.0)  # the ratio-of-uniforms bound (random.NV_MAGICCONST)
-_exp, _log = math.exp, math.log
+# Final: compiled code reads it as a constant, not from the module's dict on every draw.
+_RATIO: Final = 4 * math.exp(-0.5) / math.sqrt(2.0)  # the ratio-of-uniforms bound (random.NV_MAGICCONST)
 
 
 class DistributionError(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slotted: compiled, a native class (gateway/compiled.py)
 class Dist:
     """``kind`` is constant, uniform, lognormal or exponential; ``a`` and ``b`` its two parameters."""
 
@@ -43,8 +43,8 @@ class Dist:
             while True:
                 u1, u2 = random_(), 1.0 - random_()
                 z = _RATIO * (u1 - 0.5) / u2
-                if z * z / 4.0 <= -_log(u2):
-                    return _exp(self.a + z * self.b)
+                if z * z / 4.0 <= -math.log(u2):
+                    return math.exp(self.a + z * self.b)
         if self.kind == "constant":
             return self.a
         if self.kind == "uniform":

@@ -21,7 +21,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -36,7 +36,7 @@ from gateway.sim.trace import CURRENT
 from gateway.sim.workload import Behaviour, Outage, Workload
 from gateway.types import Endpoint, Usage
 
-ERROR_DELAY = 0.05  # seconds a provider takes to refuse or fail a request (one round trip)
+ERROR_DELAY: Final = 0.05  # seconds a provider takes to refuse or fail a request (one round trip)
 _STATUS_ERRORS = {"500": fake_errors.server_error, "503": fake_errors.overloaded}
 
 
@@ -102,6 +102,10 @@ class ProviderLimits:
 class _Pool(asyncio.Semaphore):
     """An account's connection pool: asyncio's semaphore, with the uncontended take and give-back (each once a
     request) done without its waiter checks (``locked()`` walks the waiters in a generator on every call)."""
+
+    # asyncio's own attributes, declared for mypyc, which compiles the methods that read them.
+    _value: int
+    _waiters: Any
 
     def take(self) -> bool:
         """A connection now, when one is free and nobody waits for one."""

@@ -25,6 +25,13 @@ from gateway.sim.workload import (
     WorkloadError,
 )
 
+# Each class's defaults, read off an instance: in the compiled build (gateway/compiled.py) these are native
+# classes, whose class attributes are their fields' descriptors, not the defaults.
+_CLASS = RequestClass("", 0.0, "")
+_BEHAVIOUR = Behaviour()
+_OUTAGE = Outage("", 0.0, 0.0, "")
+_SEARCH = Search()
+
 
 class _Reader:
     """Reads one mapping, remembering its path for errors and refusing keys it was not asked about."""
@@ -163,8 +170,8 @@ def _class(name: str, value: Any, defaults: Mapping[str, Any], errors: list[str]
         task=task if isinstance(task, str) else None,
         tags=tuple(tags),
         calls=reader.whole("calls", 3, 1),
-        prompt_tokens=reader.dist("prompt_tokens", RequestClass.prompt_tokens),
-        output_tokens=reader.dist("output_tokens", RequestClass.output_tokens),
+        prompt_tokens=reader.dist("prompt_tokens", _CLASS.prompt_tokens),
+        output_tokens=reader.dist("output_tokens", _CLASS.output_tokens),
         max_tokens=max_tokens,
         stream=reader.number("stream", 0.0, 0.0, 1.0),
         think=reader.dist("think_ms", constant(0.0), 0.001),
@@ -178,9 +185,9 @@ def _behaviour(target: str, value: Any, errors: list[str]) -> dict[str, Any]:
     reader = _Reader(value, f"providers.{target}", errors)
     fields: dict[str, Any] = {}
     if "ttft_ms" in reader.value:
-        fields["ttft"] = reader.dist("ttft_ms", Behaviour.ttft, 0.001)
+        fields["ttft"] = reader.dist("ttft_ms", _BEHAVIOUR.ttft, 0.001)
     if "tokens_per_second" in reader.value:
-        fields["tokens_per_second"] = reader.dist("tokens_per_second", Behaviour.tokens_per_second)
+        fields["tokens_per_second"] = reader.dist("tokens_per_second", _BEHAVIOUR.tokens_per_second)
     if "error_rate" in reader.value:
         fields["error_rate"] = reader.number("error_rate", 0.0, 0.0, 1.0)
     if "error" in reader.value:
@@ -219,7 +226,7 @@ def _outage(i: int, value: Any, errors: list[str]) -> Outage:
     start, end = reader.number("from_s", 0.0), reader.number("to_s", math.inf)
     if end <= start:
         reader.fail("to_s", "must be after from_s")
-    retry_after = reader.number("retry_after_s", Outage.retry_after)
+    retry_after = reader.number("retry_after_s", _OUTAGE.retry_after)
     reader.done()
     return Outage(str(target), start, end, kind, retry_after)
 
@@ -227,11 +234,11 @@ def _outage(i: int, value: Any, errors: list[str]) -> Outage:
 def _search(value: Any, errors: list[str]) -> Search:
     reader = _Reader(value, "search", errors)
     search = Search(
-        warmup=reader.number("warmup_s", Search.warmup),
-        window=reader.number("window_s", Search.window, 1.0),
-        min_workflows=reader.whole("min_workflows", Search.min_workflows, 1),
-        precision=reader.number("precision", Search.precision, 0.001, 0.5),
-        max_probes=reader.whole("max_probes", Search.max_probes, 2),
+        warmup=reader.number("warmup_s", _SEARCH.warmup),
+        window=reader.number("window_s", _SEARCH.window, 1.0),
+        min_workflows=reader.whole("min_workflows", _SEARCH.min_workflows, 1),
+        precision=reader.number("precision", _SEARCH.precision, 0.001, 0.5),
+        max_probes=reader.whole("max_probes", _SEARCH.max_probes, 2),
     )
     reader.done()
     return search

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import compiled
 from gateway.sim.run import Result, Setup
 from gateway.sim.tally import Tally
 
@@ -73,7 +74,8 @@ def _limits(tally: Tally, counted: tuple[int, int]) -> dict[str, Any]:
         series = [round(max(0.0, c) / allowance, 4) for c in bucket.per_bin(last)]
         window = series[first:last] or [0.0]
         out[name] = {
-            "limit_per_minute": bucket.capacity,
+            # A whole number as one (JSON's 500, not 500.0), however the tally holds it.
+            "limit_per_minute": int(bucket.capacity) if float(bucket.capacity).is_integer() else bucket.capacity,
             "kind": bucket.kind,
             "mean_utilisation": round(sum(window) / len(window), 4),
             "peak_utilisation": max(window),
@@ -158,6 +160,7 @@ def build(
         "simulated_seconds": round(counted, 1),
         "wall_seconds": round(result.wall, 2),
         "cpu_seconds": round(result.cpu, 2),
+        "code": compiled.status,
         "requests_simulated": result.requests,
         "workflows_per_second": _rate(completed / counted) if counted else 0.0,
         "max_workflows_per_second": None if search is None else _rate(search[0]),

@@ -131,7 +131,7 @@ def render(report: dict[str, Any]) -> str:
         f"config {report['config']}, policy {report['policy']} ({report['policy_version']}), "
         f"workload {report['workload']}, seed {report['seed']}",
         f"simulated {report['simulated_seconds']:,.0f} s of arrivals in {report['wall_seconds']:,.1f} s "
-        f"({report['requests_simulated']:,} requests)",
+        f"({report['requests_simulated']:,} requests, {report['code']})",
         "",
         *_grid([[name, show(report)] for name, show in SUMMARY]),
         "",

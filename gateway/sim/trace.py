@@ -8,33 +8,42 @@ the modelled providers and the watched limiter read the trace of the request tha
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
-from gateway.values import value
 
-
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Call:
     """One request of a workflow, drawn when the workflow arrives (so two policies see the same traffic)."""
 
-    prompt: int
-    output: int  # tokens the provider will generate (at most ``cap``)
-    cap: int  # the answer's cap as the provider counts it: max_tokens, else the gateway's default output
-    stream: bool
-    think: float  # seconds before this call is sent, after the previous answer
+    prompt: Final[int]
+    output: Final[int]  # tokens the provider will generate (at most ``cap``)
+    cap: Final[int]  # the answer's cap as the provider counts it: max_tokens, else the gateway's default output
+    stream: Final[bool]
+    think: Final[float]  # seconds before this call is sent, after the previous answer
+
+    def __init__(self, prompt: int, output: int, cap: int, stream: bool, think: float) -> None:
+        self.prompt = prompt
+        self.output = output
+        self.cap = cap
+        self.stream = stream
+        self.think = think
 
 
-@dataclass(slots=True)
 class Trace:
-    call: Call
-    cls: str
-    arrived: float
-    counted: bool  # its workflow arrived inside the counted window
-    # What happened to it, written down as it goes (none of it is known when it starts).
-    admitted: float = field(default=-1.0, init=False)  # first reservation: from ``arrived`` to here it waited
-    passed: dict[str, str] = field(default_factory=dict, init=False)  # admission passed over: "full", "cooldown"
-    circuit_open: int = field(default=0, init=False)  # the rule's candidates the plan left out (circuit open)
-    attempts: list[tuple[str, str]] = field(default_factory=list, init=False)  # (deployment, "ok" or outcome)
+    """A request in flight: its call, its class, when it arrived, and what happened to it. A plain class
+    rather than a dataclass: most fields are written as the request goes, none compared or shown."""
+
+    def __init__(self, call: Call, cls: str, arrived: float, counted: bool) -> None:
+        self.call = call
+        self.cls = cls
+        self.arrived = arrived
+        self.counted = counted  # its workflow arrived inside the counted window
+        # What happened to it, written down as it goes (none of it is known when it starts).
+        self.admitted = -1.0  # first reservation: from ``arrived`` to here it waited
+        self.passed: dict[str, str] = {}  # admission passed over: "full", "cooldown"
+        self.circuit_open = 0  # the rule's candidates the plan left out (circuit open)
+        self.attempts: list[tuple[str, str]] = []  # (deployment, "ok" or outcome)
 
 
-CURRENT: ContextVar[Trace] = ContextVar("sim_trace")
+CURRENT: Final[ContextVar[Trace]] = ContextVar("sim_trace")

@@ -23,20 +23,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from gateway.config.model import Price
-from gateway.values import value
 
 
-@value
+@dataclass(init=False, unsafe_hash=True)
 class Tokens:
     """One answer's tokens by how they are priced."""
 
-    input: int  # prompt tokens at the input price
-    cached: int  # read from the provider's prompt cache
-    written: int  # written to the provider's prompt cache
-    output: int  # completion tokens, reasoning included
+    input: Final[int]  # prompt tokens at the input price
+    cached: Final[int]  # read from the provider's prompt cache
+    written: Final[int]  # written to the provider's prompt cache
+    output: Final[int]  # completion tokens, reasoning included
+
+    def __init__(self, input: int, cached: int, written: int, output: int) -> None:
+        self.input = input
+        self.cached = cached
+        self.written = written
+        self.output = output
 
 
 def _count(value: Any) -> int:

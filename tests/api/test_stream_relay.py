@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from gateway.api.stream import StreamRelay
+from gateway.config.model import ServerSettings, Settings
 from gateway.metrics import Metrics
 from gateway.record import RequestRecord
 from gateway.runtime import Runtime
@@ -17,9 +18,16 @@ from gateway.sse import DONE
 
 def _runtime() -> Runtime:
     """What finishing a stream without a deployment or a reservation reads: metrics, and the access log off."""
-    return cast(
-        Runtime, SimpleNamespace(metrics=Metrics(), settings=SimpleNamespace(server=SimpleNamespace(access_log=False)))
+    settings = Settings(
+        source="test",
+        server=ServerSettings(access_log=False),
+        redis_url="",
+        accounts=(),
+        keys=(),
+        admin_key_sha256=None,
+        policy_dir="",
     )
+    return cast(Runtime, SimpleNamespace(metrics=Metrics(), settings=settings))
 
 
 async def _relay(first: list[bytes], rest: AsyncGenerator[list[bytes], None]) -> list[tuple[float, bytes]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config.model import Account, Deployment, LimitSettings, Secret
+from gateway.config.model import MAX_RETRY_AFTER_SECONDS, Account, Deployment, Secret
 from gateway.errors import UpstreamError, UpstreamStatus, bounded_seconds, redact
 from gateway.providers.base import Param, Provider, Signer, UnsupportedParameter, asks_nothing
 from gateway.providers.openai_compat import CHAT_PARAMS
@@ -129,7 +129,7 @@ def _from_error(
     body: bytes,
     headers: Mapping[str, str],
     secrets: Sequence[str] = (),
-    max_retry_after: float = LimitSettings.max_retry_after_seconds,
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
 ) -> UpstreamStatus:
     try:
         problem = orjson.loads(body).get("problem", {})

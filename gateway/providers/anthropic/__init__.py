@@ -26,7 +26,7 @@ def _url(account: Account, deployment: Deployment, endpoint: Endpoint) -> str:
     return f"{account.base_url}/v1/messages"
 
 
-PROVIDER = Provider(
+PROVIDER: Provider = Provider(
     kind="anthropic",
     default_base_url="https://api.anthropic.com",
     auth=_auth,

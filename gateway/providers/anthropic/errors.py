@@ -23,7 +23,7 @@ from datetime import datetime
 
 import orjson
 
-from gateway.config.model import LimitSettings
+from gateway.config.model import MAX_RETRY_AFTER_SECONDS
 from gateway.errors import UpstreamStatus, bounded_seconds, redact
 from gateway.providers.openai_compat import retry_after
 
@@ -55,7 +55,7 @@ def from_error(
     body: bytes,
     headers: Mapping[str, str],
     secrets: Sequence[str] = (),
-    max_retry_after: float = LimitSettings.max_retry_after_seconds,
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
 ) -> UpstreamStatus:
     kind, message = None, f"Anthropic answered HTTP {status}"
     try:

@@ -32,7 +32,7 @@ def _decoder(max_event: int) -> Decoder:
     return EventStreamDecoder(max_event)
 
 
-PROVIDER = Provider(
+PROVIDER: Provider = Provider(
     kind="bedrock",
     default_base_url="https://bedrock-runtime.{region}.amazonaws.com",
     auth=_auth,

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gateway.config.model import LimitSettings
+from gateway.config.model import MAX_RETRY_AFTER_SECONDS
 from gateway.errors import UpstreamStatus, redact
 from gateway.providers.openai_compat import retry_after
 
@@ -49,7 +49,7 @@ def from_error(
     body: bytes,
     headers: Mapping[str, str],
     secrets: Sequence[str] = (),
-    max_retry_after: float = LimitSettings.max_retry_after_seconds,
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
 ) -> UpstreamStatus:
     try:
         parsed = orjson.loads(body) if body else None
