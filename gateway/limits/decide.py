@@ -1,6 +1,6 @@
 """The admission decision as a pure function of bucket levels, cooldowns and budget spend.
 
-``LocalLimiter`` calls it directly; ``admit_v6.lua`` is the same algorithm, line for line, so the
+``LocalLimiter`` calls it directly; ``admit_v7.lua`` is the same algorithm, line for line, so the
 Redis and in-process limiters answer identically (the semantic tests run one table against both).
 
 Budgets are the outer gate: every budget a request touches must have room for its maximum cost on the
@@ -183,6 +183,26 @@ def refunds(reservation: Reservation, actual_tokens: int | None) -> list[tuple[B
         if b.kind == "tokens" and b.cost != used:
             back, most = b.cost - used, -b.capacity
             changes.append((b, back if back > most else most))
+    return changes
+
+
+def carried(reservation: Reservation, actual_tokens: int | None) -> list[tuple[BucketSpec, float]]:
+    """What a request admitted on local shares while Redis was away adds to its buckets in Redis once Redis
+    answers (negative = charge): its requests and the tokens it used, as the provider counted them; nothing
+    when it never reached the provider (``actual_tokens`` None).
+
+    >>> rpm, tpm = BucketSpec("acct:a:rpm", 60, 1, 1, "requests"), BucketSpec("acct:a:tpm", 600, 10, 50, "tokens")
+    >>> [(b.kind, delta) for b, delta in carried(Reservation((rpm, tpm)), 30)]
+    [('requests', -1.0), ('tokens', -30.0)]
+    """
+    if actual_tokens is None:
+        return []
+    used = float(actual_tokens) if actual_tokens > 0 else 0.0
+    changes = []
+    for b in reservation.buckets:
+        taken = (used if used < b.capacity else b.capacity) if b.kind == "tokens" else b.cost
+        if taken:
+            changes.append((b, -float(taken)))
     return changes
 
 

@@ -149,7 +149,7 @@ class LocalLimiter(Immediate):
 
     def _record_spend(self, budgets: Sequence[Budget], took: list[float]) -> tuple[tuple[int, int, int], ...]:
         """Add what an admission took to each budget's spend (``took`` is empty when nothing was admitted) and
-        raise its alert level, written together as admit_v6.lua does; the alerts newly reached."""
+        raise its alert level, written together as admit_v7.lua does; the alerts newly reached."""
         alerts = []
         for j, budget in enumerate(budgets):
             taken = took[j] if took else 0.0
@@ -225,6 +225,13 @@ class LocalLimiter(Immediate):
         now = self._clock()
         if remaining < self.level(bucket, now):
             self._store(bucket, remaining, now)
+
+    def restart(self, levels: Sequence[tuple[BucketSpec, float, float]]) -> None:
+        """Forget every bucket, then hold each of ``levels``: (bucket, level, this limiter's clock time of that
+        level, from which it refills). Where a degraded replica's shares start (``ResilientLimiter``)."""
+        self._buckets.clear()
+        for bucket, level, at in levels:
+            self._store(bucket, level, at)
 
     async def start(self) -> None:
         return None

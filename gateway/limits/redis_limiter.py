@@ -27,7 +27,7 @@ from gateway.state.store import KeyLayout, RedisClient, Scripts
 
 Args = list[str | bytes | float | int]
 _ALERTS: Args = [len(ALERTS), *ALERTS]
-# A budget's counter in Redis: its spend (USD) and the alert level it reached, packed (``admit_v6.lua``).
+# A budget's counter in Redis: its spend (USD) and the alert level it reached, packed (``admit_v7.lua``).
 _COUNTER = struct.Struct("<dB")
 MAX_ENCODED = 4096  # budget sequences whose encoded arguments are kept (one per key, end user and tier in use)
 
@@ -44,10 +44,13 @@ class RedisLimiter:
         self.scripts = scripts or Scripts(client)
         self.round_trips = 0  # EVALSHA calls made; admit and settle are one each
         # When set (the resilient limiter does): Redis's clock minus ours, and how long a caller waits for an
-        # admission; a call Redis runs later than that does nothing (``admit_v6.lua``).
+        # admission; a call Redis runs later than that does nothing (``admit_v7.lua``).
         self.offset: float | None = None
         self.patience = 0.0
         self._encoded: dict[int, tuple[Sequence[Budget], EncodedBudgets]] = {}  # id -> (the budgets, encoded)
+        # Each provider bucket as this replica's latest admission through it left it, or 0 when one found it
+        # full: (the bucket, its level, time.monotonic() then). Where local shares start if Redis goes away.
+        self.seen: dict[str, tuple[BucketSpec, float, float]] = {}
 
     async def admit(
         self,
@@ -62,18 +65,20 @@ class RedisLimiter:
         packed = orjson.dumps(args)
         if self.pipe is not None:
             self.round_trips += 1
-            reply = await self.scripts.run_on(self.pipe, "admit_v6", keys, packed)
+            reply = await self.scripts.run_on(self.pipe, "admit_v7", keys, packed)
         else:
-            reply = await self._call("admit_v6", keys, [packed])
+            reply = await self._call("admit_v7", keys, [packed])
         if len(reply) == 1:  # stale: it ran after this process had stopped waiting (it charged nothing)
             raise TimeoutError("the admission reached Redis after its deadline")
         # Integers arrive as ints (chosen, blocked, over, indexes), other numbers as strings (the script says).
-        chosen, retry_after, blocked, skips, levels, over, amounts, alerts = reply
+        chosen, retry_after, blocked, skips, levels, over, amounts, alerts, left = reply
         spent: tuple[float, ...] = ()
         took: tuple[float, ...] = ()
         if budgets:  # each budget's spend after the decision, then what it took: one unpack
             both = encoded.amounts.unpack(amounts)
             spent, took = both[: len(budgets)], both[len(budgets) :]
+        if left or skips:
+            self._saw(candidates, chosen, left, skips)
         reservation = None
         if chosen >= 0:
             charged = tuple(zip(budgets, took, strict=False)) if budgets else ()  # as many: one of each per budget
@@ -89,6 +94,19 @@ class RedisLimiter:
             spent,
             tuple([(j - 1, before, level) for j, before, level in alerts]) if alerts else (),
         )
+
+    def _saw(self, candidates: Sequence[Candidate], chosen: int, left: bytes, skips: list[list[int]]) -> None:
+        """Note what an admission's answer told of the provider buckets: the chosen candidate's levels after
+        the charge (``left``, packed doubles), and a full bucket for each candidate skipped for one."""
+        now, seen = time.monotonic(), self.seen
+        if left:
+            buckets = candidates[chosen].buckets
+            for bucket, level in zip(buckets, struct.unpack(f"<{len(buckets)}d", left), strict=True):
+                seen[bucket.name] = (bucket, level, now)
+        for i, code in skips:
+            if code > 0:  # COOLDOWN is negative
+                bucket = candidates[i].buckets[code - 1]
+                seen[bucket.name] = (bucket, 0.0, now)
 
     def _encode(self, budgets: Sequence[Budget]) -> EncodedBudgets:
         """``encode_budgets`` for ``budgets``, kept while callers pass the same sequence again (``Books.touched``
@@ -186,7 +204,7 @@ class RedisLimiter:
 
 @dataclass(frozen=True, slots=True)
 class EncodedBudgets:
-    """Budgets as ``admit_v6.lua`` takes them, and how its answer about them is read (kept per tuple)."""
+    """Budgets as ``admit_v7.lua`` takes them, and how its answer about them is read (kept per tuple)."""
 
     keys: tuple[str, ...]
     args: tuple[str | float | int, ...]  # the count, then (cap, expiry) each
@@ -215,7 +233,7 @@ def encode_admit(
     stale: float = 0.0,
     encoded: EncodedBudgets | None = None,
 ) -> tuple[list[str], Args]:
-    """KEYS and the arguments for ``admit_v6.lua``, sent as one JSON array in one ARGV (the protocol is
+    """KEYS and the arguments for ``admit_v7.lua``, sent as one JSON array in one ARGV (the protocol is
     described at the top of the script). ``encoded``: ``encode_budgets(layout, budgets)``, when the caller
     keeps it.
 

@@ -2,18 +2,20 @@
 
 Every Redis call is bounded by ``deadline`` (tens of milliseconds). The first failure switches to
 ``degraded``: provider-protection buckets then run locally with each capacity and refill divided by the
-number of live replicas (so the fleet together stays near the provider's limit), and quota buckets
-follow ``fail_mode``: "closed" refuses requests that carry quotas with a 503, "open" ignores quotas.
+number of live replicas (so the fleet together stays near the provider's limit), each starting from the
+level this replica last saw in Redis (``RedisLimiter.seen``), and quota buckets follow ``fail_mode``:
+"closed" refuses requests that carry quotas with a 503, "open" ignores quotas.
 A background task probes Redis while degraded and switches back by itself when it answers. After
 Redis refused a write for lack of memory (maxmemory with ``noeviction``), answering is not enough: memory
 hovers at the limit as keys expire and are rewritten, and a probe landing in a dip would switch back only
 for the next admissions to fail again. The probe then also asks for room (used memory below
 ``ROOM`` of maxmemory), so the limiter stays degraded, once, until memory is really freed.
 
-State is not carried across a switch: buckets and cooldowns taken locally are not copied to Redis.
-Budgets are the exception (``budget_shares``): while degraded each replica may spend its share of what
-is left of a budget, a budget whose share is spent follows ``fail_mode`` (closed: 503; open: admitted),
-and what was spent meanwhile is added to Redis when it answers again, so spend is never lost.
+Cooldowns taken locally are not copied to Redis; what requests admitted on local shares used is, once it
+answers (``decide.carried``), since the provider counted it. Budgets are carried too (``budget_shares``):
+while degraded each replica may spend its share of what is left of a budget, a budget whose share is spent
+follows ``fail_mode`` (closed: 503; open: admitted), and what was spent meanwhile is added to Redis when it
+answers again, so spend is never lost.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import ServiceUnavailable
 from gateway.limits.budget_shares import BudgetShares, spent_by
-from gateway.limits.decide import budget_refunds, refunds, reserved
+from gateway.limits.decide import budget_refunds, carried, refunds, reserved
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.limits.redis_limiter import RedisLimiter
@@ -43,6 +45,13 @@ T = TypeVar("T")
 
 ROOM = 0.9  # after an out-of-memory refusal, Redis is used again once below this share of maxmemory
 STALE_SLACK = 0.03  # seconds: more than the error of the heartbeat's clock offset (half a quick round trip)
+
+
+def _queue(queue: dict[str, tuple[BucketSpec, float]], changes: Sequence[tuple[BucketSpec, float]]) -> None:
+    """Add each delta to what is queued for its bucket."""
+    for bucket, delta in changes:
+        queued = queue.get(bucket.name)
+        queue[bucket.name] = (bucket, delta if queued is None else queued[1] + delta)
 
 
 class Unavailable(enum.Enum):
@@ -89,6 +98,8 @@ class ResilientLimiter:
         self.probe_interval = probe_interval
         self.settle_interval = settle_interval
         self._pending: dict[str, tuple[BucketSpec, float]] = {}  # bucket name -> (bucket, queued delta)
+        # What requests admitted while degraded used, owed to Redis's buckets once it answers (decide.carried).
+        self._carried: dict[str, tuple[BucketSpec, float]] = {}
         self.budgets = BudgetShares()  # spend seen, and spend owed to Redis
         self._flushing = asyncio.Lock()  # one flush at a time: batches reach Redis in order
         self._flusher: asyncio.Task[None] | None = None
@@ -185,15 +196,15 @@ class ResilientLimiter:
             else:
                 self.budgets.owe(budget_refunds(reservation, actual_tokens, actual_cost))
         changes = refunds(reservation, actual_tokens)
+        if reservation.local:  # Redis never saw its charge: what it used is owed to Redis instead
+            _queue(self._carried, carried(reservation, actual_tokens))
         if self.mode != "redis" and changes:
             n = self.divisor()
             await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
             changes = []
-        pending = self._pending
-        for bucket, delta in changes:
-            queued = pending.get(bucket.name)
-            pending[bucket.name] = (bucket, delta if queued is None else queued[1] + delta)
-        if (changes or self.budgets.owing) and (self._flusher is None or self._flusher.done()):
+        if not reservation.local:
+            _queue(self._pending, changes)
+        if (changes or self.budgets.owing or self._carried) and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
@@ -213,16 +224,28 @@ class ResilientLimiter:
                     break
             pending, self._pending = list(self._pending.values()), {}
             seq, owed = (0, []) if waiting else self.budgets.take()
-            if pending or owed:
-                await self._sent(pending, owed, seq)
+            used: list[tuple[BucketSpec, float]] = []
+            if self.mode == "redis":  # kept until Redis answers, not spent on local shares
+                used, self._carried = list(self._carried.values()), {}
+            if pending or owed or used:
+                await self._sent(pending, owed, seq, used)
 
-    async def _sent(self, pending: list[tuple[BucketSpec, float]], owed: list[tuple[Budget, float]], seq: int) -> bool:
-        """Send one batch; when Redis fails, apply its buckets locally and keep its budget spend for later."""
+    async def _sent(
+        self,
+        pending: list[tuple[BucketSpec, float]],
+        owed: list[tuple[Budget, float]],
+        seq: int,
+        used: Sequence[tuple[BucketSpec, float]] = (),
+    ) -> bool:
+        """Send one batch; when Redis fails, apply its buckets locally and keep its budget spend and the usage
+        of degraded admissions (``used``) for later."""
         batch = (self.replicas.replica_id, seq) if seq else None
-        if await self._on_redis(lambda: self.redis.apply(pending, owed, batch)) is not Unavailable.REDIS:
+        changes = [*pending, *used] if used else pending
+        if await self._on_redis(lambda: self.redis.apply(changes, owed, batch)) is not Unavailable.REDIS:
             return True
         if owed:
             self.budgets.failed(seq, owed)
+        _queue(self._carried, used)
         if pending:
             n = self.divisor()
             await self.local.apply([(scaled(bucket, n), delta / n) for bucket, delta in pending])
@@ -339,7 +362,16 @@ class ResilientLimiter:
             log.warning("rate limiting degraded to local buckets", {"event": "limiter_degraded", "error": repr(error)})
             self._degraded.set()
             self._full = out_of_memory(error)
+            self._start_shares()
         self._set_mode("degraded")
+
+    def _start_shares(self) -> None:
+        """Local shares start where this replica last saw each provider bucket in Redis, divided among the
+        live replicas, and refill from then; a bucket it never saw starts full. A full share at every switch
+        would let a fleet whose provider account is spent admit up to another minute of it on a blip of a
+        fraction of a second."""
+        n = self.divisor()
+        self.local.restart([(scaled(b, n), level / n, at) for b, level, at in self.redis.seen.values()])
 
     def _set_mode(self, mode: str) -> None:
         if mode == self.mode:
@@ -348,7 +380,7 @@ class ResilientLimiter:
         if mode == "redis":
             self._degraded.clear()
             self.local.forget_spend()  # the shares spent meanwhile are owed to Redis, which counts them now
-            if self.budgets.owing and (self._flusher is None or self._flusher.done()):
+            if (self.budgets.owing or self._carried) and (self._flusher is None or self._flusher.done()):
                 self._flusher = asyncio.create_task(self._flush_later())
             log.info("rate limiting is back on Redis", {"event": "limiter_recovered"})
         if self.on_mode_change is not None:

@@ -5,5 +5,5 @@ months spend is counted in; ``budgets`` says which budgets a request touches; ``
 key, tier, deployment, route and end user, in batches off the request path; ``books`` holds them for the
 process (the budget view behind the ``budget_used`` routing feature, the gauge and the alerts); ``report``
 is what ``GET /admin/spend`` and ``gateway spend`` (``cli``) answer. Budgets are reserved and settled by the
-limiter, in the same atomic step as the rate limits (``limits.decide``, ``state/admit_v6.lua``).
+limiter, in the same atomic step as the rate limits (``limits.decide``, ``state/admit_v7.lua``).
 """

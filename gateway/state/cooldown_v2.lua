@@ -2,7 +2,7 @@
 -- KEYS: ncd cooldown keys, then the buckets to drain.
 -- ARGV: ncd, milliseconds, then per drained bucket (capacity, refill_per_sec).
 -- A cooldown is a string "<TIME it ends>" whose TTL is the time left; it is extended, never shortened.
--- A bucket is a string "<level> <TIME of that level>" with a TTL (admit_v6 describes the layout).
+-- A bucket is a string "<level> <TIME of that level>" with a TTL (admit_v7 describes the layout).
 
 local MARGIN = 10
 local MAX_TTL_MS = 3600000 -- decide.MAX_TTL_SECONDS: a TTL Redis accepts, whatever the level

@@ -1,6 +1,6 @@
 -- correct_v2: the provider reports fewer remaining than we think: lower the level, never raise it.
 -- KEYS[1]: the bucket. ARGV: capacity, refill_per_sec, remaining. Redis TIME is the only clock.
--- A bucket is a string "<level> <TIME of that level>" with a TTL (admit_v6 describes the layout).
+-- A bucket is a string "<level> <TIME of that level>" with a TTL (admit_v7 describes the layout).
 
 local MARGIN = 10
 local MAX_TTL_MS = 3600000 -- decide.MAX_TTL_SECONDS: a TTL Redis accepts, whatever the level

@@ -1,6 +1,6 @@
 -- heartbeat_v2: record that this replica is alive and count the live ones. Redis TIME is the only clock.
 -- v2 (against v1): also returns that TIME, so a replica knows how far its own clock is from Redis's (an
--- admission carries the Redis time after which it must not run: admit_v6).
+-- admission carries the Redis time after which it must not run: admit_v7).
 -- KEYS[1]: sorted set of replica id -> last seen (seconds). ARGV: replica id, live window (seconds).
 -- Returns: {live replicas, TIME seconds, TIME microseconds}.
 

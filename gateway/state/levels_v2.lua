@@ -1,6 +1,6 @@
 -- levels_v2: the current level of each bucket (read only). Redis TIME is the only clock.
 -- KEYS: bucket keys. ARGV: per key (capacity, refill_per_sec). Returns levels as strings.
--- A bucket is a string "<level> <TIME of that level>" with a TTL (admit_v6 describes the layout).
+-- A bucket is a string "<level> <TIME of that level>" with a TTL (admit_v7 describes the layout).
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000

@@ -1,5 +1,5 @@
 -- settle_v3: reconcile buckets and budgets with what requests actually used. Redis TIME is the only clock.
--- v3 (against v2): budgets, and the arguments packed as one JSON array (as admit_v6 takes them).
+-- v3 (against v2): budgets, and the arguments packed as one JSON array (as admit_v7 takes them).
 -- KEYS: bucket keys (nb of them), then budget keys, then the hash of batches applied (replica -> last seq).
 -- ARGV[1]: JSON array: replica id, batch seq (0: none), nb, nb x (capacity, refill_per_sec, delta),
 --          nbud, nbud x (delta USD, expiry as Unix ms).
@@ -8,7 +8,7 @@
 -- last applied one is skipped. Budget spend is money: it must be counted once, neither lost nor doubled.
 -- A bucket delta > 0 gives back, < 0 charges; a bucket that ends up full is deleted (a missing bucket reads
 -- as full). A budget delta is added to its spend, which never goes below 0; its alert level is kept, so a
--- share already reported is not reported again in the same window (admit_v6 reports them, and describes the
+-- share already reported is not reported again in the same window (admit_v7 reports them, and describes the
 -- counter: struct.pack('<dB', USD spent, alert level)).
 
 local MARGIN = 10

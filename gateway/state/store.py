@@ -25,7 +25,7 @@ T = TypeVar("T")
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 SCRIPTS = (
-    "admit_v6",
+    "admit_v7",
     "settle_v3",
     "cooldown_v2",
     "cooldowns_v1",
@@ -102,9 +102,9 @@ class Memo(dict[str, T]):
 class KeyLayout:
     """Every key carries the hash tag ``{prefix}``, so one script call stays in one Cluster slot.
 
-    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v6.lua``); the first kept
+    ``b2``/``cd2``: the second storage format (plain strings, see ``admit_v7.lua``); the first kept
     hashes under ``b``/``cd``, and the new names keep a replica of each version off the other's keys.
-    ``bud``: budget spend counters (``admit_v6.lua``); ``sp``: the spend ledger (``ledger_v1.lua``).
+    ``bud``: budget spend counters (``admit_v7.lua``); ``sp``: the spend ledger (``ledger_v1.lua``).
 
     >>> KeyLayout("llmgw").bucket("acct:openai-main:tpm")
     '{llmgw}:b2:acct:openai-main:tpm'

@@ -27,7 +27,7 @@ def included(path: str, patterns: list[str]) -> bool:
 def test_the_build_context_is_an_allowlist() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    for needed in ["gateway/app.py", "gateway/state/admit_v6.lua", "pyproject.toml", "README.md", "requirements.lock"]:
+    for needed in ["gateway/app.py", "gateway/state/admit_v7.lua", "pyproject.toml", "README.md", "requirements.lock"]:
         assert included(needed, patterns), needed
     for secret_or_bulk in [
         ".venv/bin/python",

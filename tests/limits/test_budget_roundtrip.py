@@ -67,5 +67,5 @@ async def test_budgets_passed_again_are_charged_again(redis_server: RedisServer)
 
 
 def test_alert_shares_ascend() -> None:
-    """admit_v6 looks only at the next share above the level a budget reached, which needs them in order."""
+    """admit_v7 looks only at the next share above the level a budget reached, which needs them in order."""
     assert list(ALERTS) == sorted(ALERTS)

@@ -122,7 +122,7 @@ async def test_two_replicas_share_one_bucket(prefix: str) -> None:
 
 
 def test_encode_admit_names_each_bucket_where_it_is_used() -> None:
-    """admit_v6 takes a request as it is, in one pass: a bucket two candidates share (their account's) is
+    """admit_v7 takes a request as it is, in one pass: a bucket two candidates share (their account's) is
     named by each, and the script gives it one level (tests/limits/test_semantics.py: charged once)."""
     shared = BucketSpec("acct:a:tpm", 100, 1, 10, "tokens")
     daily = Budget("key:k:day", "2026-12-01", 5.0, 1796169600.0)

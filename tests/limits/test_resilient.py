@@ -79,10 +79,12 @@ async def test_kill_degrades_to_a_local_share_and_restart_recovers(
     refused_at_once, results = await quickest([lambda: first.admit(ONLY, []), lambda: second.admit(ONLY, [])])
     assert refused_at_once < DEADLINE and admitted(results)
     assert first.mode == second.mode == "degraded" and modes == ["degraded"]
-    # This replica's share is capacity / 2 live replicas = 5, one of which the admit above took.
+    # Each replica's share is what it last saw of the bucket in Redis over the 2 live replicas: the first saw 9
+    # left (4.5 each), of which the admit above took 1; the second never used the bucket, so its share is full.
     results = [await first.admit(ONLY, []) for _ in range(9)]
-    assert sum(r.chosen == 0 for r in results) == 4
+    assert sum(r.chosen == 0 for r in results) == 3
     assert results[-1].skipped == (("a/m", "full: dep:a/m:rpm"),)
+    assert sum([(await second.admit(ONLY, [])).chosen == 0 for _ in range(9)]) == 4  # 5, less the admit above
     with pytest.raises(ServiceUnavailable) as refused:
         await first.admit(ONLY, [QUOTA])  # fail closed: quotas cannot be enforced without Redis
     assert refused.value.retry_after == 1.0
@@ -103,6 +105,33 @@ async def test_kill_degrades_to_a_local_share_and_restart_recovers(
     before = first.redis.round_trips
     assert (await first.admit(ONLY, [QUOTA])).chosen == 0
     assert first.redis.round_trips == before + 1
+
+
+async def test_shares_start_from_the_level_last_seen_and_what_they_admit_is_charged_to_redis(
+    redis_server: RedisServer, make: Callable[..., ResilientLimiter]
+) -> None:
+    """A Redis blip while a provider account is nearly spent must not hand the replica a full share (the
+    fleet would admit up to another minute of the account), and what it admits meanwhile reaches Redis."""
+    tokens = BucketSpec("acct:a:tpm", capacity=1000, refill_per_sec=0.001, cost=100, kind="tokens")
+    only = [Candidate("a/m", "a", (tokens,))]
+    limiter = make(redis_server.url)
+    await limiter.start()
+    await eventually(lambda: limiter.mode == "redis")
+    assert [(await limiter.admit(only, [])).chosen for _ in range(8)] == [0] * 8  # 200 left
+    redis_server.pause()
+    degraded = [await limiter.admit(only, []) for _ in range(4)]
+    assert limiter.mode == "degraded"
+    assert [a.chosen for a in degraded] == [0, 0, None, None]  # the 200 Redis had left, as it would have
+    first, second = degraded[0].reservation, degraded[1].reservation
+    assert first is not None and second is not None
+    await limiter.settle(first, 150)  # while Redis is away: owed to it
+    # The admission that found Redis paused waits in its buffer; past its patience Redis runs it as a no-op.
+    await asyncio.sleep(limiter.redis.patience)
+    redis_server.resume()
+    await eventually(lambda: limiter.mode == "redis")
+    await limiter.settle(second, 60)  # after: its usage, not a refund of a reservation Redis never held
+    await limiter.flush()
+    assert await limiter.redis.levels([tokens]) == [pytest.approx(200 - 150 - 60, abs=0.1)]
 
 
 async def test_paused_redis_never_holds_a_request_past_the_deadline(

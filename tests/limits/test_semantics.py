@@ -231,7 +231,7 @@ async def test_quota_states_for_headers(limiter: Impl) -> None:
     assert state.reset_seconds == pytest.approx(3.0, abs=0.05)  # 30 tokens at 10/s until full
 
 
-# Budgets: one table, run against admit_v6.lua and decide.py alike. A budget has room while its spend is
+# Budgets: one table, run against admit_v7.lua and decide.py alike. A budget has room while its spend is
 # under its cap; an admitted request takes its maximum cost, or what is left; nothing is charged when one
 # budget has no room; the alert level newly reached (of 0.5, 0.8, 1.0) is reported once.
 DAY = Budget("key:k:day", "2026-12-01", 10.0, 4_102_444_800.0)  # ends in 2100: never expires in a test

@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 import redis
-from harness import TEST_KEY
+from harness import TEST_KEY, GatewayProcess
 from ratelimit import load
 from ratelimit.support import ACCOUNT, Fleet, account, config, on_redis, report
-from redis_procs import SHARED_URL
+from redis_procs import SHARED_URL, RedisServer
 
 from gateway.fake.testing import FakeUpstream
 from gateway.fake.tokens import TokenCounter
@@ -57,7 +57,15 @@ SHORT = [english(80, seed) for seed in range(8)]  # ~87 prompt tokens each
 LONG = [english(4000, seed) for seed in range(4)]  # ~4,000 prompt tokens each
 
 
-def start_fleet(fleet: Fleet, fake: FakeUpstream, warm: FakeUpstream, prefix: str, rpm: int, tpm: int) -> list[str]:
+def start_fleet(
+    fleet: Fleet,
+    fake: FakeUpstream,
+    warm: FakeUpstream,
+    prefix: str,
+    rpm: int,
+    tpm: int,
+    redis_url: str = SHARED_URL,
+) -> list[GatewayProcess]:
     """Four gateways; each one's Redis connection pool is warmed first through an unlimited account on
     another fake (a first burst on a cold replica is a known bug of its own, covered in
     test_throttling_e2e.py; this test is about the steady state across replicas)."""
@@ -65,9 +73,7 @@ def start_fleet(fleet: Fleet, fake: FakeUpstream, warm: FakeUpstream, prefix: st
         ACCOUNT: account(fake.url, {"gpt-4o-mini": {}}, {"rpm": rpm, "tpm": tpm}),
         "warm-up": account(warm.url, {"gpt-4o": {}}),
     }
-    gateways = fleet.start(
-        lambda port: config(port, redis_url=SHARED_URL, prefix=prefix, providers=providers), REPLICAS
-    )
+    gateways = fleet.start(lambda port: config(port, redis_url=redis_url, prefix=prefix, providers=providers), REPLICAS)
     targets = [gw.base_url for gw in gateways]
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 1}
     warm_up = load.json_call(TEST_KEY, lambda i: body)
@@ -76,7 +82,20 @@ def start_fleet(fleet: Fleet, fake: FakeUpstream, warm: FakeUpstream, prefix: st
         assert result.statuses() == {200: 32}
     on_redis(*gateways)
     assert fake.stats()["requests_total"] == 0
-    return targets
+    return gateways
+
+
+def stream_body(i: int, prompts: list[str] = SHORT) -> dict[str, Any]:
+    """A stream of 20 tokens at most; every other one asks for its usage."""
+    payload: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
+        "max_tokens": 20,
+        "stream": True,
+    }
+    if i % 2:
+        payload["stream_options"] = {"include_usage": True}
+    return payload
 
 
 def common_checks(result: load.Result, stats: dict[str, Any]) -> None:
@@ -97,7 +116,7 @@ def test_rpm_accuracy_across_four_replicas_with_json_requests(
 ) -> None:
     rpm, tpm = 600, 10_000_000  # RPM binds: 10 requests/s; TPM loose
     fake = make_fake(rpm=rpm, tpm=tpm)
-    targets = start_fleet(fleet, fake, make_fake(), prefix, rpm, tpm)
+    targets = [gw.base_url for gw in start_fleet(fleet, fake, make_fake(), prefix, rpm, tpm)]
     refill = rpm / 60
 
     def body(i: int) -> dict[str, Any]:
@@ -142,22 +161,11 @@ def test_tpm_accuracy_across_four_replicas_with_streams(
     # RPM is loose. Each stream takes ~0.1 s (200 tokens/s), so reservations are held while it runs.
     rpm, tpm = 100_000, 64_000
     fake = make_fake(rpm=rpm, tpm=tpm, tokens_per_second=200)
-    targets = start_fleet(fleet, fake, make_fake(), prefix, rpm, tpm)
+    targets = [gw.base_url for gw in start_fleet(fleet, fake, make_fake(), prefix, rpm, tpm)]
     refill = tpm / 60
 
-    def body(i: int, prompts: list[str] = SHORT) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "model": "gpt-4o-mini",
-            "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
-            "max_tokens": 20,
-            "stream": True,
-        }
-        if i % 2:
-            payload["stream_options"] = {"include_usage": True}
-        return payload
-
-    send = load.stream_call(TEST_KEY, body)
-    burst = load.stream_call(TEST_KEY, lambda i: body(i, LONG))
+    send = load.stream_call(TEST_KEY, stream_body)
+    burst = load.stream_call(TEST_KEY, lambda i: stream_body(i, LONG))
     # Burst: 40 streams of ~4,000 prompt tokens (~160k tokens, 2.5x the capacity), 4 at a time, then
     # 2 x ~10 streams/s for 30 s. The burst outlasts the capacity by a wide margin, so the minute is
     # spent whatever the timing (long prompts are counted exactly; the short ones' estimates lean high).
@@ -194,3 +202,54 @@ def test_tpm_accuracy_across_four_replicas_with_streams(
     assert all(o.done and o.events >= 20 for o in streams), "an admitted stream did not run to [DONE]"
     assert utilisation >= UTILISATION
     assert used <= tpm + refill * (result.finished - result.started) + 200
+
+
+def test_tpm_accuracy_holds_through_a_redis_freeze(
+    fleet: Fleet,
+    make_fake: Callable[..., FakeUpstream],
+    prefix: str,
+    private_redis: RedisServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Redis freezes for 0.8 s while the account is spent: every replica degrades to local shares, which start
+    from what each last saw in Redis (not full: that would hand the fleet up to another minute of the account),
+    and what they admit meanwhile is charged to Redis when it answers. The provider refuses nothing."""
+    rpm, tpm = 100_000, 64_000
+    fake = make_fake(rpm=rpm, tpm=tpm, tokens_per_second=200)
+    gateways = start_fleet(fleet, fake, make_fake(), prefix, rpm, tpm, redis_url=private_redis.url)
+    targets = [gw.base_url for gw in gateways]
+    refill, duration, frozen_at, frozen_for = tpm / 60, 12.0, 5.0, 0.8
+
+    async def traffic_with_a_freeze() -> load.Result:
+        send, burst = (
+            load.stream_call(TEST_KEY, stream_body),
+            load.stream_call(TEST_KEY, lambda i: stream_body(i, LONG)),
+        )
+        # 40 long streams (~160k tokens) spend the minute, as above; then four times the refill rate in short
+        # ones, so that full local shares would pass the provider's limit within the freeze.
+        run = load.run(targets, send, rate=40, duration=duration, burst=40, burst_send=burst, burst_concurrency=4)
+        traffic = asyncio.create_task(run)
+        await asyncio.sleep(frozen_at)
+        private_redis.pause()
+        await asyncio.sleep(frozen_for)
+        private_redis.resume()
+        return await traffic
+
+    result = asyncio.run(traffic_with_a_freeze())
+    stats = fake.stats()
+    window = result.last_sent - result.started
+    allowed = tpm + refill * window
+    used = stats["prompt_tokens"] + stats["completion_tokens"]
+    degraded = sum("limiter_degraded" in gw.logs() for gw in gateways)
+    report(
+        capsys,
+        f"ACCURACY: tpm/stream through a {frozen_for} s Redis freeze replicas={REPLICAS} degraded={degraded} "
+        f"window={window:.1f}s offered={result.offered} admitted={result.count(200)} "
+        f"gateway_429={result.count(429)} upstream_429={stats['rate_limited']} tokens_used={used} "
+        f"allowed_tokens={allowed:.0f} utilisation={used / allowed:.1%}",
+    )
+    assert degraded == REPLICAS, "every replica met the frozen Redis"
+    assert stats["limit_rejections"] == 0 and stats["rate_limited"] == 0, "the provider had to refuse requests"
+    common_checks(result, stats)
+    assert used / allowed >= 0.95  # local shares start low and lean low: a little capacity goes unused
+    assert "limiter_recovered" in gateways[0].logs()

@@ -34,7 +34,7 @@ async def test_a_resent_batch_is_counted_once(prefix: str, shared_client: aiored
 
 
 async def test_a_counter_keeps_the_expiry_of_its_window(prefix: str, shared_client: aioredis.Redis) -> None:
-    """admit_v6 gives a new counter its window's expiry and rewrites it with KEEPTTL; settle_v3 sets the same."""
+    """admit_v7 gives a new counter its window's expiry and rewrites it with KEEPTTL; settle_v3 sets the same."""
     limiter = RedisLimiter(aioredis.Redis.from_url(SHARED_URL), prefix)
     await limiter.start()
     soon = Budget("key:k:day", "2026-12-01", 10.0, time.time() + 100.0)  # kept a day after its window ends

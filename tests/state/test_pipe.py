@@ -130,9 +130,9 @@ async def test_a_script_the_server_lost_is_loaded_again_and_run(redis_server: Re
     keys, args = encode_admit(KeyLayout("p"), [Candidate("é/m", "é", (rpm,))], [], "first")
     try:
         await scripts.load()
-        assert (await scripts.run_on(pipe, "admit_v6", keys, orjson.dumps(args)))[0] == 0  # admitted
+        assert (await scripts.run_on(pipe, "admit_v7", keys, orjson.dumps(args)))[0] == 0  # admitted
         await client.script_flush()
-        assert (await scripts.run_on(pipe, "admit_v6", keys, orjson.dumps(args)))[0] == 0
+        assert (await scripts.run_on(pipe, "admit_v7", keys, orjson.dumps(args)))[0] == 0
         assert await client.get("{p}:b2:acct:é:rpm") is not None  # the key as named, charged twice
     finally:
         pipe.close()

@@ -65,7 +65,7 @@ def test_scripts_are_versioned_package_files() -> None:
     for name in SCRIPTS:
         assert re.fullmatch(r"[a-z_]+_v\d+", name), name
         assert script_text(name).startswith(f"-- {name}:")
-    for name in ("admit_v6", "settle_v3", "cooldown_v2", "correct_v2", "levels_v2"):
+    for name in ("admit_v7", "settle_v3", "cooldown_v2", "correct_v2", "levels_v2"):
         assert "redis.call('TIME')" in script_text(name)  # Redis TIME is the only clock
 
 

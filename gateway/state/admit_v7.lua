@@ -1,5 +1,7 @@
--- admit_v6: choose a candidate with room and charge it, the caller's quotas and the budgets the request
+-- admit_v7: choose a candidate with room and charge it, the caller's quotas and the budgets the request
 -- touches, all or nothing. The same algorithm as gateway/limits/decide.py; Redis TIME is the only clock.
+-- v7 (against v6): the answer also carries the level each of the chosen candidate's buckets was left at, so a
+-- replica that loses Redis starts its local shares from what it last learned (gateway/limits/resilient.py).
 -- v6 (against v5): each bucket and cooldown is named where it is used, and the script finds the ones named
 -- twice (an account's buckets shared by its deployments), so the caller encodes a request in one pass.
 -- v5 (against v4): budgets. A budget is a spend counter per calendar window, its USD spent and its alert
@@ -22,7 +24,9 @@
 --           {quota levels after the decision}, over budget (1-based, 0 = none),
 --           each budget's spend after the decision then what it took (decide.budget_take; 0 unless
 --           admitted), as 2 x nbud little-endian doubles in one string (struct.pack: exact, no formatting),
---           {budget index (1-based), alert level before, alert level newly reached}...}.
+--           {budget index (1-based), alert level before, alert level newly reached}...,
+--           the chosen candidate's bucket levels after the decision, little-endian doubles in one string
+--           ('' when nothing was admitted)}.
 --           Other floats are returned as strings (Redis truncates numbers).
 -- Storage (v3 and later; every script agrees): a bucket is a string "<level> <TIME of that level>"
 -- with a TTL, a cooldown a string "<TIME it ends>" with a TTL, so one MGET reads every key the call
@@ -213,4 +217,10 @@ amounts = nbud > 0 and struct.pack('<' .. string.rep('d', 2 * nbud), unpack(amou
 
 local levels = {}
 for q = 1, nq do levels[q] = format('%.17g', level[quota_slot[q]]) end
-return {chosen, format('%.17g', retry), blocked, skips, levels, over, amounts, alerts}
+local left = ''
+if chosen >= 0 and #chosen_slots > 0 then -- admitted (every refusal above set chosen to -1)
+  local each = {}
+  for b, i in ipairs(chosen_slots) do each[b] = level[i] end
+  left = struct.pack('<' .. string.rep('d', #each), unpack(each))
+end
+return {chosen, format('%.17g', retry), blocked, skips, levels, over, amounts, alerts, left}
