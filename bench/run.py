@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-nginx", action="store_true", help="use bench/upstream.py even if nginx exists")
     parser.add_argument("--no-passthrough", action="store_true", help="leave out the bare pass-through's runs")
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="only what the comparison with the pass-through needs: JSON at 32 connections, the gateway and the "
+        "pass-through (tests/test_benchmark.py)",
+    )
+    parser.add_argument(
         "--limits",
         choices=("off", "redis", "both"),
         default="both",
@@ -107,14 +113,15 @@ def run_rounds(
     args: argparse.Namespace, binary: str, cpu: int, targets: list[Target], redis: RedisServer | None, m: Measurements
 ) -> None:
     """Warm up, then `args.rounds` rounds, each running every target back to back per setting."""
+    kinds, connections = (("json",), (32,)) if args.floor else (tuple(KINDS), CONNECTIONS)
     for target in targets:
-        for kind in KINDS:
+        for kind in kinds:
             wrk.run(binary, cpu, target.port, target.paths[kind], kind, 32, min(2.0, args.duration))
     for rnd in range(args.rounds):
         say(f"round {rnd + 1}/{args.rounds}")
         order = targets if rnd % 2 == 0 else targets[::-1]
-        for kind in KINDS:
-            for conns in CONNECTIONS:
+        for kind in kinds:
+            for conns in connections:
                 for target in order:
                     pid = target.pid if conns == 32 else None
                     before = cpu_seconds(pid) if pid is not None else 0.0
@@ -178,7 +185,7 @@ def benchmark(args: argparse.Namespace, workdir: Path, m: Measurements) -> dict[
             if args.no_passthrough or args.limits == "redis"
             else [start_passthrough(stack, workdir, gw_cpu, direct.port)]
         )
-        run_rounds(args, wrk_bin, load_cpu, [direct, *gateways, *floor], redis, m)
+        run_rounds(args, wrk_bin, load_cpu, [*([] if args.floor else [direct]), *gateways, *floor], redis, m)
         m.redis_idle = [t for gw in gateways if gw.redis is not None for t in gw.redis.idle]
         for gw in gateways:
             if gw.pid is not None:

@@ -23,7 +23,12 @@ ROUNDS = "3"
 @pytest.mark.timeout(400)
 def test_the_gateway_keeps_the_share_of_the_floors_speed_the_readme_says(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
-    command = [sys.executable, str(BENCH), "--limits", "off", "--duration", "2", "--rounds", ROUNDS, "--starts", "1"]
+    # --floor: only the JSON runs at 32 connections of the gateway and the pass-through, which is all this reads
+    # (17 s where every setting took 87: 70.0 % / 1.42x against 71.7 % / 1.38x for the same rounds with all of them).
+    command = [
+        *(sys.executable, str(BENCH), "--limits", "off", "--floor"),
+        *("--duration", "2", "--rounds", ROUNDS, "--starts", "1"),
+    ]
     done = subprocess.run([*command, "--output", str(results)], capture_output=True, text=True, timeout=380)
     assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: a latency target missed on a busy machine
     data = json.loads(results.read_text())
