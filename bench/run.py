@@ -185,7 +185,8 @@ def benchmark(args: argparse.Namespace, workdir: Path, m: Measurements) -> dict[
             if args.no_passthrough or args.limits == "redis"
             else [start_passthrough(stack, workdir, gw_cpu, direct.port)]
         )
-        run_rounds(args, wrk_bin, load_cpu, [*([] if args.floor else [direct]), *gateways, *floor], redis, m)
+        targets = [*gateways, *floor] if args.floor else [direct, *gateways, *floor]
+        run_rounds(args, wrk_bin, load_cpu, targets, redis, m)
         m.redis_idle = [t for gw in gateways if gw.redis is not None for t in gw.redis.idle]
         for gw in gateways:
             if gw.pid is not None:

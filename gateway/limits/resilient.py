@@ -196,15 +196,17 @@ class ResilientLimiter:
             else:
                 self.budgets.owe(budget_refunds(reservation, actual_tokens, actual_cost))
         changes = refunds(reservation, actual_tokens)
-        if reservation.local:  # Redis never saw its charge: what it used is owed to Redis instead
-            _queue(self._carried, carried(reservation, actual_tokens))
-        if self.mode != "redis" and changes:
+        redis = self.mode == "redis"
+        if not redis and changes:
             n = self.divisor()
             await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
-            changes = []
-        if not reservation.local:
+        if reservation.local:  # Redis never held its charge: what it used is owed to Redis instead of a refund
+            _queue(self._carried, carried(reservation, actual_tokens))
+        elif redis:
             _queue(self._pending, changes)
-        if (changes or self.budgets.owing or self._carried) and (self._flusher is None or self._flusher.done()):
+        # Usage carried from degraded admissions waits for Redis: the switch back sends it (``_set_mode``).
+        queued = self._pending or self.budgets.owing or (redis and self._carried)
+        if queued and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
