@@ -204,7 +204,7 @@ class ResilientLimiter:
             _queue(self._carried, carried(reservation, actual_tokens))
         elif redis:
             _queue(self._pending, changes)
-        # Usage carried from degraded admissions waits for Redis: the switch back sends it (``_set_mode``).
+        # Usage carried from degraded admissions waits for Redis: the switch back sends it first (``_carry``).
         queued = self._pending or self.budgets.owing or (redis and self._carried)
         if queued and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_later())
@@ -353,11 +353,23 @@ class ResilientLimiter:
                 self.redis.offset = self.replicas.offset  # so admissions Redis runs too late do nothing
                 if self._full and self.mode == "degraded" and not has_room(await self.redis.client.info("memory")):
                     return  # answering, but still full: stay degraded (no log line, no switch)
+                if self.mode == "degraded":
+                    await self._carry()
         except REDIS_FAILURES as error:
             self._degrade(error)
             return
         self._full = False
         self._set_mode("redis")
+
+    async def _carry(self) -> None:
+        """Charge Redis with what degraded admissions used before admitting on it again: until then its buckets
+        hold the refill of the whole time it was away, which the local shares have spent."""
+        used, self._carried = list(self._carried.values()), {}
+        try:
+            await self.redis.apply(used)
+        except BaseException:  # kept for the next try (a charge Redis did apply counts twice: the safe side)
+            _queue(self._carried, used)
+            raise
 
     def _degrade(self, error: BaseException) -> None:
         if self.mode != "degraded":
