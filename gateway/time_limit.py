@@ -1,4 +1,5 @@
-"""``time_limit(seconds)``: ``asyncio.timeout`` as a plain ``with`` block, for the request path.
+"""``time_limit(seconds)``: ``asyncio.timeout`` as a plain ``with`` block, for the request path; and
+``stall_aware_limit``, which does not blame the awaited peer for time this process spent without the CPU.
 
 Same contract: when the time runs out the task is cancelled, and the block raises ``TimeoutError`` in place of
 the ``CancelledError`` that cancellation caused (a cancellation from elsewhere stays a ``CancelledError``).
@@ -10,6 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+
+# A timer this late found the event loop stalled (a CPU-starved process, or one long callback), and ``GRACE`` of
+# loop time lets it read what arrived meanwhile. Waking a task that a reply completed takes a loop turn after the
+# read, and a timer due in the same turn as the read runs first: without the grace, a reply that came in time
+# would count as none.
+LATE = 0.005
+GRACE = 0.01
 
 
 class time_limit:  # noqa: N801 (used like asyncio.timeout)
@@ -38,3 +46,26 @@ class time_limit:  # noqa: N801 (used like asyncio.timeout)
         self._handle.cancel()
         if self._expired and self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
             raise TimeoutError from error
+
+
+class stall_aware_limit(time_limit):  # noqa: N801 (used like asyncio.timeout)
+    """``time_limit`` for a peer judged by its deadline (Redis): when the limit comes due ``LATE`` or more after
+    its time, the process was not listening, so the peer gets ``GRACE`` more seconds of loop time; again while
+    each check finds the loop late, up to ``seconds`` of graces in all."""
+
+    __slots__ = ("_loop", "_due", "_graces")
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time() + self._delay
+        self._graces = int(self._delay / GRACE)
+
+    def _expire(self) -> None:
+        now = self._loop.time()
+        if now - self._due >= LATE and self._graces > 0:
+            self._graces -= 1
+            self._due = now + GRACE
+            self._handle = self._loop.call_at(self._due, self._expire)
+            return
+        super()._expire()

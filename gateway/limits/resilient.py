@@ -1,21 +1,27 @@
 """The limiter a replica uses with Redis configured: Redis while it answers, local buckets while not.
 
-Every Redis call is bounded by ``deadline`` (tens of milliseconds). The first failure switches to
+Every Redis call is bounded by ``deadline`` (tens of milliseconds), more while this process itself was stalled
+(``stall_aware_limit``: a CPU-starved process must not blame Redis). The first failure switches to
 ``degraded``: provider-protection buckets then run locally with each capacity and refill divided by the
 number of live replicas (so the fleet together stays near the provider's limit), each starting from the
 level this replica last saw in Redis (``RedisLimiter.seen``), and quota buckets follow ``fail_mode``:
 "closed" refuses requests that carry quotas with a 503, "open" ignores quotas.
-A background task probes Redis while degraded and switches back by itself when it answers. After
+A background task probes Redis while degraded (first soon after the failure, then every ``probe_interval``)
+and switches back by itself when it answers. After
 Redis refused a write for lack of memory (maxmemory with ``noeviction``), answering is not enough: memory
 hovers at the limit as keys expire and are rewritten, and a probe landing in a dip would switch back only
 for the next admissions to fail again. The probe then also asks for room (used memory below
 ``ROOM`` of maxmemory), so the limiter stays degraded, once, until memory is really freed.
 
 Cooldowns taken locally are not copied to Redis; what requests admitted on local shares used is, once it
-answers (``decide.carried``), since the provider counted it. Budgets are carried too (``budget_shares``):
-while degraded each replica may spend its share of what is left of a budget, a budget whose share is spent
-follows ``fail_mode`` (closed: 503; open: admitted), and what was spent meanwhile is added to Redis when it
-answers again, so spend is never lost.
+answers (``decide.carried``), since the provider counted it, and so are the reservations of those still
+running then (they settle afterwards as Redis's own). Replicas find Redis again up to a probe interval
+apart, and until the others have charged what their shares admit, Redis holds refill they are spending:
+for ``RETURN_PROBES`` probe intervals after its return a replica also keeps within its own shares.
+
+Budgets are carried too (``budget_shares``): while degraded each replica may spend its share of what is left
+of a budget, a budget whose share is spent follows ``fail_mode`` (closed: 503; open: admitted), and what was
+spent meanwhile is added to Redis when it answers again, so spend is never lost.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from gateway.errors import ServiceUnavailable
 from gateway.limits.budget_shares import BudgetShares, spent_by
-from gateway.limits.decide import budget_refunds, carried, refunds, reserved
+from gateway.limits.decide import budget_refunds, carried, refunds, reserved, wait
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.limits.redis_limiter import RedisLimiter
@@ -38,6 +45,7 @@ from gateway.limits.share import scaled
 from gateway.state.pipe import Pipe
 from gateway.state.replicas import ReplicaRegistry
 from gateway.state.store import REDIS_FAILURES, Scripts, build_client, warm
+from gateway.time_limit import stall_aware_limit
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,11 @@ T = TypeVar("T")
 
 ROOM = 0.9  # after an out-of-memory refusal, Redis is used again once below this share of maxmemory
 STALE_SLACK = 0.03  # seconds: more than the error of the heartbeat's clock offset (half a quick round trip)
+# After its return to Redis a replica keeps within its local shares for this many probe intervals: by then
+# every replica that degraded with it has probed (one interval, plus a probe that timed out) and charged Redis.
+RETURN_PROBES = 2
+FIRST_PROBE_DEADLINES = 4  # the first probe after a failure comes this many deadlines after it
+MAX_OPEN = 10_000  # degraded admissions followed until they settle; beyond, the oldest settle as before
 
 
 def _queue(queue: dict[str, tuple[BucketSpec, float]], changes: Sequence[tuple[BucketSpec, float]]) -> None:
@@ -100,6 +113,11 @@ class ResilientLimiter:
         self._pending: dict[str, tuple[BucketSpec, float]] = {}  # bucket name -> (bucket, queued delta)
         # What requests admitted while degraded used, owed to Redis's buckets once it answers (decide.carried).
         self._carried: dict[str, tuple[BucketSpec, float]] = {}
+        # Degraded admissions not settled yet, by id: the switch back charges their reservations to Redis and
+        # moves them to ``_moved``, whose members settle as Redis's own reservations (a refund, not a charge).
+        self._open: dict[int, Reservation] = {}
+        self._moved: dict[int, Reservation] = {}
+        self._returning = 0.0  # monotonic time until which admissions also keep within the local shares
         self.budgets = BudgetShares()  # spend seen, and spend owed to Redis
         self._flushing = asyncio.Lock()  # one flush at a time: batches reach Redis in order
         self._flusher: asyncio.Task[None] | None = None
@@ -143,6 +161,8 @@ class ResilientLimiter:
         if not isinstance(answer, Unavailable):
             if budgets:
                 self.budgets.saw(budgets, answer.spent)
+            if self._returning:
+                return await self._within_shares(candidates, quotas, strategy, budgets, answer)
             return answer
         if quotas and self.fail_mode == "closed":
             raise ServiceUnavailable("rate-limit state is unavailable", retry_after=1.0)
@@ -157,7 +177,45 @@ class ResilientLimiter:
         # The reservation names the real buckets and budgets, so it settles correctly wherever it is settled.
         took = tuple((b, t) for b, (_, t) in zip(budgets, admission.reservation.budgets, strict=False))
         reservation = Reservation(reserved(candidates[admission.chosen].buckets), took, local=True)
+        if len(self._open) >= MAX_OPEN:
+            del self._open[next(iter(self._open))]
+        self._open[id(reservation)] = reservation
         return replace(admission, reservation=reservation)
+
+    async def _within_shares(
+        self,
+        candidates: Sequence[Candidate],
+        quotas: Sequence[BucketSpec],
+        strategy: Strategy,
+        budgets: Sequence[Budget],
+        answer: Admission,
+    ) -> Admission:
+        """Redis's answer, kept within this replica's local shares while other replicas may not be back yet: the
+        chosen candidate's share pays for it too, or Redis's charge is given back and the candidates whose
+        shares have room are asked again."""
+        chosen = answer.chosen
+        if chosen is None or answer.reservation is None:
+            return answer
+        if time.monotonic() >= self._returning or self.mode != "redis":
+            self._returning = 0.0
+            return answer
+        n = self.divisor()
+        share = reserved(tuple(scaled(b, n) for b in candidates[chosen].buckets))
+        if all(self.local.level(b) >= b.cost for b in share):
+            await self.local.apply([(b, -b.cost) for b in share])
+            return answer
+        await self.settle(answer.reservation, None, None)  # nothing reached the provider: all of it back
+        rest = [i for i, c in enumerate(candidates) if i != chosen and self._share_fits(c, n)]
+        if rest:
+            again = await self.admit([candidates[i] for i in rest], quotas, strategy, budgets)
+            return again if again.chosen is None else replace(again, chosen=rest[again.chosen])
+        full = [b for b in share if self.local.level(b) < b.cost]
+        retry_after = max(wait(b, self.local.level(b)) for b in full)
+        skipped = ((candidates[chosen].id, f"full: {full[0].name}"),)
+        return Admission(None, retry_after, answer.quota, skipped, None, False, spent=answer.spent)
+
+    def _share_fits(self, candidate: Candidate, n: int) -> bool:
+        return all(self.local.level(b) >= b.cost for b in reserved(tuple(scaled(b, n) for b in candidate.buckets)))
 
     async def _admit_shares(
         self, shares: list[Candidate], strategy: Strategy, budgets: Sequence[Budget], replicas: int
@@ -200,7 +258,15 @@ class ResilientLimiter:
         if not redis and changes:
             n = self.divisor()
             await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
-        if reservation.local:  # Redis never held its charge: what it used is owed to Redis instead of a refund
+        local = reservation.local
+        if local:
+            key = id(reservation)
+            if self._moved.get(key) is reservation:  # its charge moved to Redis at the switch back
+                del self._moved[key]
+                local = False
+            elif self._open.get(key) is reservation:
+                del self._open[key]
+        if local:  # Redis never held its charge: what it used is owed to Redis instead of a refund
             _queue(self._carried, carried(reservation, actual_tokens))
         elif redis:
             _queue(self._pending, changes)
@@ -284,9 +350,9 @@ class ResilientLimiter:
         if self.mode != "redis":
             return Unavailable.REDIS
         try:
-            # The call gets twice the deadline before Redis is judged: a busy event loop, not Redis,
-            # may be what is late (one timer, no extra task).
-            async with asyncio.timeout(2 * self.deadline):
+            # The call gets twice the deadline before Redis is judged, and more while this process itself was
+            # stalled: a busy event loop, not Redis, may be what is late (one timer, no extra task).
+            with stall_aware_limit(2 * self.deadline):
                 return await call()
         except REDIS_FAILURES as error:
             self._degrade(error)
@@ -338,15 +404,17 @@ class ResilientLimiter:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.replicas.interval):
                         await self._degraded.wait()
-                if self.mode == "degraded":
-                    continue  # a request found Redis failing: wait one probe interval, then probe
+                if self.mode == "degraded":  # a request found Redis failing: probe soon, then every interval
+                    # A stall or a blip of a fraction of a second is over by then, and until this replica is back,
+                    # the others on Redis do not see what its shares admit.
+                    await asyncio.sleep(min(self.probe_interval, FIRST_PROBE_DEADLINES * self.deadline))
             await self._probe(load_scripts=self.mode == "degraded")
 
     async def _probe(self, load_scripts: bool) -> None:
         """The heartbeat, which is also the probe while degraded (then the scripts are loaded again
         first, since a restarted Redis has lost them)."""
         try:
-            async with asyncio.timeout(max(self.deadline, self.probe_interval / 2)):
+            with stall_aware_limit(max(self.deadline, self.probe_interval / 2)):
                 if load_scripts:
                     await self.redis.start()
                 await self.replicas.beat()
@@ -362,14 +430,20 @@ class ResilientLimiter:
         self._set_mode("redis")
 
     async def _carry(self) -> None:
-        """Charge Redis with what degraded admissions used before admitting on it again: until then its buckets
-        hold the refill of the whole time it was away, which the local shares have spent."""
-        used, self._carried = list(self._carried.values()), {}
+        """Charge Redis with what degraded admissions used, and with the reservations of those still running,
+        before admitting on it again: until then its buckets hold the refill of the whole time it was away,
+        which the local shares have spent, and nothing of what the provider counts for the running ones."""
+        used, opened = self._carried, self._open
+        self._carried, self._open = {}, {}
+        charges = dict(used)
+        _queue(charges, [(b, -b.cost) for r in opened.values() for b in r.buckets if b.cost])
         try:
-            await self.redis.apply(used)
+            await self.redis.apply(list(charges.values()))
         except BaseException:  # kept for the next try (a charge Redis did apply counts twice: the safe side)
-            _queue(self._carried, used)
+            _queue(self._carried, list(used.values()))
+            self._open = {**opened, **self._open}
             raise
+        self._moved = opened  # an earlier return's still unsettled ones now settle as before: a charge
 
     def _degrade(self, error: BaseException) -> None:
         if self.mode != "degraded":
@@ -393,6 +467,7 @@ class ResilientLimiter:
         self.mode = mode
         if mode == "redis":
             self._degraded.clear()
+            self._returning = time.monotonic() + RETURN_PROBES * self.probe_interval
             self.local.forget_spend()  # the shares spent meanwhile are owed to Redis, which counts them now
             if (self.budgets.owing or self._carried) and (self._flusher is None or self._flusher.done()):
                 self._flusher = asyncio.create_task(self._flush_later())

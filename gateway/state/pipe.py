@@ -20,6 +20,8 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+from gateway.time_limit import GRACE, LATE
+
 
 def pack(*parts: bytes) -> bytes:
     """RESP array of bulk strings.
@@ -48,6 +50,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.WriteTransport | None = None
         self._out: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0  # the loop time the timer was set for
+        self._graces = 0  # graces given in a row to a stalled loop (``_expire``)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport: it has write()
@@ -60,7 +64,7 @@ class _Protocol(asyncio.Protocol):
             self.loop.call_soon(self._write)
         self._out.append(command)
         if self._timer is None:
-            self._timer = self.loop.call_at(deadline, self._expire)
+            self._armed_for, self._timer = deadline, self.loop.call_at(deadline, self._expire)
         return future
 
     def _write(self) -> None:
@@ -69,14 +73,21 @@ class _Protocol(asyncio.Protocol):
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _expire(self) -> None:
-        """Fail every caller past its deadline; deadlines grow in send order, so stop at the first not due."""
+        """Fail every caller past its deadline; deadlines grow in send order, so stop at the first not due.
+
+        A timer that finds the loop stalled (``time_limit.LATE``) first gives Redis ``GRACE`` more of loop time,
+        again while each check finds it late, up to a timeout of graces: the process was not listening, and a
+        command queued for writing just before the stall has only now gone out."""
         self._timer = None
         now = self.loop.time()
+        self._graces = self._graces + 1 if now - self._armed_for >= LATE else 0
+        stalled = 0 < self._graces <= self.timeout / GRACE
         for future, deadline in self.waiting:
             if future.done():
                 continue
-            if deadline > now:
-                self._timer = self.loop.call_at(deadline, self._expire)
+            if deadline > now or stalled:
+                when = deadline if deadline > now else now + GRACE
+                self._armed_for, self._timer = when, self.loop.call_at(when, self._expire)
                 return
             future.set_exception(TimeoutError("Redis did not answer within the deadline"))
 

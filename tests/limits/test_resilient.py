@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -103,8 +104,14 @@ async def test_kill_degrades_to_a_local_share_and_restart_recovers(
     await eventually(lambda: first.mode == "redis")
     assert modes == ["degraded", "redis"]
     before = first.redis.round_trips
-    assert (await first.admit(ONLY, [QUOTA])).chosen == 0
+    fresh = [Candidate("c/m", "c", (replace(other, name="dep:c/m:rpm"),))]
+    assert (await first.admit(fresh, [QUOTA])).chosen == 0
     assert first.redis.round_trips == before + 1
+    # The restarted Redis has room on the spent bucket, but the second replica may still be admitting on its
+    # share: this one keeps within its own for two probe intervals.
+    assert (await first.admit(ONLY, [])).skipped == (("a/m", "full: dep:a/m:rpm"),)
+    await asyncio.sleep(2 * first.probe_interval)
+    assert (await first.admit(ONLY, [])).chosen == 0
 
 
 async def test_shares_start_from_the_level_last_seen_and_what_they_admit_is_charged_to_redis(
@@ -132,6 +139,68 @@ async def test_shares_start_from_the_level_last_seen_and_what_they_admit_is_char
     await limiter.settle(second, 60)  # after: its usage, not a refund of a reservation Redis never held
     await limiter.flush()
     assert await limiter.redis.levels([tokens]) == [pytest.approx(200 - 150 - 60, abs=0.1)]
+
+
+async def test_reservations_running_at_the_switch_back_are_charged_to_redis_and_settle_as_its_own(
+    redis_server: RedisServer, make: Callable[..., ResilientLimiter]
+) -> None:
+    """The provider counted a running request's reservation when it was sent: Redis must hold it from the
+    switch back on, not only once the request ends (a minute later, for a long stream)."""
+    tokens = BucketSpec("acct:a:tpm", capacity=1000, refill_per_sec=0.001, cost=100, kind="tokens")
+    only = [Candidate("a/m", "a", (tokens,))]
+    limiter = make(redis_server.url, probe_interval=0.1)
+    await limiter.start()
+    await eventually(lambda: limiter.mode == "redis")
+    assert [(await limiter.admit(only, [])).chosen for _ in range(6)] == [0] * 6  # 400 left
+    redis_server.pause()
+    running = [(await limiter.admit(only, [])).reservation for _ in range(3)]
+    assert limiter.mode == "degraded"
+    await asyncio.sleep(limiter.redis.patience)
+    redis_server.resume()
+    await eventually(lambda: limiter.mode == "redis")
+    assert await limiter.redis.levels([tokens]) == [pytest.approx(100, abs=0.1)]  # the three are held
+    first, second, third = running
+    assert first is not None and second is not None and third is not None
+    await limiter.settle(first, 30)  # a refund of what its reservation took beyond its use
+    await limiter.settle(second, None)  # never reached the provider: all of it back
+    await limiter.flush()
+    assert await limiter.redis.levels([tokens]) == [pytest.approx(100 + 70 + 100, abs=0.1)]
+    await limiter.settle(third, 100)  # exactly its reservation: nothing changes
+    await limiter.flush()
+    assert await limiter.redis.levels([tokens]) == [pytest.approx(270, abs=0.1)]
+
+
+async def test_a_replica_back_on_redis_keeps_within_its_shares_while_others_may_not_be(
+    redis_server: RedisServer, make: Callable[..., ResilientLimiter]
+) -> None:
+    """Replicas find Redis again up to a probe interval apart; until the last one has charged what its share
+    admitted, Redis holds refill that replica spends, so the first one back must not take it."""
+    tokens = BucketSpec("acct:a:tpm", capacity=1000, refill_per_sec=0.001, cost=100, kind="tokens")
+    spare = BucketSpec("acct:b:tpm", capacity=1000, refill_per_sec=0.001, cost=100, kind="tokens")
+    both = [Candidate("a/m", "a", (tokens,)), Candidate("b/m", "b", (spare,))]
+    back, late = make(redis_server.url, "r1", probe_interval=0.1), make(redis_server.url, "r2")
+    for limiter in (back, late):
+        await limiter.start()
+    await eventually(lambda: back.mode == late.mode == "redis")
+    assert await back.replicas.beat() == 2
+    assert [(await back.admit(both[:1], [])).chosen for _ in range(5)] == [0] * 5  # it saw 500 left
+    assert (await late.admit(both[:1], [])).chosen == 0  # it saw 400 left
+    redis_server.pause()
+    assert [(await late.admit(both[:1], [])).chosen for _ in range(3)] == [0, 0, None]  # its share: 200
+    await late.close()  # still away when the other returns (here for good): Redis does not know what it spent
+    assert (await back.admit(both[:1], [])).chosen == 0  # degrades too; 150 of its 250 left
+    await asyncio.sleep(back.redis.patience)
+    redis_server.resume()
+    await eventually(lambda: back.mode == "redis")
+    # Redis says 300 (400 less this replica's 100); its share says 150, and the other candidate's is full.
+    answers = [await back.admit(both, []) for _ in range(3)]
+    assert [a.chosen for a in answers] == [0, 1, 1]
+    assert answers[1].reservation is not None and answers[1].reservation.buckets == (spare,)
+    assert (await back.admit(both[:1], [])).skipped == (("a/m", "full: acct:a:tpm"),)
+    await back.flush()  # the refused admission's charge is given back to Redis
+    assert await back.redis.levels([tokens]) == [pytest.approx(200, abs=0.1)]
+    await asyncio.sleep(2 * back.probe_interval)  # every replica that degraded with it has probed by now
+    assert (await back.admit(both[:1], [])).chosen == 0
 
 
 async def test_paused_redis_never_holds_a_request_past_the_deadline(

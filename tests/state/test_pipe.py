@@ -7,6 +7,7 @@ client of its server, and the shared one serves other tests with 50 ms deadlines
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -105,6 +106,18 @@ async def test_a_call_past_its_deadline_fails_and_the_next_one_is_answered(redis
         assert asyncio.get_running_loop().time() - started < 0.35  # failed at its deadline, not at the reply
         await answered(pipe)  # the late reply arrives and is dropped
         assert await pipe.call(b"ECHO", b"after") == b"after"
+    finally:
+        pipe.close()
+
+
+async def test_a_stall_of_this_process_is_not_blamed_on_redis() -> None:
+    """The process stalls past the deadline before a call has gone out: when it runs again the call is written
+    and the overdue timer fires in the same turn, and Redis gets a grace of loop time to answer."""
+    pipe = Pipe(URL, timeout=0.1)
+    try:
+        await pipe.call(b"PING")
+        asyncio.get_running_loop().call_soon(time.sleep, 0.3)  # before the write the call below queues
+        assert await pipe.call(b"ECHO", b"late") == b"late"
     finally:
         pipe.close()
 
