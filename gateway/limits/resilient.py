@@ -362,14 +362,17 @@ class ResilientLimiter:
         return max(1, int(self._divisor()))
 
     async def start(self) -> None:
-        """Connect, load the scripts and register this replica, waiting at most ``deadline``.
+        """Connect, load the scripts and register this replica, waiting at most ``deadline`` (more while a
+        starting process's own stalls hold the loop: ``stall_aware_limit``).
 
         If Redis is slow or down, start degraded; the first probe keeps running in the background and
         switches to Redis when it succeeds.
         """
         first = asyncio.create_task(self._probe(load_scripts=True))
-        done, _ = await asyncio.wait({first}, timeout=self.deadline)
-        if not done:
+        try:
+            with stall_aware_limit(self.deadline):
+                await asyncio.shield(first)
+        except TimeoutError:
             self._degrade(TimeoutError("Redis did not answer within the deadline at start"))
         self._task = asyncio.create_task(self._run(first))
 
