@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -192,3 +193,17 @@ def report(capsys: Any, line: str) -> None:
     with capsys.disabled():
         print(f"\n{line}", flush=True)
     print(line)
+
+
+def limiter_events(gateways: list[GatewayProcess], since: float) -> list[str]:
+    """Each gateway's switches to and from Redis, in seconds from ``since`` (Unix time), for a failure's message:
+    when a replica degraded, and why, is most of what explains a provider's 429 in a run."""
+    events = []
+    for i, gateway in enumerate(gateways):
+        for line in gateway.logs().splitlines():
+            if '"limiter_' not in line:
+                continue
+            entry = json.loads(line)
+            error = f" {entry['error']}" if "error" in entry else ""
+            events.append((entry["ts"], f"gw{i} {entry['ts'] - since:+.2f}s {entry['event']}{error}"))
+    return [text for _, text in sorted(events)]
