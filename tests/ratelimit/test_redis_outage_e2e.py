@@ -9,10 +9,12 @@ closed). Recovery needs no help: the background probe finds Redis again.
 The bounds are the README's figures ("Redis trouble") with a margin for this shared two-core machine.
 Measured (slowest request; back on Redis after the restart or SIGCONT):
 
-- killed: idle 8.0-13.8 ms, 0.06 s (three runs); both cores busy 21.5 ms; two whole suites at once 20.5
-  and 47.4 ms (five of 140 requests took 35-47 ms; the median before the kill was 9.3 ms, 3.6 ms idle);
-- frozen: idle 104.8-106.2 ms (the deadline, tried twice), 0.37-0.42 s (the probe runs every 0.5 s);
-  busy 110.2 ms; two suites at once 109.6 and 110.7 ms.
+- killed: idle 8.0-13.8 ms (8.9-12.1 ms on 2026-12-01), back 0.21 s after the restart (the first probe comes
+  0.2 s after the failure, then every 0.5 s: where the restart falls between them); both cores busy 21.5 ms;
+  two whole suites at once 20.5 and 47.4 ms (five of 140 requests took 35-47 ms; the median before the kill
+  was 9.3 ms, 3.6 ms idle);
+- frozen: idle 103.5-106.2 ms (the deadline, tried twice), back 0.11 s after SIGCONT; busy 110.2 ms; two
+  suites at once 109.6 and 110.7 ms.
 
 So the slowest request is bounded where a regression would first show, with room for that noise: a dead
 Redis must not cost any request what a frozen one does (two deadlines), and a frozen one no more than the
