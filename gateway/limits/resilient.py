@@ -10,8 +10,9 @@ A background task probes Redis while degraded (first soon after the failure, the
 and switches back by itself when it answers. After
 Redis refused a write for lack of memory (maxmemory with ``noeviction``), answering is not enough: memory
 hovers at the limit as keys expire and are rewritten, and a probe landing in a dip would switch back only
-for the next admissions to fail again. The probe then also asks for room (used memory below
-``ROOM`` of maxmemory), so the limiter stays degraded, once, until memory is really freed.
+for the next admissions to fail again. The probes then also ask for room (used memory below
+``ROOM`` of maxmemory, on ``ROOM_PROBES`` in a row), so the limiter stays degraded, once, until memory is
+really freed.
 
 Cooldowns taken locally are not copied to Redis; what requests admitted on local shares used is, once it
 answers (``decide.carried``), since the provider counted it, and so are the reservations of those still
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ROOM = 0.9  # after an out-of-memory refusal, Redis is used again once below this share of maxmemory
+ROOM = 0.9  # after an out-of-memory refusal, Redis is used again once below this share of maxmemory ...
+ROOM_PROBES = 2  # ... on this many probes in a row: memory hovering at the limit dips below it now and then
 STALE_SLACK = 0.03  # seconds: more than the error of the heartbeat's clock offset (half a quick round trip)
 # After its return to Redis a replica keeps within its local shares for this many probe intervals: by then
 # every replica that degraded with it has probed (one interval, plus a probe that timed out) and charged Redis.
@@ -133,6 +135,7 @@ class ResilientLimiter:
         self._divisor = local_fallback_divisor_source or (lambda: self.replicas.live)
         self.mode = "redis"  # "redis" | "degraded"; set only by _set_mode
         self._full = False  # the last degradation was Redis out of memory: probes also ask for room
+        self._roomy = 0  # probes in a row that found room since then
         self._degraded = asyncio.Event()  # wakes the background task early
         self._task: asyncio.Task[None] | None = None
 
@@ -422,8 +425,10 @@ class ResilientLimiter:
                     await self.redis.start()
                 await self.replicas.beat()
                 self.redis.offset = self.replicas.offset  # so admissions Redis runs too late do nothing
-                if self._full and self.mode == "degraded" and not has_room(await self.redis.client.info("memory")):
-                    return  # answering, but still full: stay degraded (no log line, no switch)
+                if self._full and self.mode == "degraded":
+                    self._roomy = self._roomy + 1 if has_room(await self.redis.client.info("memory")) else 0
+                    if self._roomy < ROOM_PROBES:
+                        return  # answering, but still full (or in a dip): stay degraded (no log line, no switch)
                 if self.mode == "degraded":
                     await self._carry()
         except REDIS_FAILURES as error:
@@ -452,7 +457,7 @@ class ResilientLimiter:
         if self.mode != "degraded":
             log.warning("rate limiting degraded to local buckets", {"event": "limiter_degraded", "error": repr(error)})
             self._degraded.set()
-            self._full = out_of_memory(error)
+            self._full, self._roomy = out_of_memory(error), 0
             self._start_shares()
         self._set_mode("degraded")
 
