@@ -20,6 +20,16 @@ LATE = 0.005
 GRACE = 0.01
 
 
+def grace(now: float, due: float, given: int, seconds: float) -> float | None:
+    """When a deadline set for ``due`` is checked at ``now`` after ``given`` graces: the end of one more grace
+    if the loop was stalled and the graces stay within ``seconds``, else None (the peer is late).
+
+    >>> grace(1.02, 1.0, 0, 0.1), grace(1.001, 1.0, 0, 0.1), grace(1.02, 1.0, 10, 0.1)
+    (1.03, None, None)
+    """
+    return now + GRACE if now - due >= LATE and given * GRACE < seconds else None
+
+
 class time_limit:  # noqa: N801 (used like asyncio.timeout)
     __slots__ = ("_delay", "_task", "_handle", "_expired", "_cancelling")
 
@@ -49,9 +59,9 @@ class time_limit:  # noqa: N801 (used like asyncio.timeout)
 
 
 class stall_aware_limit(time_limit):  # noqa: N801 (used like asyncio.timeout)
-    """``time_limit`` for a peer judged by its deadline (Redis): when the limit comes due ``LATE`` or more after
-    its time, the process was not listening, so the peer gets ``GRACE`` more seconds of loop time; again while
-    each check finds the loop late, up to ``seconds`` of graces in all."""
+    """``time_limit`` for a peer judged by its deadline (Redis): a limit that comes due with the loop stalled
+    gives the peer ``GRACE`` more seconds of loop time, again while each check finds the loop late, up to
+    ``seconds`` of graces in all (``grace``)."""
 
     __slots__ = ("_loop", "_due", "_graces")
 
@@ -59,13 +69,13 @@ class stall_aware_limit(time_limit):  # noqa: N801 (used like asyncio.timeout)
         super().__enter__()
         self._loop = asyncio.get_running_loop()
         self._due = self._loop.time() + self._delay
-        self._graces = int(self._delay / GRACE)
+        self._graces = 0
 
     def _expire(self) -> None:
-        now = self._loop.time()
-        if now - self._due >= LATE and self._graces > 0:
-            self._graces -= 1
-            self._due = now + GRACE
-            self._handle = self._loop.call_at(self._due, self._expire)
+        until = grace(self._loop.time(), self._due, self._graces, self._delay)
+        if until is None:
+            super()._expire()
             return
-        super()._expire()
+        self._graces += 1
+        self._due = until
+        self._handle = self._loop.call_at(until, self._expire)

@@ -38,7 +38,8 @@ from typing import Any, TypeVar
 
 from gateway.errors import ServiceUnavailable
 from gateway.limits.budget_shares import BudgetShares, spent_by
-from gateway.limits.decide import budget_refunds, carried, refunds, reserved, wait
+from gateway.limits.carry import Carry, queue
+from gateway.limits.decide import budget_refunds, refunds, reserved, wait
 from gateway.limits.local import LocalLimiter
 from gateway.limits.model import Admission, BucketSpec, Budget, Candidate, Reservation, Strategy
 from gateway.limits.redis_limiter import RedisLimiter
@@ -59,14 +60,6 @@ STALE_SLACK = 0.03  # seconds: more than the error of the heartbeat's clock offs
 # every replica that degraded with it has probed (one interval, plus a probe that timed out) and charged Redis.
 RETURN_PROBES = 2
 FIRST_PROBE_DEADLINES = 4  # the first probe after a failure comes this many deadlines after it
-MAX_OPEN = 10_000  # degraded admissions followed until they settle; beyond, the oldest settle as before
-
-
-def _queue(queue: dict[str, tuple[BucketSpec, float]], changes: Sequence[tuple[BucketSpec, float]]) -> None:
-    """Add each delta to what is queued for its bucket."""
-    for bucket, delta in changes:
-        queued = queue.get(bucket.name)
-        queue[bucket.name] = (bucket, delta if queued is None else queued[1] + delta)
 
 
 class Unavailable(enum.Enum):
@@ -113,12 +106,7 @@ class ResilientLimiter:
         self.probe_interval = probe_interval
         self.settle_interval = settle_interval
         self._pending: dict[str, tuple[BucketSpec, float]] = {}  # bucket name -> (bucket, queued delta)
-        # What requests admitted while degraded used, owed to Redis's buckets once it answers (decide.carried).
-        self._carried: dict[str, tuple[BucketSpec, float]] = {}
-        # Degraded admissions not settled yet, by id: the switch back charges their reservations to Redis and
-        # moves them to ``_moved``, whose members settle as Redis's own reservations (a refund, not a charge).
-        self._open: dict[int, Reservation] = {}
-        self._moved: dict[int, Reservation] = {}
+        self.carry = Carry()  # what degraded admissions owe Redis's buckets once it answers
         self._returning = 0.0  # monotonic time until which admissions also keep within the local shares
         self.budgets = BudgetShares()  # spend seen, and spend owed to Redis
         self._flushing = asyncio.Lock()  # one flush at a time: batches reach Redis in order
@@ -180,9 +168,7 @@ class ResilientLimiter:
         # The reservation names the real buckets and budgets, so it settles correctly wherever it is settled.
         took = tuple((b, t) for b, (_, t) in zip(budgets, admission.reservation.budgets, strict=False))
         reservation = Reservation(reserved(candidates[admission.chosen].buckets), took, local=True)
-        if len(self._open) >= MAX_OPEN:
-            del self._open[next(iter(self._open))]
-        self._open[id(reservation)] = reservation
+        self.carry.admitted(reservation)
         return replace(admission, reservation=reservation)
 
     async def _within_shares(
@@ -203,22 +189,27 @@ class ResilientLimiter:
             self._returning = 0.0
             return answer
         n = self.divisor()
-        share = reserved(tuple(scaled(b, n) for b in candidates[chosen].buckets))
-        if all(self.local.level(b) >= b.cost for b in share):
+        share = self._share(candidates[chosen], n)
+        if self._fits(share):
             await self.local.apply([(b, -b.cost) for b in share])
             return answer
         await self.settle(answer.reservation, None, None)  # nothing reached the provider: all of it back
-        rest = [i for i, c in enumerate(candidates) if i != chosen and self._share_fits(c, n)]
+        rest = [i for i, c in enumerate(candidates) if i != chosen and self._fits(self._share(c, n))]
         if rest:
             again = await self.admit([candidates[i] for i in rest], quotas, strategy, budgets)
             return again if again.chosen is None else replace(again, chosen=rest[again.chosen])
-        full = [b for b in share if self.local.level(b) < b.cost]
-        retry_after = max(wait(b, self.local.level(b)) for b in full)
-        skipped = ((candidates[chosen].id, f"full: {full[0].name}"),)
+        levels = [(b, self.local.level(b)) for b in share]
+        retry_after = max(wait(b, level) for b, level in levels)
+        skipped = ((candidates[chosen].id, f"full: {next(b.name for b, level in levels if level < b.cost)}"),)
         return Admission(None, retry_after, answer.quota, skipped, None, False, spent=answer.spent)
 
-    def _share_fits(self, candidate: Candidate, n: int) -> bool:
-        return all(self.local.level(b) >= b.cost for b in reserved(tuple(scaled(b, n) for b in candidate.buckets)))
+    @staticmethod
+    def _share(candidate: Candidate, replicas: int) -> tuple[BucketSpec, ...]:
+        """This replica's share of each of the candidate's buckets, as admission charges it."""
+        return reserved(tuple(scaled(b, replicas) for b in candidate.buckets))
+
+    def _fits(self, share: tuple[BucketSpec, ...]) -> bool:
+        return all(self.local.level(b) >= b.cost for b in share)
 
     async def _admit_shares(
         self, shares: list[Candidate], strategy: Strategy, budgets: Sequence[Budget], replicas: int
@@ -261,20 +252,12 @@ class ResilientLimiter:
         if not redis and changes:
             n = self.divisor()
             await self.local.settle(Reservation(tuple(scaled(b, n) for b in reservation.buckets)), actual_tokens)
-        local = reservation.local
-        if local:
-            key = id(reservation)
-            if self._moved.get(key) is reservation:  # its charge moved to Redis at the switch back
-                del self._moved[key]
-                local = False
-            elif self._open.get(key) is reservation:
-                del self._open[key]
-        if local:  # Redis never held its charge: what it used is owed to Redis instead of a refund
-            _queue(self._carried, carried(reservation, actual_tokens))
-        elif redis:
-            _queue(self._pending, changes)
-        # Usage carried from degraded admissions waits for Redis: the switch back sends it first (``_carry``).
-        queued = self._pending or self.budgets.owing or (redis and self._carried)
+        # Redis never held a degraded admission's charge (unless the switch back moved it there): what it used is
+        # owed to Redis instead of a refund, and waits for it: the switch back sends it first (``_probe``).
+        owed = reservation.local and self.carry.settle(reservation, actual_tokens)
+        if redis and not owed:
+            queue(self._pending, changes)
+        queued = self._pending or self.budgets.owing or (redis and self.carry.owing)
         if queued and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush_later())
 
@@ -295,9 +278,7 @@ class ResilientLimiter:
                     break
             pending, self._pending = list(self._pending.values()), {}
             seq, owed = (0, []) if waiting else self.budgets.take()
-            used: list[tuple[BucketSpec, float]] = []
-            if self.mode == "redis":  # kept until Redis answers, not spent on local shares
-                used, self._carried = list(self._carried.values()), {}
+            used = self.carry.take() if self.mode == "redis" else []  # kept until Redis answers
             if pending or owed or used:
                 await self._sent(pending, owed, seq, used)
 
@@ -316,7 +297,7 @@ class ResilientLimiter:
             return True
         if owed:
             self.budgets.failed(seq, owed)
-        _queue(self._carried, used)
+        self.carry.owe(used)
         if pending:
             n = self.divisor()
             await self.local.apply([(scaled(bucket, n), delta / n) for bucket, delta in pending])
@@ -429,29 +410,13 @@ class ResilientLimiter:
                     self._roomy = self._roomy + 1 if has_room(await self.redis.client.info("memory")) else 0
                     if self._roomy < ROOM_PROBES:
                         return  # answering, but still full (or in a dip): stay degraded (no log line, no switch)
-                if self.mode == "degraded":
-                    await self._carry()
+                if self.mode == "degraded":  # before admitting there: Redis holds the refill the shares spent
+                    await self.carry.send(self.redis.apply)
         except REDIS_FAILURES as error:
             self._degrade(error)
             return
         self._full = False
         self._set_mode("redis")
-
-    async def _carry(self) -> None:
-        """Charge Redis with what degraded admissions used, and with the reservations of those still running,
-        before admitting on it again: until then its buckets hold the refill of the whole time it was away,
-        which the local shares have spent, and nothing of what the provider counts for the running ones."""
-        used, opened = self._carried, self._open
-        self._carried, self._open = {}, {}
-        charges = dict(used)
-        _queue(charges, [(b, -b.cost) for r in opened.values() for b in r.buckets if b.cost])
-        try:
-            await self.redis.apply(list(charges.values()))
-        except BaseException:  # kept for the next try (a charge Redis did apply counts twice: the safe side)
-            _queue(self._carried, list(used.values()))
-            self._open = {**opened, **self._open}
-            raise
-        self._moved = opened  # an earlier return's still unsettled ones now settle as before: a charge
 
     def _degrade(self, error: BaseException) -> None:
         if self.mode != "degraded":
@@ -477,7 +442,7 @@ class ResilientLimiter:
             self._degraded.clear()
             self._returning = time.monotonic() + RETURN_PROBES * self.probe_interval
             self.local.forget_spend()  # the shares spent meanwhile are owed to Redis, which counts them now
-            if (self.budgets.owing or self._carried) and (self._flusher is None or self._flusher.done()):
+            if (self.budgets.owing or self.carry.owing) and (self._flusher is None or self._flusher.done()):
                 self._flusher = asyncio.create_task(self._flush_later())
             log.info("rate limiting is back on Redis", {"event": "limiter_recovered"})
         if self.on_mode_change is not None:

@@ -20,7 +20,7 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from gateway.time_limit import GRACE, LATE
+from gateway.time_limit import grace
 
 
 def pack(*parts: bytes) -> bytes:
@@ -75,18 +75,18 @@ class _Protocol(asyncio.Protocol):
     def _expire(self) -> None:
         """Fail every caller past its deadline; deadlines grow in send order, so stop at the first not due.
 
-        A timer that finds the loop stalled (``time_limit.LATE``) first gives Redis ``GRACE`` more of loop time,
-        again while each check finds it late, up to a timeout of graces: the process was not listening, and a
-        command queued for writing just before the stall has only now gone out."""
+        A timer that finds the loop stalled first gives Redis more loop time (``time_limit.grace``), again while
+        each check finds it late, up to a timeout of graces: the process was not listening, and a command queued
+        for writing just before the stall has only now gone out."""
         self._timer = None
         now = self.loop.time()
-        self._graces = self._graces + 1 if now - self._armed_for >= LATE else 0
-        stalled = 0 < self._graces <= self.timeout / GRACE
+        until = grace(now, self._armed_for, self._graces, self.timeout)
+        self._graces = 0 if until is None else self._graces + 1
         for future, deadline in self.waiting:
             if future.done():
                 continue
-            if deadline > now or stalled:
-                when = deadline if deadline > now else now + GRACE
+            when = deadline if deadline > now else until
+            if when is not None:
                 self._armed_for, self._timer = when, self.loop.call_at(when, self._expire)
                 return
             future.set_exception(TimeoutError("Redis did not answer within the deadline"))
